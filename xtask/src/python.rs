@@ -1,0 +1,191 @@
+//! The Python side: a virtualenv at `target/venv` with maturin, pytest and uvloop, the
+//! extension modules built into it, and the pytest suite in `pytests/`.
+//!
+//! [`Venv`] is shared by `cargo xtask test` and `cargo xtask demo`.
+
+use std::path::{Path, PathBuf};
+
+use crate::cmd::{Cmd, Failure, Result};
+use crate::steps::Outcome;
+use crate::workspace::{Workspace, files_named};
+
+/// Python extension crates (directories with a pyproject.toml, relative to the root) that are
+/// built into the venv with `maturin develop --release` before pytest runs.
+// The bridge issue adds "pytests" (the test extension module the suite imports).
+pub(crate) const PY_EXTENSIONS: &[&str] = &[];
+
+/// A package the venv must have, and how to tell it is there.
+struct Requirement {
+    /// The name `pip install` takes.
+    package: &'static str,
+    probe: Probe,
+}
+
+enum Probe {
+    /// `python -c "import <module>"` succeeds.
+    Import(&'static str),
+    /// `<venv>/bin/<name> --version` succeeds.
+    Binary(&'static str),
+}
+
+/// What the venv holds. New test dependencies go here.
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        package: "maturin",
+        probe: Probe::Binary("maturin"),
+    },
+    Requirement {
+        package: "pytest",
+        probe: Probe::Import("pytest"),
+    },
+    Requirement {
+        package: "uvloop",
+        probe: Probe::Import("uvloop"),
+    },
+];
+
+const STEP: &str = "python";
+
+/// The project's virtualenv, `<root>/target/venv`.
+pub(crate) struct Venv {
+    dir: PathBuf,
+}
+
+impl Venv {
+    /// The venv, created with `python3 -m venv` if absent, with every requirement installed.
+    pub(crate) fn ensure(ws: &Workspace, step: &str) -> Result<Self> {
+        let venv = Self {
+            dir: ws.target().join("venv"),
+        };
+        if !venv.python().exists() {
+            Cmd::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv.dir)
+                .run(step)?;
+        }
+        if !venv.has_requirements(step) {
+            let packages = REQUIREMENTS.iter().map(|r| r.package);
+            Cmd::new(venv.python())
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(packages)
+                .run(step)
+                .map_err(|e| {
+                    Failure::with_code(
+                        format!(
+                            "{}\n  if the venv itself is broken, delete it (`rm -rf {}`) and rerun",
+                            e.message,
+                            venv.dir.display()
+                        ),
+                        e.code,
+                    )
+                })?;
+            if !venv.has_requirements(step) {
+                return Err(Failure::new(format!(
+                    "the venv at {} still lacks one of {} after pip install",
+                    venv.dir.display(),
+                    REQUIREMENTS
+                        .iter()
+                        .map(|r| r.package)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(venv)
+    }
+
+    /// `<venv>/bin/python`.
+    pub(crate) fn python(&self) -> PathBuf {
+        self.bin("python")
+    }
+
+    /// `<venv>/bin/<name>`.
+    pub(crate) fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+
+    /// A command for a program in the venv, with `VIRTUAL_ENV` set so that maturin installs
+    /// into this venv.
+    pub(crate) fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new(self.bin(program)).env("VIRTUAL_ENV", &self.dir)
+    }
+
+    /// Build and install the extension crate in `crate_dir` into the venv
+    /// (`maturin develop --release`), sharing the workspace's target directory.
+    pub(crate) fn develop(&self, ws: &Workspace, step: &str, crate_dir: &Path) -> Result {
+        if !crate_dir.join("pyproject.toml").is_file() {
+            return Err(Failure::new(format!(
+                "{} has no pyproject.toml: an extension module needs one (build-backend maturin)",
+                crate_dir.display()
+            )));
+        }
+        self.cmd("maturin")
+            .args(["develop", "--release"])
+            .env("CARGO_TARGET_DIR", ws.target())
+            .dir(crate_dir)
+            .run(step)
+    }
+
+    fn has_requirements(&self, step: &str) -> bool {
+        let modules: Vec<&str> = REQUIREMENTS
+            .iter()
+            .filter_map(|r| match r.probe {
+                Probe::Import(module) => Some(module),
+                Probe::Binary(_) => None,
+            })
+            .collect();
+        let imports_ok = modules.is_empty()
+            || Cmd::new(self.python())
+                .arg("-c")
+                .arg(format!("import {}", modules.join(", ")))
+                .probe(step)
+                .is_some();
+        imports_ok
+            && REQUIREMENTS.iter().all(|r| match r.probe {
+                Probe::Binary(name) => Cmd::new(self.bin(name))
+                    .arg("--version")
+                    .probe(step)
+                    .is_some(),
+                Probe::Import(_) => true,
+            })
+    }
+}
+
+/// The `python` step of `cargo xtask test`.
+pub(crate) fn test_suite(ws: &Workspace) -> Result<Outcome> {
+    let venv = Venv::ensure(ws, STEP)?;
+    for dir in PY_EXTENSIONS {
+        venv.develop(ws, STEP, &ws.path(dir))?;
+    }
+    let tests = files_named(&ws.path("pytests"), &|name| {
+        name.starts_with("test_") && name.ends_with(".py")
+    });
+    if tests.is_empty() {
+        if PY_EXTENSIONS.is_empty() {
+            const WHY: &str = "no pytest suite yet (added by the bridge issue)";
+            println!("==> {STEP}: {WHY}");
+            return Ok(Outcome::NothingToRun(WHY));
+        }
+        return Err(Failure::new(format!(
+            "extension modules were built ({}) but pytests/ has no test_*.py to run",
+            PY_EXTENSIONS.join(", ")
+        )));
+    }
+    let pytest = venv.cmd("python").args(["-m", "pytest", "pytests", "-q"]);
+    pytest.run(STEP).map_err(|failure| {
+        // pytest's 5 means it collected nothing: a suite that tests nothing is not a pass.
+        if failure.code == 5 {
+            Failure::with_code(
+                format!(
+                    "{}: pytest collected no tests (exit code 5) although pytests/ has {} test_*.py file(s)",
+                    failure.message,
+                    tests.len()
+                ),
+                5,
+            )
+        } else {
+            failure
+        }
+    })?;
+    Ok(Outcome::Passed)
+}

@@ -1,0 +1,276 @@
+//! `cargo xtask test`: every check CI runs, in order, stopping at the first failure.
+
+use std::time::{Duration, Instant};
+
+use crate::cmd::{Cmd, Failure, Result};
+use crate::workspace::Workspace;
+use crate::{fuzz, python};
+
+/// One check of `cargo xtask test`.
+pub(crate) struct Step {
+    /// The name `--skip` takes and banners show.
+    pub(crate) name: &'static str,
+    /// What it runs, for `cargo xtask help`.
+    pub(crate) about: &'static str,
+    run: fn(&Workspace) -> Result<Outcome>,
+}
+
+/// How a step that did not fail ended.
+pub(crate) enum Outcome {
+    Passed,
+    /// The step had nothing to run yet, for the reason given (printed as it happened).
+    NothingToRun(&'static str),
+}
+
+/// The steps, in the order they run: cheap checks first so a typo fails in seconds.
+pub(crate) const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        about: "cargo fmt --all -- --check",
+        run: fmt,
+    },
+    Step {
+        name: "clippy",
+        about: "cargo clippy --workspace --all-targets -- -D warnings",
+        run: clippy,
+    },
+    Step {
+        name: "doc",
+        about: "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps",
+        run: doc,
+    },
+    Step {
+        name: "test",
+        about: "cargo test --workspace (unit, integration and doc tests)",
+        run: test,
+    },
+    Step {
+        name: "no-std",
+        about: "cargo build -p pyo3-aio-core --no-default-features",
+        run: no_std,
+    },
+    Step {
+        name: "loom",
+        about: "RUSTFLAGS='--cfg loom' cargo test -p pyo3-aio-loom-tests --release (target/loom)",
+        run: loom,
+    },
+    Step {
+        name: "fuzz",
+        about: "replay seeds and fuzz each target briefly (PYO3_AIO_FUZZ_SECONDS, default 20)",
+        run: fuzz::replay_all,
+    },
+    Step {
+        name: "python",
+        about: "build the extension modules into target/venv with maturin, then pytest pytests",
+        run: python::test_suite,
+    },
+];
+
+fn fmt(_: &Workspace) -> Result<Outcome> {
+    Cmd::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .run("fmt")?;
+    Ok(Outcome::Passed)
+}
+
+fn clippy(_: &Workspace) -> Result<Outcome> {
+    Cmd::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run("clippy")?;
+    Ok(Outcome::Passed)
+}
+
+fn doc(_: &Workspace) -> Result<Outcome> {
+    Cmd::new("cargo")
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", with_flags("RUSTDOCFLAGS", "-D warnings"))
+        .run("doc")?;
+    Ok(Outcome::Passed)
+}
+
+fn test(_: &Workspace) -> Result<Outcome> {
+    Cmd::new("cargo")
+        .args(["test", "--workspace"])
+        .run("test")?;
+    Ok(Outcome::Passed)
+}
+
+fn no_std(_: &Workspace) -> Result<Outcome> {
+    Cmd::new("cargo")
+        .args(["build", "-p", "pyo3-aio-core", "--no-default-features"])
+        .run("no-std")?;
+    Ok(Outcome::Passed)
+}
+
+fn loom(ws: &Workspace) -> Result<Outcome> {
+    // Preemption bound 3 finishes in minutes; a developer may raise it for a deeper search.
+    let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".to_owned());
+    Cmd::new("cargo")
+        .args(["test", "-p", "pyo3-aio-loom-tests", "--release"])
+        .env("RUSTFLAGS", with_flags("RUSTFLAGS", "--cfg loom"))
+        .env("LOOM_MAX_PREEMPTIONS", preemptions)
+        // Its own target dir: `--cfg loom` in RUSTFLAGS would otherwise rebuild the main one.
+        .env("CARGO_TARGET_DIR", ws.target().join("loom"))
+        .run("loom")?;
+    Ok(Outcome::Passed)
+}
+
+/// `extra` appended to the flags already in `var`, so a developer's own flags survive.
+fn with_flags(var: &str, extra: &str) -> String {
+    match std::env::var(var) {
+        Ok(existing) if !existing.trim().is_empty() => format!("{existing} {extra}"),
+        _ => extra.to_owned(),
+    }
+}
+
+/// The step named `name`, if there is one.
+pub(crate) fn find(name: &str) -> Option<&'static Step> {
+    STEPS.iter().find(|step| step.name == name)
+}
+
+/// How each step ended, for the summary.
+enum Record {
+    Passed(Duration),
+    NothingToRun(Duration, &'static str),
+    Failed(Duration),
+    Skipped,
+    NotRun,
+}
+
+/// Run every step not in `skip`, in order; print the timing summary whether or not one fails.
+pub(crate) fn run_all(ws: &Workspace, skip: &[&'static str]) -> Result {
+    warn_partial(skip);
+    let started = Instant::now();
+    let mut records: Vec<(&'static str, Record)> = Vec::new();
+    let mut failure = None;
+    for step in STEPS {
+        let record = if failure.is_some() {
+            Record::NotRun
+        } else if skip.contains(&step.name) {
+            println!("==> {}: SKIPPED (--skip {})", step.name, step.name);
+            Record::Skipped
+        } else {
+            let step_started = Instant::now();
+            let outcome = (step.run)(ws);
+            let elapsed = step_started.elapsed();
+            match outcome {
+                Ok(Outcome::Passed) => Record::Passed(elapsed),
+                Ok(Outcome::NothingToRun(why)) => Record::NothingToRun(elapsed, why),
+                Err(err) => {
+                    failure = Some(Failure::with_code(
+                        format!("step `{}` failed: {}", step.name, err.message),
+                        err.code,
+                    ));
+                    Record::Failed(elapsed)
+                }
+            }
+        };
+        records.push((step.name, record));
+    }
+    print_summary(&records, started.elapsed());
+    warn_partial(skip);
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let verdict = if skip.is_empty() {
+        "all steps passed"
+    } else {
+        "the steps that ran passed (PARTIAL RUN)"
+    };
+    let no_ops: Vec<String> = records
+        .iter()
+        .filter_map(|(name, record)| match record {
+            Record::NothingToRun(_, why) => Some(format!("{name}: {why}")),
+            _ => None,
+        })
+        .collect();
+    let no_ops = if no_ops.is_empty() {
+        String::new()
+    } else {
+        format!("; nothing to run for {}", no_ops.join(", "))
+    };
+    println!(
+        "==> cargo xtask test: {verdict} in {}{no_ops}",
+        format_duration(started.elapsed())
+    );
+    Ok(())
+}
+
+fn print_summary(records: &[(&'static str, Record)], total: Duration) {
+    let width = STEPS.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    println!();
+    println!("==> summary");
+    for (name, record) in records {
+        let line = match record {
+            Record::Passed(d) => format!("ok        {:>8}", format_duration(*d)),
+            Record::NothingToRun(d, why) => {
+                format!("no-op     {:>8}  ({why})", format_duration(*d))
+            }
+            Record::Failed(d) => format!("FAILED    {:>8}", format_duration(*d)),
+            Record::Skipped => "SKIPPED   (--skip)".to_owned(),
+            Record::NotRun => "not run   (an earlier step failed)".to_owned(),
+        };
+        println!("    {name:<width$}  {line}");
+    }
+    println!(
+        "    {:<width$}  total     {:>8}",
+        "",
+        format_duration(total)
+    );
+}
+
+fn warn_partial(skip: &[&'static str]) {
+    if skip.is_empty() {
+        return;
+    }
+    let banner = "!".repeat(78);
+    eprintln!("{banner}");
+    eprintln!(
+        "!!! WARNING: PARTIAL RUN: skipping {}.",
+        skip.iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!("!!! This is not what CI runs: a pass here does not mean CI will pass.");
+    eprintln!("{banner}");
+}
+
+/// `12.3s` under a minute, `4m05s` above.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_are_unique() {
+        for (i, step) in STEPS.iter().enumerate() {
+            assert!(
+                STEPS[i + 1..].iter().all(|other| other.name != step.name),
+                "duplicate step name {}",
+                step.name
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(format_duration(Duration::from_secs(245)), "4m05s");
+    }
+}
