@@ -1,0 +1,1 @@
+//! pyo3-aio-macros: filled by a later issue (see docs/ARCHITECTURE.md).

@@ -1,0 +1,649 @@
+//! Rust future -> Python: the coroutine object `future_into_py` returns.
+//!
+//! The object is a real coroutine to Python (`__await__`, `send`, `throw`, `close`), so
+//! `asyncio.run`, `create_task`, `gather` and `wait_for` accept it. Nothing happens until
+//! it is first awaited; then, on the loop thread:
+//!
+//! 1. the future is polled once inline (inside the runtime's context); a future that is
+//!    ready costs no thread hop and no asyncio future at all;
+//! 2. a future still pending moves to its home: the runtime's workers (through the
+//!    spawner, result back through a completion cell and the loop's wake queue) or the loop
+//!    thread itself (re-polled from the wake queue when woken);
+//! 3. the coroutine yields a small [`Waiter`] to the Task; the loop's drain resolves it and
+//!    calls the Task's wake-up directly.
+
+use std::any::type_name;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+
+use pyo3::BoundObject;
+use pyo3::exceptions::{
+    PyRuntimeError, PyRuntimeWarning, PyStopIteration, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
+
+use crate::event_loop::{LoopItem, LoopShared, Resume, claim, loop_shared, running_loop};
+use crate::locals::{LocalsSlot, fill, scoped};
+use crate::panic::poll_catching;
+use crate::thread_bound::ThreadBound;
+use crate::waiter::{Source, Waiter, producer_dropped, resolve, resolve_with};
+
+/// Where a converted future that is still pending after its first poll lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Home {
+    /// On the runtime's worker threads: parallel, polled without the GIL. Best for futures
+    /// that do CPU work or mostly wait on Rust I/O.
+    #[default]
+    Runtime,
+    /// On the event loop's thread, re-polled when woken: no thread hop. Best for futures
+    /// that mostly await Python or finish quickly. (`!Send` futures always live here.)
+    LoopThread,
+}
+
+/// Whether the first poll happens inline, on the loop thread, when first awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstPoll {
+    /// Poll once inline while holding the GIL: a future that is ready at once costs no
+    /// thread hop. The default.
+    #[default]
+    Inline,
+    /// Hand the future to its home without polling it: use this when the future does
+    /// heavy synchronous work before its first `.await`, which would otherwise run on the
+    /// loop thread with the GIL held.
+    Deferred,
+}
+
+/// Per-call options of `future_into_py_with`.
+///
+/// ```
+/// use pyo3_aio::{FirstPoll, Home, Options};
+///
+/// let options = Options::default().home(Home::LoopThread).first_poll(FirstPoll::Deferred);
+/// assert_eq!(options, Options { home: Home::LoopThread, first_poll: FirstPoll::Deferred });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Where the future lives while pending.
+    pub home: Home,
+    /// Whether it is polled inline when first awaited.
+    pub first_poll: FirstPoll,
+}
+
+impl Options {
+    /// Sets [`Options::home`].
+    pub fn home(mut self, home: Home) -> Self {
+        self.home = home;
+        self
+    }
+
+    /// Sets [`Options::first_poll`].
+    pub fn first_poll(mut self, first_poll: FirstPoll) -> Self {
+        self.first_poll = first_poll;
+        self
+    }
+}
+
+/// What the first await of a coroutine produced.
+pub(crate) enum Started {
+    Ready(PyResult<Py<PyAny>>),
+    Waiting(Py<Waiter>),
+}
+
+/// A converted future not yet awaited.
+pub(crate) trait Start: Send {
+    fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started>;
+}
+
+enum State {
+    Created(Exclusive<Box<dyn Start>>),
+    Running,
+    Waiting(Py<Waiter>),
+    Done,
+}
+
+/// Makes a `Send` value `Sync` by offering no shared access to it at all (pyclasses must
+/// be `Sync`; the futures inside need not be).
+struct Exclusive<T>(T);
+
+// SAFETY: the field is private and only reached by value or through `&mut`, never through
+// `&Exclusive`, so sharing `&Exclusive` between threads shares nothing.
+unsafe impl<T: Send> Sync for Exclusive<T> {}
+
+/// The coroutine object returned by `future_into_py`.
+#[pyclass(name = "RustCoroutine", module = "pyo3_aio")]
+pub struct RustCoroutine {
+    state: State,
+    name: &'static str,
+}
+
+impl RustCoroutine {
+    pub(crate) fn new(start: Box<dyn Start>, name: &'static str) -> Self {
+        Self {
+            state: State::Created(Exclusive(start)),
+            name,
+        }
+    }
+
+    fn step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
+        let started = match state {
+            State::Created(start) => start.0.start(py),
+            State::Waiting(waiter) => {
+                let outcome = waiter.borrow(py).outcome(py);
+                match outcome {
+                    Some(result) => Ok(Started::Ready(result)),
+                    // Resumed before the result arrived (a stray send): keep waiting.
+                    None => {
+                        let yielded = waiter.clone_ref(py).into_any();
+                        waiter.borrow_mut(py).rearm();
+                        slf.borrow_mut().state = State::Waiting(waiter);
+                        return Ok(yielded);
+                    }
+                }
+            }
+            State::Running => {
+                return Err(PyValueError::new_err("coroutine already executing"));
+            }
+            State::Done => {
+                slf.borrow_mut().state = State::Done;
+                return Err(PyRuntimeError::new_err(
+                    "cannot reuse already awaited coroutine",
+                ));
+            }
+        };
+        match started {
+            Ok(Started::Ready(result)) => {
+                slf.borrow_mut().state = State::Done;
+                Err(PyStopIteration::new_err((result?,)))
+            }
+            Ok(Started::Waiting(waiter)) => {
+                let yielded = waiter.clone_ref(py).into_any();
+                slf.borrow_mut().state = State::Waiting(waiter);
+                Ok(yielded)
+            }
+            Err(error) => {
+                slf.borrow_mut().state = State::Done;
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(&mut self, py: Python<'_>) {
+        if let State::Waiting(waiter) = std::mem::replace(&mut self.state, State::Done) {
+            waiter.borrow_mut(py).abandon(py);
+        }
+    }
+}
+
+#[pymethods]
+impl RustCoroutine {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::step(slf)
+    }
+
+    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            ));
+        }
+        Self::step(slf)
+    }
+
+    /// Raises the given exception here: the Rust future is dropped first.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        slf.borrow_mut().finish(py);
+        let error = if let Ok(class) = typ.cast::<PyType>() {
+            let instance = match val {
+                Some(value) if value.is_instance(class)? => value.clone(),
+                Some(value) if !value.is_none() => class.call1((value,))?,
+                _ => class.call0()?,
+            };
+            PyErr::from_value(instance)
+        } else {
+            PyErr::from_value(typ.clone())
+        };
+        if let Some(traceback) = tb.filter(|tb| !tb.is_none()) {
+            error
+                .value(py)
+                .call_method1("with_traceback", (traceback,))?;
+        }
+        Err(error)
+    }
+
+    /// Drops the Rust future; awaiting afterwards raises RuntimeError.
+    fn close(&mut self, py: Python<'_>) {
+        self.finish(py);
+    }
+
+    #[getter]
+    fn __name__(&self) -> &'static str {
+        short_name(self.name)
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &'static str {
+        short_name(self.name)
+    }
+
+    #[getter]
+    fn cr_running(&self) -> bool {
+        matches!(self.state, State::Running)
+    }
+
+    #[getter]
+    fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &self.state {
+            State::Waiting(waiter) => Some(waiter.clone_ref(py).into_any()),
+            _ => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RustCoroutine {}>", short_name(self.name))
+    }
+}
+
+impl Drop for RustCoroutine {
+    fn drop(&mut self) {
+        if matches!(self.state, State::Created(_)) {
+            let name = short_name(self.name);
+            Python::attach(|py| {
+                let message =
+                    std::ffi::CString::new(format!("coroutine '{name}' was never awaited"))
+                        .unwrap_or_default();
+                let category = py.get_type::<PyRuntimeWarning>();
+                if let Err(error) = PyErr::warn(py, &category, &message, 1) {
+                    error.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// The function name inside a future's type name (`crate::module::fetch::{{closure}}` ->
+/// `fetch`).
+fn short_name(full: &'static str) -> &'static str {
+    let trimmed = full.split('<').next().unwrap_or(full);
+    trimmed
+        .rsplit("::")
+        .find(|part| !part.starts_with('{') && !part.is_empty())
+        .unwrap_or(full)
+}
+
+pub(crate) fn future_name<F>() -> &'static str {
+    type_name::<F>()
+}
+
+pub(crate) fn to_python<T>(py: Python<'_>, result: PyResult<T>) -> PyResult<Py<PyAny>>
+where
+    T: for<'py> IntoPyObject<'py>,
+{
+    let value = result?;
+    value
+        .into_pyobject(py)
+        .map(|bound| bound.into_any().unbind())
+        .map_err(Into::into)
+}
+
+/// The running loop, or the error for awaiting a pending future outside one.
+fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    running_loop(py)?.ok_or_else(|| {
+        PyRuntimeError::new_err(
+            "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \
+             or another coroutine running on a loop)",
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Send futures
+
+pub(crate) struct SendStart<F, T, S> {
+    future: Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>,
+    slot: LocalsSlot,
+    spawner: S,
+    options: Options,
+    _output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<F, T, S> SendStart<F, T, S>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    S: Spawner + Clone,
+{
+    pub(crate) fn new(future: F, spawner: S, options: Options) -> Self {
+        let slot: LocalsSlot = Arc::new(OnceLock::new());
+        Self {
+            future: Box::pin(scoped(slot.clone(), future)),
+            slot,
+            spawner,
+            options,
+            _output: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F, T, S> Start for SendStart<F, T, S>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    S: Spawner + Clone,
+{
+    fn start(mut self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
+        if self.options.home == Home::LoopThread {
+            let this = *self;
+            return start_on_loop_thread(py, this.future, this.slot, this.options.first_poll);
+        }
+        if self.options.first_poll == FirstPoll::Inline {
+            let mut polled = Poll::Pending;
+            let future = self.future.as_mut();
+            let mut future = Some(future);
+            self.spawner.enter(&mut || {
+                if let Some(future) = future.take() {
+                    let mut cx = Context::from_waker(Waker::noop());
+                    polled = poll_catching(future, &mut cx);
+                }
+            });
+            if let Poll::Ready(result) = polled {
+                return Ok(Started::Ready(to_python(py, result)));
+            }
+        }
+        let event_loop = require_loop(py)?;
+        fill(py, &self.slot, &event_loop)?;
+        let shared = loop_shared(py, &event_loop)?;
+        let (producer, consumer) = completion::<PyResult<T>>();
+        let source = Arc::new(SpawnedSource {
+            consumer: Mutex::new(consumer),
+            runtime: self.spawner.name(),
+        });
+        let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
+        let notify = Arc::new(Notify {
+            shared,
+            waiter: waiter.clone_ref(py),
+            queued: AtomicBool::new(false),
+        });
+        let waker = Waker::from(notify);
+        let registered = source
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_result(&mut Context::from_waker(&waker));
+        debug_assert!(registered.is_pending(), "nothing was spawned yet");
+        let this = *self;
+        this.spawner
+            .spawn(Box::pin(drive(this.future, producer)))
+            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        Ok(Started::Waiting(waiter))
+    }
+}
+
+/// Runs a pending future on the runtime until it finishes or the Python side cancels.
+pub(crate) async fn drive<F, T>(mut future: Pin<Box<F>>, mut producer: Producer<PyResult<T>>)
+where
+    F: Future<Output = PyResult<T>> + ?Sized,
+{
+    let outcome = std::future::poll_fn(|cx| {
+        if producer.poll_cancelled(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        poll_catching(future.as_mut(), cx).map(Some)
+    })
+    .await;
+    // Release the future's resources before Python sees the result.
+    drop(future);
+    if let Some(result) = outcome {
+        // Err means the consumer cancelled meanwhile: the result is dropped here.
+        let _ = producer.complete(result);
+    }
+}
+
+pub(crate) struct SpawnedSource<T> {
+    pub(crate) consumer: Mutex<Consumer<PyResult<T>>>,
+    pub(crate) runtime: &'static str,
+}
+
+impl<T> Source for SpawnedSource<T>
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
+        let taken = self
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_take()?;
+        Some(match taken {
+            Ok(result) => to_python(py, result),
+            Err(Closed::ProducerDropped) => Err(producer_dropped(self.runtime)),
+            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+        })
+    }
+
+    fn cancel(&self, _py: Python<'_>) -> bool {
+        self.consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cancel()
+    }
+}
+
+/// The waker of a spawned future's consumer: queues the waiter for resolution.
+struct Notify {
+    shared: Arc<LoopShared>,
+    waiter: Py<Waiter>,
+    queued: AtomicBool,
+}
+
+impl Wake for Notify {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if claim(&self.queued) {
+            self.shared.schedule(LoopItem::Resume(self.clone()));
+        }
+    }
+}
+
+impl Resume for Notify {
+    fn resume(self: Arc<Self>, py: Python<'_>) {
+        self.queued.store(false, Ordering::Release);
+        resolve(py, self.waiter.bind(py));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Futures living on the loop thread (all `!Send` ones, and Send ones by choice)
+
+pub(crate) struct LocalStart<F> {
+    future: ThreadBound<Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>>,
+    slot: LocalsSlot,
+    first_poll: FirstPoll,
+}
+
+impl<F: Future> LocalStart<F> {
+    pub(crate) fn new(future: F, first_poll: FirstPoll) -> Self {
+        let slot: LocalsSlot = Arc::new(OnceLock::new());
+        Self {
+            future: ThreadBound::new(Box::pin(scoped(slot.clone(), future))),
+            slot,
+            first_poll,
+        }
+    }
+}
+
+impl<F, T> Start for LocalStart<F>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
+        let this = *self;
+        let future = this.future.into_inner().map_err(|_| {
+            PyRuntimeError::new_err(
+                "a !Send Rust future was awaited on another thread than the one that created it",
+            )
+        })?;
+        start_on_loop_thread(py, future, this.slot, this.first_poll)
+    }
+}
+
+fn start_on_loop_thread<F, T>(
+    py: Python<'_>,
+    future: Pin<Box<F>>,
+    slot: LocalsSlot,
+    first_poll: FirstPoll,
+) -> PyResult<Started>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    let event_loop = require_loop(py)?;
+    let shared = loop_shared(py, &event_loop)?;
+    let task = Arc::new(LocalTask {
+        shared,
+        queued: AtomicBool::new(false),
+        state: Mutex::new(LocalState {
+            future: Some(ThreadBound::new(future)),
+            waiter: None,
+            cancelled: false,
+        }),
+        _output: std::marker::PhantomData,
+    });
+    if first_poll == FirstPoll::Inline {
+        if let Poll::Ready(result) = task.poll(py) {
+            return Ok(Started::Ready(result));
+        }
+    } else {
+        task.wake_by_ref();
+    }
+    fill(py, &slot, &event_loop)?;
+    let waiter = Py::new(py, Waiter::new(event_loop.unbind(), task.clone()))?;
+    task.lock().waiter = Some(waiter.clone_ref(py));
+    Ok(Started::Waiting(waiter))
+}
+
+struct LocalState<F: ?Sized> {
+    future: Option<ThreadBound<Pin<Box<F>>>>,
+    waiter: Option<Py<Waiter>>,
+    cancelled: bool,
+}
+
+struct LocalTask<F: ?Sized, T> {
+    shared: Arc<LoopShared>,
+    queued: AtomicBool,
+    state: Mutex<LocalState<F>>,
+    _output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<F, T> LocalTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalState<F>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polls the future on the loop thread. The lock is not held while polling, so the
+    /// future may cancel its own waiter.
+    fn poll(self: &Arc<Self>, py: Python<'_>) -> Poll<PyResult<Py<PyAny>>> {
+        self.queued.store(false, Ordering::Release);
+        let Some(mut bound) = self.lock().future.take() else {
+            return Poll::Pending;
+        };
+        let Some(future) = bound.get_mut() else {
+            // Not the owner thread: cannot happen for items drained by the loop thread.
+            self.lock().future = Some(bound);
+            return Poll::Pending;
+        };
+        let waker = Waker::from(self.clone());
+        let polled = poll_catching(future.as_mut(), &mut Context::from_waker(&waker));
+        match polled {
+            Poll::Ready(result) => {
+                drop(bound);
+                Poll::Ready(to_python(py, result))
+            }
+            Poll::Pending => {
+                let mut state = self.lock();
+                if !state.cancelled {
+                    state.future = Some(bound);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F, T> Wake for LocalTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if claim(&self.queued) {
+            self.shared.schedule(LoopItem::Resume(self.clone()));
+        }
+    }
+}
+
+impl<F, T> Resume for LocalTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn resume(self: Arc<Self>, py: Python<'_>) {
+        if let Poll::Ready(result) = self.poll(py) {
+            let waiter = self.lock().waiter.take();
+            if let Some(waiter) = waiter {
+                resolve_with(py, waiter.bind(py), result);
+            }
+        }
+    }
+}
+
+impl<F, T> Source for LocalTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn take(&self, _py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
+        None
+    }
+
+    fn cancel(&self, _py: Python<'_>) -> bool {
+        let (future, waiter) = {
+            let mut state = self.lock();
+            state.cancelled = true;
+            (state.future.take(), state.waiter.take())
+        };
+        // Dropped outside the lock: a future's destructor may run arbitrary code.
+        drop(future);
+        drop(waiter);
+        true
+    }
+}

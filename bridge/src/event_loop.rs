@@ -1,0 +1,350 @@
+//! Per-event-loop state: the wake queue and the signal that wakes the Python loop.
+//!
+//! Every Python event loop that hosts a conversion gets one [`LoopShared`]. Producers on
+//! any thread [`schedule`](LoopShared::schedule) items onto its lock-free wake queue without
+//! the GIL; only the push that finds no signal pending writes one byte to an eventfd (a
+//! pipe off Linux) that the loop watches with `loop.add_reader`. The loop thread then runs
+//! [`LoopWakeup`], which drains the whole queue and resumes each item in one go. Loops
+//! without `add_reader` (Windows' proactor) fall back to one `call_soon_threadsafe` per
+//! burst, which needs the GIL on the signalling thread.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::PyNotImplementedError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3_aio_core::{Signal, WakeQueue};
+
+/// Work the loop thread does when it drains the queue.
+pub(crate) trait Resume: Send + Sync {
+    /// Runs on the loop thread, with the GIL, inside the drain.
+    fn resume(self: Arc<Self>, py: Python<'_>);
+}
+
+/// One item of a loop's wake queue.
+pub(crate) enum LoopItem {
+    /// Resume a waiting conversion (its result arrived, or its future was woken).
+    Resume(Arc<dyn Resume>),
+    /// Run a closure on the loop thread (schedule an awaitable from another thread).
+    Call(Box<dyn FnOnce(Python<'_>) + Send>),
+}
+
+enum Wakeup {
+    /// An eventfd (or the write end of a pipe) the loop reads through `add_reader`.
+    Fd {
+        write: libc::c_int,
+        read: libc::c_int,
+    },
+    /// `loop.call_soon_threadsafe` and the drain callback, for loops without `add_reader`.
+    Threadsafe {
+        call_soon_threadsafe: Py<PyAny>,
+        drain: Py<PyAny>,
+    },
+}
+
+/// The shared state of one event loop; producers hold it through `Arc`, so the eventfd
+/// outlives every producer that might still write to it.
+pub(crate) struct LoopShared {
+    queue: WakeQueue<LoopItem>,
+    wakeup: std::sync::OnceLock<Wakeup>,
+    /// Set once the loop can no longer drain (closed); later items are dropped at once.
+    closed: AtomicBool,
+}
+
+impl LoopShared {
+    /// Queues `item` for the loop thread, signalling the loop when the queue asks for it.
+    pub(crate) fn schedule(&self, item: LoopItem) {
+        if self.queue.push(item) == Signal::Needed {
+            self.signal();
+        }
+        if self.closed.load(Ordering::Acquire) {
+            // Nobody will drain again: drop what is queued here rather than keep it forever.
+            drop(self.queue.drain());
+        }
+    }
+
+    fn signal(&self) {
+        match self.wakeup.get() {
+            Some(Wakeup::Fd { write, .. }) => {
+                let one: u64 = 1;
+                // SAFETY: `write` is an open descriptor owned by this LoopShared, which is
+                // alive (we are borrowing it); the buffer is 8 valid bytes.
+                let written = unsafe {
+                    libc::write(
+                        *write,
+                        (&one as *const u64).cast(),
+                        std::mem::size_of::<u64>(),
+                    )
+                };
+                // EAGAIN means the counter/pipe is already full, so the loop is already
+                // going to wake up; nothing else can be done without a Python thread.
+                let _ = written;
+            }
+            Some(Wakeup::Threadsafe {
+                call_soon_threadsafe,
+                drain,
+            }) => {
+                let _ = Python::try_attach(|py| {
+                    // A RuntimeError here means the loop is closed: nothing to wake.
+                    let _ = call_soon_threadsafe.call1(py, (drain.clone_ref(py),));
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Takes every queued item and resumes it. Runs on the loop thread.
+    pub(crate) fn drain(&self, py: Python<'_>) {
+        if let Some(Wakeup::Fd { read, .. }) = self.wakeup.get() {
+            let mut buffer = [0u8; 64];
+            // SAFETY: `read` is open for as long as `self` lives; the buffer is writable.
+            // Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
+            let _ = unsafe { libc::read(*read, buffer.as_mut_ptr().cast(), buffer.len()) };
+        }
+        for item in self.queue.drain() {
+            match item {
+                LoopItem::Resume(target) => target.resume(py),
+                LoopItem::Call(call) => call(py),
+            }
+        }
+    }
+}
+
+impl Drop for LoopShared {
+    fn drop(&mut self) {
+        if let Some(Wakeup::Fd { write, read }) = self.wakeup.get() {
+            // No producer can write any more: they all held an `Arc` to this LoopShared.
+            close_fds(*write, *read);
+        }
+    }
+}
+
+/// The `add_reader` callback: drains the loop's queue.
+#[pyclass(frozen, name = "_LoopWakeup", module = "pyo3_aio")]
+pub(crate) struct LoopWakeup {
+    shared: Arc<LoopShared>,
+}
+
+#[pymethods]
+impl LoopWakeup {
+    fn __call__(&self, py: Python<'_>) {
+        self.shared.drain(py);
+    }
+}
+
+fn open_signal_fd() -> std::io::Result<(libc::c_int, libc::c_int)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: plain syscall with constant flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((fd, fd))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for fd in fds {
+            // SAFETY: `fd` was just opened by pipe().
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        Ok((fds[1], fds[0]))
+    }
+}
+
+fn close_fds(write: libc::c_int, read: libc::c_int) {
+    // SAFETY: the descriptors were opened by `open_signal_fd` and are registered nowhere.
+    unsafe {
+        libc::close(write);
+        if read != write {
+            libc::close(read);
+        }
+    }
+}
+
+fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopShared>> {
+    let shared = Arc::new(LoopShared {
+        queue: WakeQueue::new(),
+        wakeup: std::sync::OnceLock::new(),
+        closed: AtomicBool::new(false),
+    });
+    let drain = Bound::new(
+        py,
+        LoopWakeup {
+            shared: shared.clone(),
+        },
+    )?;
+    let (write, read) = open_signal_fd()?;
+    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(event_loop));
+    if !on_loop_thread {
+        // The loop runs on another thread: registering a reader is not thread-safe for
+        // every loop (uvloop), so ask the loop to do it. Signals written before then stay
+        // pending in the fd, and the loop drains them as soon as the reader is in place.
+        let _ = shared.wakeup.set(Wakeup::Fd { write, read });
+        let add_reader = event_loop.getattr(pyo3::intern!(py, "add_reader"))?;
+        event_loop.call_method1(
+            pyo3::intern!(py, "call_soon_threadsafe"),
+            (add_reader, read, &drain),
+        )?;
+        return Ok(shared);
+    }
+    match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, &drain)) {
+        Ok(_) => {
+            let _ = shared.wakeup.set(Wakeup::Fd { write, read });
+        }
+        Err(error) if error.is_instance_of::<PyNotImplementedError>(py) => {
+            close_fds(write, read);
+            let call_soon_threadsafe =
+                event_loop.getattr(pyo3::intern!(py, "call_soon_threadsafe"))?;
+            let _ = shared.wakeup.set(Wakeup::Threadsafe {
+                call_soon_threadsafe: call_soon_threadsafe.unbind(),
+                drain: drain.into_any().unbind(),
+            });
+        }
+        Err(error) => {
+            close_fds(write, read);
+            return Err(error);
+        }
+    }
+    Ok(shared)
+}
+
+thread_local! {
+    /// The last loop this thread looked up, held strongly so its address cannot be reused
+    /// by another loop while cached.
+    static LAST: RefCell<Option<(Py<PyAny>, Arc<LoopShared>)>> = const { RefCell::new(None) };
+}
+
+/// `weakref.WeakKeyDictionary` from loop to its `_LoopWakeup`: an entry lives as long as
+/// its loop does.
+static REGISTRY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn registry(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    REGISTRY
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("weakref")?
+                    .getattr("WeakKeyDictionary")?
+                    .call0()?
+                    .unbind(),
+            )
+        })
+        .map(|registry| registry.bind(py))
+}
+
+/// The shared state of `event_loop`, created (and registered with the loop) on first use.
+/// Must be called on the loop's own thread.
+pub(crate) fn loop_shared(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<Arc<LoopShared>> {
+    let cached = LAST.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(cached, _)| cached.as_ptr() == event_loop.as_ptr())
+            .map(|(_, shared)| shared.clone())
+    });
+    if let Some(shared) = cached {
+        return Ok(shared);
+    }
+    let registry = registry(py)?;
+    let shared = match registry.get_item(event_loop) {
+        Ok(wakeup) => wakeup.cast_into::<LoopWakeup>()?.get().shared.clone(),
+        Err(_) => {
+            let shared = create(py, event_loop)?;
+            let wakeup = Bound::new(
+                py,
+                LoopWakeup {
+                    shared: shared.clone(),
+                },
+            )?;
+            if registry.set_item(event_loop, wakeup).is_err() {
+                // A loop that cannot be weakly referenced: keep it in a plain dict.
+                fallback_registry(py)?.set_item(event_loop, shared_capsule(py, &shared)?)?;
+            }
+            shared
+        }
+    };
+    let old = LAST.with(|last| {
+        last.borrow_mut()
+            .replace((event_loop.clone().unbind(), shared.clone()))
+    });
+    drop(old);
+    Ok(shared)
+}
+
+static FALLBACK: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+fn fallback_registry(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
+    Ok(FALLBACK
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py))
+}
+
+fn shared_capsule(py: Python<'_>, shared: &Arc<LoopShared>) -> PyResult<Py<LoopWakeup>> {
+    Py::new(
+        py,
+        LoopWakeup {
+            shared: shared.clone(),
+        },
+    )
+}
+
+/// Every loop that hosted a conversion and is running now (for `into_future` called from a
+/// thread that has no loop of its own).
+pub(crate) fn running_loops<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut running = Vec::new();
+    for event_loop in registry(py)?.try_iter()? {
+        let event_loop = event_loop?;
+        if event_loop.call_method0("is_running")?.is_truthy()? {
+            running.push(event_loop);
+        }
+    }
+    for event_loop in fallback_registry(py)?.keys() {
+        if event_loop.call_method0("is_running")?.is_truthy()? {
+            running.push(event_loop);
+        }
+    }
+    Ok(running)
+}
+
+/// `asyncio`'s C-level `_get_running_loop`, cached.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let get = GET.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("_get_running_loop")?.unbind())
+    })?;
+    let event_loop = get.bind(py).call0()?;
+    Ok((!event_loop.is_none()).then_some(event_loop))
+}
+
+/// Reports an exception raised by a callback run from the drain, as asyncio reports
+/// exceptions of callbacks (`loop.call_exception_handler`).
+pub(crate) fn report(py: Python<'_>, event_loop: &Bound<'_, PyAny>, message: &str, error: PyErr) {
+    let context = PyDict::new(py);
+    let reported = context
+        .set_item("message", message)
+        .and_then(|()| context.set_item("exception", error.value(py)))
+        .and_then(|()| event_loop.call_method1("call_exception_handler", (context,)));
+    if let Err(error) = reported {
+        error.write_unraisable(py, Some(event_loop));
+    }
+}
+
+/// Whether a wake-up is already queued for a target; cleared by the target's `resume`.
+pub(crate) fn claim(queued: &AtomicBool) -> bool {
+    // AcqRel: the target's resume clears the flag before polling (Release), so a wake
+    // that finds it clear is ordered after that poll started and must queue again.
+    !queued.swap(true, Ordering::AcqRel)
+}

@@ -1,0 +1,146 @@
+//! The bridge for any runtime that implements [`Spawner`].
+//!
+//! The per-runtime modules (`pyo3_aio::tokio`, `async_std`, `smol`) are thin wrappers
+//! around these functions with their runtime's spawner filled in. A custom executor only
+//! needs a [`Spawner`] implementation:
+//!
+//! ```
+//! use pyo3::prelude::*;
+//! use pyo3_aio::generic::{self, BoxFuture, SpawnError, Spawner};
+//!
+//! #[derive(Clone)]
+//! struct OnTokio(tokio::runtime::Handle);
+//!
+//! impl Spawner for OnTokio {
+//!     fn spawn(&self, future: BoxFuture) -> Result<(), SpawnError> {
+//!         self.0.spawn(future);
+//!         Ok(())
+//!     }
+//!     fn enter(&self, f: &mut dyn FnMut()) {
+//!         let _guard = self.0.enter();
+//!         f()
+//!     }
+//!     fn name(&self) -> &'static str {
+//!         "my-tokio"
+//!     }
+//! }
+//!
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! let spawner = OnTokio(runtime.handle().clone());
+//! Python::attach(|py| -> PyResult<()> {
+//!     let coroutine = generic::future_into_py(py, spawner, async {
+//!         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+//!         Ok(42)
+//!     })?;
+//!     let result = py.import("asyncio")?.call_method1("run", (coroutine,))?;
+//!     assert_eq!(result.extract::<i32>()?, 42);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use std::future::Future;
+
+use pyo3::prelude::*;
+
+pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
+
+use crate::coroutine::{FirstPoll, LocalStart, Options, RustCoroutine, SendStart, future_name};
+
+/// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
+///
+/// The coroutine does nothing until awaited; see the crate docs for what happens then.
+///
+/// # Errors
+///
+/// Only if the coroutine object cannot be allocated; errors of the future itself are
+/// raised where the coroutine is awaited.
+pub fn future_into_py<'py, S, F, T>(
+    py: Python<'py>,
+    spawner: S,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    future_into_py_with(py, spawner, Options::default(), future)
+}
+
+/// [`future_into_py`] with per-call [`Options`](crate::Options): where the pending future
+/// lives and whether it is polled inline first.
+///
+/// # Errors
+///
+/// As [`future_into_py`].
+pub fn future_into_py_with<'py, S, F, T>(
+    py: Python<'py>,
+    spawner: S,
+    options: Options,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let start = SendStart::new(future, spawner, options);
+    let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
+    Ok(Bound::new(py, coroutine)?.into_any())
+}
+
+/// Converts a `!Send` Rust future into a Python coroutine. The future lives on the event
+/// loop's thread and is polled there, with the GIL, whenever it is woken.
+///
+/// # Errors
+///
+/// As [`future_into_py`]. Awaiting the coroutine on another thread than the one that
+/// created it raises `RuntimeError`.
+pub fn local_future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    local_future_into_py_with(py, FirstPoll::Inline, future)
+}
+
+/// [`local_future_into_py`] choosing whether the first poll happens inline.
+///
+/// # Errors
+///
+/// As [`local_future_into_py`].
+pub fn local_future_into_py_with<'py, F, T>(
+    py: Python<'py>,
+    first_poll: FirstPoll,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    let start = LocalStart::new(future, first_poll);
+    let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
+    Ok(Bound::new(py, coroutine)?.into_any())
+}
+
+/// Starts a `Send` Rust future on `spawner` now and returns an `asyncio.Future` for its
+/// result (pyo3-asyncio's eager semantics, for fire-and-forget callers). Cancelling the
+/// `asyncio.Future` drops the Rust future.
+///
+/// # Errors
+///
+/// `RuntimeError` when called outside a running event loop (and outside any
+/// [`scope`](crate::scope)), or when the spawner refuses the future.
+pub fn future_into_py_eager<'py, S, F, T>(
+    py: Python<'py>,
+    spawner: S,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    crate::eager::future_into_py_eager(py, spawner, future)
+}

@@ -1,0 +1,315 @@
+//! Python awaitable -> Rust future.
+//!
+//! The awaitable is scheduled on its event loop as a task (right away when called on the
+//! loop's thread, through the loop's wake queue otherwise). The task's done-callback
+//! completes a completion cell, which wakes the Rust future. Dropping the Rust future
+//! cancels the cell, whose producer-side waker queues `task.cancel()` on the loop: no GIL
+//! is needed on the dropping thread.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3_aio_core::{Closed, Consumer, Producer, completion};
+
+use crate::event_loop::{
+    LoopItem, LoopShared, Resume, claim, loop_shared, report, running_loop, running_loops,
+};
+use crate::locals::{TaskLocals, scoped_locals};
+
+/// The Rust future of a Python awaitable; see [`into_future`].
+///
+/// Resolves to the awaitable's result, or its exception as the very same `PyErr`.
+/// Dropping it before it resolves cancels the Python task.
+#[must_use = "futures do nothing unless awaited; dropping this cancels the Python task"]
+pub struct PyFuture {
+    consumer: Consumer<PyResult<Py<PyAny>>>,
+}
+
+impl std::fmt::Debug for PyFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyFuture")
+            .field("consumer", &self.consumer)
+            .finish()
+    }
+}
+
+impl Future for PyFuture {
+    type Output = PyResult<Py<PyAny>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.consumer.poll_result(cx).map(|outcome| match outcome {
+            Ok(result) => result,
+            Err(Closed::ProducerDropped) => Err(PyRuntimeError::new_err(
+                "the Python awaitable was dropped before it completed: its event loop closed \
+                 or stopped before running it",
+            )),
+            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+        })
+    }
+}
+
+/// Converts a Python awaitable into a Rust future that can be awaited on any runtime.
+///
+/// The awaitable runs on the event loop of the current task locals: those of the converted
+/// future or [`scope`](crate::scope) we are inside, else the loop running on this thread,
+/// else the one event loop running in the process (so a `tokio::spawn`ed task or a plain
+/// thread needs no explicit scope in the common case). It runs in a copy of the locals'
+/// context.
+///
+/// # Errors
+///
+/// `TypeError` when `awaitable` is not awaitable; `RuntimeError` when no loop can be found
+/// or several loops run and none is in scope (use [`scope`](crate::scope) or
+/// [`into_future_with_locals`]).
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// Python::attach(|py| {
+///     let error = pyo3_aio::into_future(5i32.into_pyobject(py).unwrap().into_any()).unwrap_err();
+///     assert_eq!(error.to_string(), "TypeError: expected an awaitable, got 'int'");
+/// });
+/// ```
+pub fn into_future(awaitable: Bound<'_, PyAny>) -> PyResult<PyFuture> {
+    let py = awaitable.py();
+    check_awaitable(&awaitable)?;
+    let locals = match scoped_locals() {
+        Some(locals) => locals,
+        None => match running_loop(py)? {
+            Some(event_loop) => TaskLocals::new(event_loop),
+            None => only_running_loop(py)?,
+        },
+    };
+    schedule(&awaitable, &locals)
+}
+
+/// [`into_future`] on an explicit loop and context.
+///
+/// # Errors
+///
+/// `TypeError` when `awaitable` is not awaitable.
+pub fn into_future_with_locals(
+    locals: &TaskLocals,
+    awaitable: Bound<'_, PyAny>,
+) -> PyResult<PyFuture> {
+    check_awaitable(&awaitable)?;
+    schedule(&awaitable, locals)
+}
+
+fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
+    let mut running = running_loops(py)?;
+    match running.len() {
+        1 => Ok(TaskLocals::new(running.remove(0))),
+        0 => Err(PyRuntimeError::new_err(
+            "no running event loop for into_future: call it inside a future converted with \
+             future_into_py, on the loop's thread, or wrap the future in \
+             pyo3_aio::scope(locals, future)",
+        )),
+        count => Err(PyRuntimeError::new_err(format!(
+            "{count} event loops are running, so into_future cannot tell which one to use: \
+             wrap the future in pyo3_aio::scope(locals, future) or call into_future_with_locals"
+        ))),
+    }
+}
+
+fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = awaitable.py();
+    // SAFETY: plain type check on a valid object pointer.
+    if unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0 {
+        return Ok(());
+    }
+    static IS_AWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let is_awaitable = IS_AWAITABLE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("inspect")?.getattr("isawaitable")?.unbind())
+    })?;
+    if is_awaitable.bind(py).call1((awaitable,))?.is_truthy()? {
+        Ok(())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "expected an awaitable, got '{}'",
+            awaitable.get_type().name()?
+        )))
+    }
+}
+
+fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
+    let py = awaitable.py();
+    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
+    let event_loop = locals.event_loop(py);
+    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
+    let context = match locals.context(py) {
+        Some(context) => context,
+        None => py.import("contextvars")?.call_method0("copy_context")?,
+    };
+    if on_loop_thread {
+        let shared = loop_shared(py, &event_loop)?;
+        start_task(py, &shared, &event_loop, awaitable, &context, producer)?;
+    } else {
+        let shared = loop_shared(py, &event_loop)?;
+        let awaitable = awaitable.clone().unbind();
+        let context = context.unbind();
+        let event_loop = event_loop.unbind();
+        let target = shared.clone();
+        shared.schedule(LoopItem::Call(Box::new(move |py| {
+            let event_loop = event_loop.bind(py);
+            if let Err(error) = start_task(
+                py,
+                &target,
+                event_loop,
+                awaitable.bind(py),
+                context.bind(py),
+                producer,
+            ) {
+                report(
+                    py,
+                    event_loop,
+                    "pyo3-aio could not schedule an awaitable",
+                    error,
+                );
+            }
+        })));
+    }
+    Ok(PyFuture { consumer })
+}
+
+fn start_task(
+    py: Python<'_>,
+    shared: &Arc<LoopShared>,
+    event_loop: &Bound<'_, PyAny>,
+    awaitable: &Bound<'_, PyAny>,
+    context: &Bound<'_, PyAny>,
+    producer: Producer<PyResult<Py<PyAny>>>,
+) -> PyResult<()> {
+    if producer.is_cancelled() {
+        // The Rust side gave up before the task started: close a coroutine so Python does
+        // not warn that it was never awaited.
+        if awaitable.hasattr("close")? {
+            let _ = awaitable.call_method0("close");
+        }
+        return Ok(());
+    }
+    let task = create_task(py, event_loop, awaitable, context)?;
+    let callback = Bound::new(
+        py,
+        DoneCallback {
+            producer: Mutex::new(Some(producer)),
+        },
+    )?;
+    // Register the cancellation path before anyone can complete the cell.
+    let canceller = Arc::new(CancelTask {
+        shared: shared.clone(),
+        task: task.clone().unbind(),
+        queued: AtomicBool::new(false),
+    });
+    let waker = Waker::from(canceller);
+    let already_cancelled = callback
+        .get()
+        .producer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .is_some_and(|producer| {
+            producer
+                .poll_cancelled(&mut Context::from_waker(&waker))
+                .is_ready()
+        });
+    task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))?;
+    if already_cancelled {
+        task.call_method0(pyo3::intern!(py, "cancel"))?;
+    }
+    Ok(())
+}
+
+fn create_task<'py>(
+    py: Python<'py>,
+    event_loop: &Bound<'py, PyAny>,
+    awaitable: &Bound<'py, PyAny>,
+    context: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    // SAFETY: plain type check on a valid object pointer.
+    let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
+    if is_coroutine && py.version_info() >= (3, 11) {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("context", context)?;
+        return event_loop.call_method(
+            pyo3::intern!(py, "create_task"),
+            (awaitable,),
+            Some(&kwargs),
+        );
+    }
+    // Older Pythons, futures and other awaitables: `ensure_future` inside the context, so
+    // a task it creates copies that context.
+    let ensure_future = ENSURE_FUTURE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("ensure_future")?.unbind())
+    })?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("loop", event_loop)?;
+    context.call_method(
+        pyo3::intern!(py, "run"),
+        (ensure_future, awaitable),
+        Some(&kwargs),
+    )
+}
+
+/// Completes the cell from the task's result.
+#[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
+struct DoneCallback {
+    producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
+}
+
+#[pymethods]
+impl DoneCallback {
+    fn __call__(&self, task: &Bound<'_, PyAny>) {
+        let result = task
+            .call_method0(pyo3::intern!(task.py(), "result"))
+            .map(Bound::unbind);
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(producer) = producer {
+            // Err: the Rust future was dropped meanwhile; the result is dropped here.
+            let _ = producer.complete(result);
+        }
+    }
+}
+
+/// The producer-side waker: the Rust future was dropped, so cancel the Python task.
+struct CancelTask {
+    shared: Arc<LoopShared>,
+    task: Py<PyAny>,
+    queued: AtomicBool,
+}
+
+impl Wake for CancelTask {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if claim(&self.queued) {
+            self.shared.schedule(LoopItem::Resume(self.clone()));
+        }
+    }
+}
+
+impl Resume for CancelTask {
+    fn resume(self: Arc<Self>, py: Python<'_>) {
+        self.queued.store(false, Ordering::Release);
+        let task = self.task.bind(py);
+        if let Err(error) = task.call_method0(pyo3::intern!(py, "cancel")) {
+            if let Ok(event_loop) = task.call_method0("get_loop") {
+                report(py, &event_loop, "pyo3-aio could not cancel a task", error);
+            }
+        }
+    }
+}

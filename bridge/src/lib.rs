@@ -1,0 +1,77 @@
+//! Rust futures and Python asyncio coroutines, awaiting each other.
+//!
+//! - **Rust -> Python**: [`tokio::future_into_py`] (and the `async_std`, `smol` and
+//!   [`generic`] counterparts) turns a Rust future into a Python *coroutine*. It binds to
+//!   the event loop where it is first awaited, so `asyncio.run(my_module.fetch())` works
+//!   with no wrapper. A future that is ready at once costs no thread hop.
+//! - **Python -> Rust**: [`into_future`] turns any awaitable into a `Send` Rust future that
+//!   can be awaited on any runtime; dropping it cancels the Python task.
+//!
+//! Results travel back to Python without the producing thread ever taking the GIL: a
+//! lock-free completion cell and a per-loop wake queue (from `pyo3-aio-core`) carry them,
+//! and one eventfd write wakes the loop for a whole burst.
+//!
+//! ```no_run
+//! // An extension module exporting an async function (built with maturin).
+//! use pyo3::prelude::*;
+//!
+//! #[pyfunction]
+//! fn rust_sleep(py: Python<'_>, seconds: f64) -> PyResult<Bound<'_, PyAny>> {
+//!     pyo3_aio::tokio::future_into_py(py, async move {
+//!         tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+//!         Ok(())
+//!     })
+//! }
+//!
+//! #[pymodule]
+//! fn my_async_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+//!     m.add_function(wrap_pyfunction!(rust_sleep, m)?)?;
+//!     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
+//!     Ok(())
+//! }
+//! ```
+//! (`no_run`: an extension module is loaded by Python, not run by rustdoc.)
+//!
+//! ```python
+//! import asyncio, my_async_module
+//! asyncio.run(my_async_module.rust_sleep(0.1))
+//! ```
+
+mod coroutine;
+mod eager;
+mod event_loop;
+pub mod generic;
+mod into_future;
+mod locals;
+mod panic;
+mod runtime;
+mod thread_bound;
+mod waiter;
+
+pub use coroutine::{FirstPoll, Home, Options, RustCoroutine};
+pub use into_future::{PyFuture, into_future, into_future_with_locals};
+pub use locals::{TaskLocals, get_current_locals, get_current_loop, scope, scope_local};
+pub use panic::RustPanic;
+pub use waiter::Waiter;
+
+/// The bridge on tokio (feature `tokio-runtime`); the runtime is [`pyo3_aio_tokio`]'s
+/// lazily built global one.
+#[cfg(feature = "tokio-runtime")]
+pub mod tokio {
+    crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner, "tokio");
+    pub use pyo3_aio_tokio::{TokioSpawner, get_runtime, init, init_with_runtime};
+}
+
+/// The bridge on async-std (feature `async-std-runtime`).
+#[cfg(feature = "async-std-runtime")]
+pub mod async_std {
+    crate::runtime::runtime_module!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
+    pub use pyo3_aio_async_std::AsyncStdSpawner;
+}
+
+/// The bridge on smol (feature `smol-runtime`).
+#[cfg(feature = "smol-runtime")]
+pub mod smol {
+    crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner, "smol");
+    pub use pyo3_aio_smol::SmolSpawner;
+}

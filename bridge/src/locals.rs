@@ -1,0 +1,214 @@
+//! `TaskLocals`: the event loop and `contextvars.Context` a Rust future belongs to.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3_aio_core::scope;
+
+use crate::event_loop::running_loop;
+
+/// The event loop and `contextvars.Context` that Python work started from Rust runs in.
+///
+/// Inside a future converted with `future_into_py` they are set automatically: the loop the
+/// coroutine was first awaited on and a copy of the awaiting task's context. Elsewhere,
+/// build them with [`TaskLocals::with_running_loop`] or [`TaskLocals::new`] and carry them
+/// into a future with [`scope`].
+///
+/// Cloning is cheap and needs no GIL.
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// Python::attach(|py| -> PyResult<()> {
+///     let event_loop = py.import("asyncio")?.call_method0("new_event_loop")?;
+///     let locals = pyo3_aio::TaskLocals::new(event_loop.clone()).copy_context(py)?;
+///     assert!(locals.event_loop(py).is(&event_loop));
+///     event_loop.call_method0("close")?;
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct TaskLocals(Arc<Inner>);
+
+struct Inner {
+    event_loop: Py<PyAny>,
+    context: Option<Py<PyAny>>,
+}
+
+impl TaskLocals {
+    /// Locals for `event_loop`, with no context (Python work then runs in a copy of the
+    /// context current when it is scheduled).
+    pub fn new(event_loop: Bound<'_, PyAny>) -> Self {
+        Self(Arc::new(Inner {
+            event_loop: event_loop.unbind(),
+            context: None,
+        }))
+    }
+
+    /// Locals for the loop running on this thread.
+    ///
+    /// # Errors
+    ///
+    /// `RuntimeError` when no event loop runs on this thread.
+    pub fn with_running_loop(py: Python<'_>) -> PyResult<Self> {
+        match running_loop(py)? {
+            Some(event_loop) => Ok(Self::new(event_loop)),
+            None => Err(PyRuntimeError::new_err(
+                "no running event loop: call this from a coroutine or callback running on an \
+                 asyncio event loop, or build TaskLocals::new(event_loop) yourself",
+            )),
+        }
+    }
+
+    /// The same loop, with `context` as the context.
+    pub fn with_context(self, context: Bound<'_, PyAny>) -> Self {
+        Self(Arc::new(Inner {
+            event_loop: self.0.event_loop.clone_ref(context.py()),
+            context: Some(context.unbind()),
+        }))
+    }
+
+    /// The same loop, with a copy of the context current on this thread.
+    ///
+    /// # Errors
+    ///
+    /// When `contextvars.copy_context` fails.
+    pub fn copy_context(self, py: Python<'_>) -> PyResult<Self> {
+        let context = py.import("contextvars")?.call_method0("copy_context")?;
+        Ok(self.with_context(context))
+    }
+
+    /// The event loop.
+    pub fn event_loop<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.0.event_loop.bind(py).clone()
+    }
+
+    /// The context, if one was set.
+    pub fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.0
+            .context
+            .as_ref()
+            .map(|context| context.bind(py).clone())
+    }
+}
+
+impl std::fmt::Debug for TaskLocals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskLocals")
+            .field("event_loop", &self.0.event_loop)
+            .field("context", &self.0.context)
+            .finish()
+    }
+}
+
+/// What a scope holds: locals set up front, or filled in when first needed (converted
+/// futures fill it before they leave the loop thread).
+pub(crate) type LocalsSlot = Arc<OnceLock<TaskLocals>>;
+
+thread_local! {
+    static CURRENT: Cell<Option<LocalsSlot>> = const { Cell::new(None) };
+}
+
+/// Wraps a future so that [`get_current_locals`] inside it returns the slot's locals.
+pub(crate) fn scoped<F: Future>(slot: LocalsSlot, future: F) -> scope::Scope<LocalsSlot, F> {
+    scope::scope(&CURRENT, slot, future)
+}
+
+/// Fills `slot` from the running loop and current context, if it is still empty.
+pub(crate) fn fill(
+    py: Python<'_>,
+    slot: &LocalsSlot,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if slot.get().is_none() {
+        let locals = TaskLocals::new(event_loop.clone()).copy_context(py)?;
+        let _ = slot.set(locals);
+    }
+    Ok(())
+}
+
+/// Runs `future` with `locals` as its task locals, on any executor.
+///
+/// ```
+/// # use pyo3::prelude::*;
+/// # Python::attach(|py| -> PyResult<()> {
+/// let event_loop = py.import("asyncio")?.call_method0("new_event_loop")?;
+/// let locals = pyo3_aio::TaskLocals::new(event_loop.clone());
+/// let inside = pyo3_aio::scope(locals, async {
+///     Python::attach(|py| pyo3_aio::get_current_loop(py).map(|l| l.unbind()))
+/// });
+/// let seen = futures_lite_block_on(inside)?;
+/// assert!(seen.bind(py).is(&event_loop));
+/// # event_loop.call_method0("close")?;
+/// # Ok(())
+/// # }).unwrap();
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// ```
+pub fn scope<F>(locals: TaskLocals, future: F) -> impl Future<Output = F::Output> + Send
+where
+    F: Future + Send,
+{
+    scoped(Arc::new(OnceLock::from(locals)), future)
+}
+
+/// [`scope`] for `!Send` futures.
+pub fn scope_local<F: Future>(locals: TaskLocals, future: F) -> impl Future<Output = F::Output> {
+    scoped(Arc::new(OnceLock::from(locals)), future)
+}
+
+/// The task locals of the current conversion or scope, else of the loop running on this
+/// thread (with a copy of the current context).
+///
+/// # Errors
+///
+/// `RuntimeError` outside any scope and any running loop.
+pub fn get_current_locals(py: Python<'_>) -> PyResult<TaskLocals> {
+    if let Some(slot) = scope::current(&CURRENT) {
+        if let Some(locals) = slot.get() {
+            return Ok(locals.clone());
+        }
+        // The inline first poll, on the loop thread: fill the slot now.
+        if let Some(event_loop) = running_loop(py)? {
+            fill(py, &slot, &event_loop)?;
+            if let Some(locals) = slot.get() {
+                return Ok(locals.clone());
+            }
+        }
+    }
+    match running_loop(py)? {
+        Some(event_loop) => TaskLocals::new(event_loop).copy_context(py),
+        None => Err(PyRuntimeError::new_err(
+            "no running event loop and no task locals: call this inside a future converted \
+             with future_into_py, on a thread running an asyncio loop, or inside \
+             pyo3_aio::scope(locals, future)",
+        )),
+    }
+}
+
+/// The locals of the current scope only (no fallback), for `into_future`.
+pub(crate) fn scoped_locals() -> Option<TaskLocals> {
+    scope::current(&CURRENT).and_then(|slot| slot.get().cloned())
+}
+
+/// The event loop of the current conversion or scope, else the loop running on this thread.
+///
+/// # Errors
+///
+/// `RuntimeError` outside any scope and any running loop.
+pub fn get_current_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    if let Some(locals) = scoped_locals() {
+        return Ok(locals.event_loop(py));
+    }
+    match running_loop(py)? {
+        Some(event_loop) => Ok(event_loop),
+        None => get_current_locals(py).map(|locals| locals.event_loop(py)),
+    }
+}

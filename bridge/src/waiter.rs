@@ -1,0 +1,339 @@
+//! The small future-like object a converted Rust future yields to its `asyncio.Task`.
+//!
+//! Users never see it: they hold the coroutine (see `coroutine.rs`). While the Rust future
+//! is pending, the coroutine yields a [`Waiter`]; the Task reads `_asyncio_future_blocking`,
+//! checks `get_loop()`, and registers its wake-up with `add_done_callback`. When the result
+//! arrives, the loop thread calls that wake-up directly from the drain (in the callback's
+//! own context), which skips the extra `call_soon` hop an `asyncio.Future` would take.
+//! Only the loop thread touches a waiter.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+/// The Rust side a waiter's result comes from.
+pub(crate) trait Source: Send + Sync {
+    /// Takes the result once it has arrived; `None` while it has not.
+    fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>>;
+    /// Stops the Rust future. Returns `false` when its result has already arrived (the
+    /// cancellation lost and the result will be delivered).
+    fn cancel(&self, py: Python<'_>) -> bool;
+}
+
+enum Outcome {
+    Pending,
+    Done(Py<PyAny>),
+    Failed(PyErr),
+    Cancelled(Option<Py<PyAny>>),
+}
+
+struct Callback {
+    function: Py<PyAny>,
+    context: Option<Py<PyAny>>,
+}
+
+/// The future-like object yielded to asyncio's Task while a Rust future is pending.
+#[pyclass(name = "RustFutureWaiter", module = "pyo3_aio")]
+pub struct Waiter {
+    event_loop: Py<PyAny>,
+    outcome: Outcome,
+    blocking: bool,
+    callbacks: Vec<Callback>,
+    source: Option<Arc<dyn Source>>,
+}
+
+impl Waiter {
+    pub(crate) fn new(event_loop: Py<PyAny>, source: Arc<dyn Source>) -> Self {
+        Self {
+            event_loop,
+            outcome: Outcome::Pending,
+            blocking: true,
+            callbacks: Vec::new(),
+            source: Some(source),
+        }
+    }
+
+    /// The outcome for the coroutine once the Task resumes it: `None` while pending.
+    pub(crate) fn outcome(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
+        match &self.outcome {
+            Outcome::Pending => None,
+            Outcome::Done(value) => Some(Ok(value.clone_ref(py))),
+            Outcome::Failed(error) => Some(Err(error.clone_ref(py))),
+            Outcome::Cancelled(message) => Some(Err(cancelled_error(py, message.as_ref()))),
+        }
+    }
+
+    /// Marks the waiter blocking again before it is yielded a second time.
+    pub(crate) fn rearm(&mut self) {
+        self.blocking = true;
+    }
+
+    /// Stops the Rust side without scheduling callbacks (the coroutine was closed or had an
+    /// exception thrown in).
+    pub(crate) fn abandon(&mut self, py: Python<'_>) {
+        if let Some(source) = self.source.take() {
+            source.cancel(py);
+        }
+        if matches!(self.outcome, Outcome::Pending) {
+            self.outcome = Outcome::Cancelled(None);
+        }
+        self.callbacks.clear();
+    }
+}
+
+/// Delivers the source's result to `waiter` and runs its done-callbacks inline. Called from
+/// the loop's drain (never from inside a Task step).
+pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
+    let callbacks = {
+        let mut this = waiter.borrow_mut();
+        if !matches!(this.outcome, Outcome::Pending) {
+            return;
+        }
+        let Some(result) = this.source.as_ref().and_then(|source| source.take(py)) else {
+            return;
+        };
+        this.source = None;
+        this.outcome = match result {
+            Ok(value) => Outcome::Done(value),
+            Err(error) => Outcome::Failed(error),
+        };
+        std::mem::take(&mut this.callbacks)
+    };
+    run_callbacks(py, waiter, callbacks);
+}
+
+/// Resolves `waiter` with a result computed on the loop thread (loop-thread futures).
+pub(crate) fn resolve_with(
+    py: Python<'_>,
+    waiter: &Bound<'_, Waiter>,
+    result: PyResult<Py<PyAny>>,
+) {
+    let callbacks = {
+        let mut this = waiter.borrow_mut();
+        if !matches!(this.outcome, Outcome::Pending) {
+            return;
+        }
+        this.source = None;
+        this.outcome = match result {
+            Ok(value) => Outcome::Done(value),
+            Err(error) => Outcome::Failed(error),
+        };
+        std::mem::take(&mut this.callbacks)
+    };
+    run_callbacks(py, waiter, callbacks);
+}
+
+fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Callback>) {
+    for callback in callbacks {
+        let called = match &callback.context {
+            Some(context) => context
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "run"), (&callback.function, waiter)),
+            None => callback.function.bind(py).call1((waiter,)),
+        };
+        if let Err(error) = called {
+            let event_loop = waiter.borrow().event_loop.clone_ref(py);
+            crate::event_loop::report(
+                py,
+                event_loop.bind(py),
+                "Exception in callback of a pyo3-aio waiter",
+                error,
+            );
+        }
+    }
+}
+
+fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyErr {
+    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let class = match CANCELLED.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("CancelledError")?.unbind())
+    }) {
+        Ok(class) => class.bind(py),
+        Err(error) => return error,
+    };
+    let args = match message {
+        Some(message) => PyTuple::new(py, [message.bind(py)]),
+        None => Ok(PyTuple::empty(py)),
+    };
+    match args.and_then(|args| class.call1(args)) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(error) => error,
+    }
+}
+
+fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
+    match py
+        .import("asyncio")
+        .and_then(|asyncio| asyncio.getattr("InvalidStateError"))
+        .and_then(|class| class.call1((message,)))
+    {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(error) => error,
+    }
+}
+
+#[pymethods]
+impl Waiter {
+    #[getter(_asyncio_future_blocking)]
+    fn get_blocking(&self) -> bool {
+        self.blocking
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_blocking(&mut self, value: bool) {
+        self.blocking = value;
+    }
+
+    fn get_loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.event_loop.clone_ref(py)
+    }
+
+    fn done(&self) -> bool {
+        !matches!(self.outcome, Outcome::Pending)
+    }
+
+    fn cancelled(&self) -> bool {
+        matches!(self.outcome, Outcome::Cancelled(_))
+    }
+
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.outcome(py)
+            .unwrap_or_else(|| Err(invalid_state(py, "Result is not set.")))
+    }
+
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.outcome {
+            Outcome::Pending => Err(invalid_state(py, "Exception is not set.")),
+            Outcome::Done(_) => Ok(None),
+            Outcome::Failed(error) => Ok(Some(error.value(py).clone().into_any().unbind())),
+            Outcome::Cancelled(message) => Err(cancelled_error(py, message.as_ref())),
+        }
+    }
+
+    #[pyo3(signature = (function, *, context = None))]
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        function: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        if matches!(this.outcome, Outcome::Pending) {
+            this.callbacks.push(Callback { function, context });
+            return Ok(());
+        }
+        // Already done: schedule like asyncio.Future does, never run inline.
+        let event_loop = this.event_loop.clone_ref(py);
+        drop(this);
+        schedule_soon(py, event_loop.bind(py), slf, Callback { function, context })
+    }
+
+    fn remove_done_callback(
+        &mut self,
+        py: Python<'_>,
+        function: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let before = self.callbacks.len();
+        let mut kept = Vec::with_capacity(before);
+        for callback in self.callbacks.drain(..) {
+            if !callback.function.bind(py).eq(function)? {
+                kept.push(callback);
+            }
+        }
+        self.callbacks = kept;
+        Ok(before - self.callbacks.len())
+    }
+
+    /// Cancels the Rust future: it is dropped (on its runtime's thread) and the done
+    /// callbacks are scheduled, as `asyncio.Future.cancel` does.
+    #[pyo3(signature = (msg = None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        if !matches!(this.outcome, Outcome::Pending) {
+            return Ok(false);
+        }
+        if let Some(source) = this.source.clone() {
+            if !source.cancel(py) {
+                // The result is already on its way: the drain will deliver it.
+                return Ok(false);
+            }
+        }
+        this.source = None;
+        this.outcome = Outcome::Cancelled(msg);
+        let callbacks = std::mem::take(&mut this.callbacks);
+        let event_loop = this.event_loop.clone_ref(py);
+        drop(this);
+        for callback in callbacks {
+            schedule_soon(py, event_loop.bind(py), slf, callback)?;
+        }
+        Ok(true)
+    }
+
+    fn __repr__(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Pending => "<RustFutureWaiter pending>",
+            Outcome::Done(_) => "<RustFutureWaiter finished>",
+            Outcome::Failed(_) => "<RustFutureWaiter exception>",
+            Outcome::Cancelled(_) => "<RustFutureWaiter cancelled>",
+        }
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        for callback in &self.callbacks {
+            visit.call(&callback.function)?;
+            if let Some(context) = &callback.context {
+                visit.call(context)?;
+            }
+        }
+        if let Outcome::Done(value) = &self.outcome {
+            visit.call(value)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.callbacks.clear();
+    }
+}
+
+fn schedule_soon(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    waiter: &Bound<'_, Waiter>,
+    callback: Callback,
+) -> PyResult<()> {
+    let kwargs = pyo3::types::PyDict::new(py);
+    if let Some(context) = callback.context {
+        kwargs.set_item("context", context)?;
+    }
+    event_loop.call_method(
+        pyo3::intern!(py, "call_soon"),
+        (callback.function, waiter),
+        Some(&kwargs),
+    )?;
+    Ok(())
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        // A waiter dropped while pending (its Task was garbage-collected) stops its future.
+        if let Some(source) = self.source.take() {
+            Python::attach(|py| {
+                source.cancel(py);
+            });
+        }
+    }
+}
+
+/// Error for a Rust future whose producer vanished (runtime shutdown, task dropped).
+pub(crate) fn producer_dropped(runtime: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "the Rust future was dropped by the {runtime} runtime before it completed \
+         (the runtime shut down, or dropped the task)"
+    ))
+}
