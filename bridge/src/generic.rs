@@ -68,8 +68,8 @@ where
     future_into_py_with(py, spawner, Options::default(), future)
 }
 
-/// [`future_into_py`] with per-call [`Options`](crate::Options): where the pending future
-/// lives and whether it is polled inline first.
+/// [`future_into_py`] with per-call [`Options`] (where the pending future
+/// lives and whether it is polled inline first).
 ///
 /// # Errors
 ///

@@ -15,7 +15,7 @@ use crate::event_loop::running_loop;
 /// Inside a future converted with `future_into_py` they are set automatically: the loop the
 /// coroutine was first awaited on and a copy of the awaiting task's context. Elsewhere,
 /// build them with [`TaskLocals::with_running_loop`] or [`TaskLocals::new`] and carry them
-/// into a future with [`scope`].
+/// into a future with [`scope()`].
 ///
 /// Cloning is cheap and needs no GIL.
 ///
@@ -159,7 +159,7 @@ where
     scoped(Arc::new(OnceLock::from(locals)), future)
 }
 
-/// [`scope`] for `!Send` futures.
+/// [`scope()`] for `!Send` futures.
 pub fn scope_local<F: Future>(locals: TaskLocals, future: F) -> impl Future<Output = F::Output> {
     scoped(Arc::new(OnceLock::from(locals)), future)
 }

@@ -27,7 +27,7 @@ use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 use tokio::runtime::{Builder, Runtime};
 
 enum Configured {
-    Builder(Builder),
+    Builder(Box<Builder>),
     Runtime(&'static Runtime),
 }
 
@@ -62,7 +62,7 @@ impl std::error::Error for InitError {}
 ///
 /// [`InitError::AlreadyStarted`] when the runtime already exists.
 pub fn init(builder: Builder) -> Result<(), InitError> {
-    configure(Configured::Builder(builder))
+    configure(Configured::Builder(Box::new(builder)))
 }
 
 /// Uses `runtime` as the global runtime.
