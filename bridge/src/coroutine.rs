@@ -292,11 +292,16 @@ pub(crate) fn future_name<F>() -> &'static str {
     type_name::<F>()
 }
 
+/// Converts a future's output on the loop thread. `()` becomes `None`, as a Python
+/// function without a return value gives (PyO3 turns `()` into an empty tuple elsewhere).
 pub(crate) fn to_python<T>(py: Python<'_>, result: PyResult<T>) -> PyResult<Py<PyAny>>
 where
-    T: for<'py> IntoPyObject<'py>,
+    T: for<'py> IntoPyObject<'py> + 'static,
 {
     let value = result?;
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
+        return Ok(py.None());
+    }
     value
         .into_pyobject(py)
         .map(|bound| bound.into_any().unbind())

@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: run what can be shown today, then say plainly what cannot yet.
 
-use crate::cmd::{Cmd, Result};
+use crate::cmd::Result;
 use crate::fuzz;
+use crate::python;
 use crate::workspace::{Workspace, files_named};
 
 /// One thing the demo runs.
@@ -11,28 +12,31 @@ struct DemoStep {
 }
 
 /// What `cargo xtask demo` runs, in order.
-// Later issues append here:
-// - the bridge issue: "extension": `python::Venv::ensure`, `Venv::develop` on
-//   examples/extension (maturin into target/venv), then run examples/extension/demo.py with
-//   the venv's python;
-// - the applications issue: "application": `cargo run -p <app example>`.
-// Once both exist, drop the "not yet" lines from `summary`.
+// The applications issue appends "application" (`cargo run -p <app example>`: a Rust program
+// embedding Python) and drops the "Not yet" lines from `summary`.
 const DEMO_STEPS: &[DemoStep] = &[DemoStep {
-    name: "build",
-    run: build_workspace,
+    name: "extension",
+    run: extension,
 }];
 
+/// Runs every demo step, stopping at the first failure; the summary is printed either way.
 pub(crate) fn run(ws: &Workspace) -> Result {
+    let mut outcome = Ok(());
     for step in DEMO_STEPS {
         println!("==> demo: {}", step.name);
-        (step.run)(ws)?;
+        outcome = (step.run)(ws);
+        if outcome.is_err() {
+            break;
+        }
     }
     summary(ws);
-    Ok(())
+    outcome
 }
 
-fn build_workspace(_: &Workspace) -> Result {
-    Cmd::new("cargo").args(["build", "--workspace"]).run("demo")
+/// pyo3-asyncio's README examples as a maturin extension module, awaited from Python on
+/// asyncio's default loop and on uvloop (examples/extension/demo.py).
+fn extension(ws: &Workspace) -> Result {
+    python::run_extension_example(ws, "demo")
 }
 
 fn summary(ws: &Workspace) {
@@ -52,16 +56,15 @@ fn summary(ws: &Workspace) {
 
     println!();
     println!("==> demo: what exists");
-    println!("    crates built: {}", list(&members));
-    println!("    fuzz targets: {}", list(&fuzz_targets));
+    println!("    workspace crates: {}", list(&members));
+    println!("    fuzz targets:     {}", list(&fuzz_targets));
     println!(
-        "    loom files:   {} in loom-tests/tests/",
+        "    loom files:       {} in loom-tests/tests/",
         loom_models.len()
     );
-    println!("    pytest files: {} in pytests/", pytest_files.len());
+    println!("    pytest files:     {} in pytests/", pytest_files.len());
     println!();
-    println!("    Not yet: the extension-module demo (a maturin module awaited from Python)");
-    println!("    arrives with the bridge issue, and the Rust-application demo (Python");
-    println!("    coroutines awaited from a Rust runtime) with the applications issue.");
-    println!("    Until then this demo only builds the crates.");
+    println!("    Not yet: the Rust-application demo (a Rust program that embeds Python, gives");
+    println!("    it the main thread with #[pyo3_aio::tokio::main] and awaits Python coroutines)");
+    println!("    arrives with the applications issue.");
 }

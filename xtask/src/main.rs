@@ -177,7 +177,8 @@ COMMANDS:
                                    failure; --skip (repeatable) is for local iteration only
     fuzz <TARGET> [--seconds N]    fuzz one target for N seconds (default 60)
     fuzz --list                    list the fuzz targets (fuzz/fuzz_targets/*.rs)
-    demo                           build the workspace and show what exists so far
+    demo                           build examples/extension into target/venv and run its
+                                   demo.py (default loop and uvloop), then list what exists
     bench                          side-by-side benchmarks (not yet: fails with a note)
     help                           this text
 

@@ -1,18 +1,23 @@
 //! The Python side: a virtualenv at `target/venv` with maturin, pytest and uvloop, the
-//! extension modules built into it, and the pytest suite in `pytests/`.
+//! extension modules built into it, the pytest suite in `pytests/`, and the extension-module
+//! example in `examples/extension/`.
 //!
-//! [`Venv`] is shared by `cargo xtask test` and `cargo xtask demo`.
+//! [`Venv`] is shared by `cargo xtask test` and `cargo xtask demo`. Every extension module is
+//! built the same way (`maturin develop --release` into `<root>/target`), so the two commands
+//! and the two modules share one compiled copy of each dependency.
 
 use std::path::{Path, PathBuf};
 
 use crate::cmd::{Cmd, Failure, Result};
-use crate::steps::Outcome;
 use crate::workspace::{Workspace, files_named};
 
 /// Python extension crates (directories with a pyproject.toml, relative to the root) that are
 /// built into the venv with `maturin develop --release` before pytest runs.
-// The bridge issue adds "pytests" (the test extension module the suite imports).
-pub(crate) const PY_EXTENSIONS: &[&str] = &[];
+pub(crate) const PY_EXTENSIONS: &[&str] = &["pytests"];
+
+/// The extension-module example: a maturin crate with a `demo.py` that exits non-zero when a
+/// result is wrong.
+const EXTENSION_EXAMPLE: &str = "examples/extension";
 
 /// A package the venv must have, and how to tell it is there.
 struct Requirement {
@@ -151,25 +156,20 @@ impl Venv {
     }
 }
 
-/// The `python` step of `cargo xtask test`.
-pub(crate) fn test_suite(ws: &Workspace) -> Result<Outcome> {
-    let venv = Venv::ensure(ws, STEP)?;
-    for dir in PY_EXTENSIONS {
-        venv.develop(ws, STEP, &ws.path(dir))?;
-    }
+/// The `python` step of `cargo xtask test`: build [`PY_EXTENSIONS`], then run pytest on
+/// `pytests/`. A suite that collects no tests fails.
+pub(crate) fn test_suite(ws: &Workspace) -> Result {
     let tests = files_named(&ws.path("pytests"), &|name| {
         name.starts_with("test_") && name.ends_with(".py")
     });
     if tests.is_empty() {
-        if PY_EXTENSIONS.is_empty() {
-            const WHY: &str = "no pytest suite yet (added by the bridge issue)";
-            println!("==> {STEP}: {WHY}");
-            return Ok(Outcome::NothingToRun(WHY));
-        }
-        return Err(Failure::new(format!(
-            "extension modules were built ({}) but pytests/ has no test_*.py to run",
-            PY_EXTENSIONS.join(", ")
-        )));
+        return Err(Failure::new(
+            "pytests/ has no test_*.py: the Python suite must exist and test something",
+        ));
+    }
+    let venv = Venv::ensure(ws, STEP)?;
+    for dir in PY_EXTENSIONS {
+        venv.develop(ws, STEP, &ws.path(dir))?;
     }
     let pytest = venv.cmd("python").args(["-m", "pytest", "pytests", "-q"]);
     pytest.run(STEP).map_err(|failure| {
@@ -186,6 +186,23 @@ pub(crate) fn test_suite(ws: &Workspace) -> Result<Outcome> {
         } else {
             failure
         }
-    })?;
-    Ok(Outcome::Passed)
+    })
+}
+
+/// Build the extension-module example into the venv and run its `demo.py` with the venv's
+/// python. `cargo xtask demo` shows this; the `examples` step of `cargo xtask test` runs it
+/// as an end-to-end check, since `demo.py` fails when a result is wrong.
+pub(crate) fn run_extension_example(ws: &Workspace, step: &str) -> Result {
+    let venv = Venv::ensure(ws, step)?;
+    let dir = ws.path(EXTENSION_EXAMPLE);
+    venv.develop(ws, step, &dir)?;
+    venv.cmd("python")
+        .arg(dir.join("demo.py"))
+        .run(step)
+        .map_err(|failure| {
+            Failure::with_code(
+                format!("{}: see its FAIL lines or traceback above", failure.message),
+                failure.code,
+            )
+        })
 }

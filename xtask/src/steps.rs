@@ -12,14 +12,7 @@ pub(crate) struct Step {
     pub(crate) name: &'static str,
     /// What it runs, for `cargo xtask help`.
     pub(crate) about: &'static str,
-    run: fn(&Workspace) -> Result<Outcome>,
-}
-
-/// How a step that did not fail ended.
-pub(crate) enum Outcome {
-    Passed,
-    /// The step had nothing to run yet, for the reason given (printed as it happened).
-    NothingToRun(&'static str),
+    run: fn(&Workspace) -> Result,
 }
 
 /// The steps, in the order they run: cheap checks first so a typo fails in seconds.
@@ -61,19 +54,24 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         name: "python",
-        about: "build the extension modules into target/venv with maturin, then pytest pytests",
+        about: "build pytests/ into target/venv with maturin, then pytest pytests (0 tests fails)",
         run: python::test_suite,
+    },
+    Step {
+        name: "examples",
+        about: "build examples/extension into target/venv with maturin, then run its demo.py",
+        run: examples,
     },
 ];
 
-fn fmt(_: &Workspace) -> Result<Outcome> {
+fn fmt(_: &Workspace) -> Result {
     Cmd::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
         .run("fmt")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
-fn clippy(_: &Workspace) -> Result<Outcome> {
+fn clippy(_: &Workspace) -> Result {
     Cmd::new("cargo")
         .args([
             "clippy",
@@ -84,32 +82,32 @@ fn clippy(_: &Workspace) -> Result<Outcome> {
             "warnings",
         ])
         .run("clippy")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
-fn doc(_: &Workspace) -> Result<Outcome> {
+fn doc(_: &Workspace) -> Result {
     Cmd::new("cargo")
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", with_flags("RUSTDOCFLAGS", "-D warnings"))
         .run("doc")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
-fn test(_: &Workspace) -> Result<Outcome> {
+fn test(_: &Workspace) -> Result {
     Cmd::new("cargo")
         .args(["test", "--workspace"])
         .run("test")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
-fn no_std(_: &Workspace) -> Result<Outcome> {
+fn no_std(_: &Workspace) -> Result {
     Cmd::new("cargo")
         .args(["build", "-p", "pyo3-aio-core", "--no-default-features"])
         .run("no-std")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
-fn loom(ws: &Workspace) -> Result<Outcome> {
+fn loom(ws: &Workspace) -> Result {
     // Preemption bound 3 finishes in minutes; a developer may raise it for a deeper search.
     let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".to_owned());
     Cmd::new("cargo")
@@ -119,7 +117,11 @@ fn loom(ws: &Workspace) -> Result<Outcome> {
         // Its own target dir: `--cfg loom` in RUSTFLAGS would otherwise rebuild the main one.
         .env("CARGO_TARGET_DIR", ws.target().join("loom"))
         .run("loom")?;
-    Ok(Outcome::Passed)
+    Ok(())
+}
+
+fn examples(ws: &Workspace) -> Result {
+    python::run_extension_example(ws, "examples")
 }
 
 /// `extra` appended to the flags already in `var`, so a developer's own flags survive.
@@ -138,7 +140,6 @@ pub(crate) fn find(name: &str) -> Option<&'static Step> {
 /// How each step ended, for the summary.
 enum Record {
     Passed(Duration),
-    NothingToRun(Duration, &'static str),
     Failed(Duration),
     Skipped,
     NotRun,
@@ -151,18 +152,17 @@ pub(crate) fn run_all(ws: &Workspace, skip: &[&'static str]) -> Result {
     let mut records: Vec<(&'static str, Record)> = Vec::new();
     let mut failure = None;
     for step in STEPS {
-        let record = if failure.is_some() {
-            Record::NotRun
-        } else if skip.contains(&step.name) {
+        let record = if skip.contains(&step.name) {
             println!("==> {}: SKIPPED (--skip {})", step.name, step.name);
             Record::Skipped
+        } else if failure.is_some() {
+            Record::NotRun
         } else {
             let step_started = Instant::now();
             let outcome = (step.run)(ws);
             let elapsed = step_started.elapsed();
             match outcome {
-                Ok(Outcome::Passed) => Record::Passed(elapsed),
-                Ok(Outcome::NothingToRun(why)) => Record::NothingToRun(elapsed, why),
+                Ok(()) => Record::Passed(elapsed),
                 Err(err) => {
                     failure = Some(Failure::with_code(
                         format!("step `{}` failed: {}", step.name, err.message),
@@ -184,20 +184,8 @@ pub(crate) fn run_all(ws: &Workspace, skip: &[&'static str]) -> Result {
     } else {
         "the steps that ran passed (PARTIAL RUN)"
     };
-    let no_ops: Vec<String> = records
-        .iter()
-        .filter_map(|(name, record)| match record {
-            Record::NothingToRun(_, why) => Some(format!("{name}: {why}")),
-            _ => None,
-        })
-        .collect();
-    let no_ops = if no_ops.is_empty() {
-        String::new()
-    } else {
-        format!("; nothing to run for {}", no_ops.join(", "))
-    };
     println!(
-        "==> cargo xtask test: {verdict} in {}{no_ops}",
+        "==> cargo xtask test: {verdict} in {}",
         format_duration(started.elapsed())
     );
     Ok(())
@@ -210,9 +198,6 @@ fn print_summary(records: &[(&'static str, Record)], total: Duration) {
     for (name, record) in records {
         let line = match record {
             Record::Passed(d) => format!("ok        {:>8}", format_duration(*d)),
-            Record::NothingToRun(d, why) => {
-                format!("no-op     {:>8}  ({why})", format_duration(*d))
-            }
             Record::Failed(d) => format!("FAILED    {:>8}", format_duration(*d)),
             Record::Skipped => "SKIPPED   (--skip)".to_owned(),
             Record::NotRun => "not run   (an earlier step failed)".to_owned(),
