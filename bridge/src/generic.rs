@@ -144,3 +144,5 @@ where
 {
     crate::eager::future_into_py_eager(py, spawner, future)
 }
+
+pub use crate::run::{run, run_until_complete, run_with_loop_factory};

@@ -44,9 +44,19 @@ pub mod generic;
 mod into_future;
 mod locals;
 mod panic;
+#[cfg(feature = "attributes")]
+#[doc(hidden)]
+pub mod private;
+mod run;
 mod runtime;
+#[cfg(feature = "attributes")]
+pub mod testing;
 mod thread_bound;
 mod waiter;
+
+#[cfg(feature = "attributes")]
+#[doc(hidden)]
+pub use private as __private;
 
 pub use coroutine::{FirstPoll, Home, Options, RustCoroutine};
 pub use into_future::{PyFuture, into_future, into_future_with_locals};
@@ -59,6 +69,13 @@ pub use waiter::Waiter;
 #[cfg(feature = "tokio-runtime")]
 pub mod tokio {
     crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner, "tokio");
+    /// Runs `async fn main` on tokio with Python's loop on the main thread; see the
+    /// crate-level docs of `pyo3-aio-macros` for options.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::tokio_main as main;
+    /// A test for [`crate::testing::main`], run on tokio.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::tokio_test as test;
     pub use pyo3_aio_tokio::{TokioSpawner, get_runtime, init, init_with_runtime};
 }
 
@@ -67,11 +84,23 @@ pub mod tokio {
 pub mod async_std {
     crate::runtime::runtime_module!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
     pub use pyo3_aio_async_std::AsyncStdSpawner;
+    /// Runs `async fn main` on async-std with Python's loop on the main thread.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::async_std_main as main;
+    /// A test for [`crate::testing::main`], run on async-std.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::async_std_test as test;
 }
 
 /// The bridge on smol (feature `smol-runtime`).
 #[cfg(feature = "smol-runtime")]
 pub mod smol {
     crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner, "smol");
+    /// Runs `async fn main` on smol with Python's loop on the main thread.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::smol_main as main;
+    /// A test for [`crate::testing::main`], run on smol.
+    #[cfg(feature = "attributes")]
+    pub use pyo3_aio_macros::smol_test as test;
     pub use pyo3_aio_smol::SmolSpawner;
 }

@@ -73,6 +73,54 @@ macro_rules! runtime_module {
         {
             crate::generic::future_into_py_eager(py, $spawner, future)
         }
+
+        #[doc = concat!("Runs a Rust future on ", $runtime, " to completion on a new asyncio event loop (like `asyncio.run`), returning its output.")]
+        ///
+        /// For programs that embed Python; call it on the main thread so Ctrl-C raises
+        /// `KeyboardInterrupt` and drops the future.
+        ///
+        /// # Errors
+        ///
+        /// The future's error, `RustPanic` for a panic, or what the loop raised.
+        pub fn run<F, T>(py: Python<'_>, future: F) -> PyResult<T>
+        where
+            F: Future<Output = PyResult<T>> + Send + 'static,
+            T: Send + 'static,
+        {
+            crate::generic::run(py, $spawner, future)
+        }
+
+        /// [`run`] on a loop made by `factory` (for example `uvloop.new_event_loop`).
+        ///
+        /// # Errors
+        ///
+        /// `TypeError` when the factory does not return an asyncio event loop; otherwise
+        /// as [`run`].
+        pub fn run_with_loop_factory<'py, F, T>(
+            py: Python<'py>,
+            factory: impl FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+            future: F,
+        ) -> PyResult<T>
+        where
+            F: Future<Output = PyResult<T>> + Send + 'static,
+            T: Send + 'static,
+        {
+            crate::generic::run_with_loop_factory(py, factory, $spawner, future)
+        }
+
+        /// Runs a Rust future to completion while `event_loop` (not yet running) runs on
+        /// this thread.
+        ///
+        /// # Errors
+        ///
+        /// As [`run`].
+        pub fn run_until_complete<F, T>(event_loop: Bound<'_, PyAny>, future: F) -> PyResult<T>
+        where
+            F: Future<Output = PyResult<T>> + Send + 'static,
+            T: Send + 'static,
+        {
+            crate::generic::run_until_complete(event_loop, $spawner, future)
+        }
     };
 }
 

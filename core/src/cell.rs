@@ -367,8 +367,11 @@ impl<T> Consumer<T> {
     /// Cancels: the producer's [`Producer::poll_cancelled`] becomes ready and a later
     /// [`Producer::complete`] returns its value back.
     ///
-    /// Returns `true` when the cancellation won, `false` when the value was already
-    /// delivered (it can still be taken with [`try_take`](Consumer::try_take)).
+    /// Returns `true` when this call did the cancelling: the producer had not completed
+    /// and nobody had cancelled before. Returns `false` when the value was already
+    /// delivered (it can still be taken with [`try_take`](Consumer::try_take)) or when the
+    /// cell was already cancelled. After a successful cancel, polls report
+    /// [`Closed::Cancelled`] even if the producer was dropped too.
     pub fn cancel(&self) -> bool {
         cancel(&self.inner)
     }

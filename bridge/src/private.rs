@@ -1,0 +1,89 @@
+//! Support code for the `#[main]` / `#[test]` expansions. Not public API.
+
+pub use pyo3::{PyErr, PyResult, Python};
+#[cfg(feature = "tokio-runtime")]
+pub use tokio;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
+use pyo3::prelude::*;
+
+/// Configures the tokio runtime from the attribute's options; a current-thread runtime
+/// gets a thread of its own to drive it, since Python owns the main thread.
+#[cfg(feature = "tokio-runtime")]
+pub fn init_tokio(builder: tokio::runtime::Builder, current_thread: bool) {
+    if let Err(error) = pyo3_aio_tokio::init(builder) {
+        eprintln!("pyo3-aio: {error}");
+        std::process::exit(1);
+    }
+    if current_thread {
+        let runtime = match pyo3_aio_tokio::try_runtime() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("pyo3-aio: {error}");
+                std::process::exit(1);
+            }
+        };
+        std::thread::Builder::new()
+            .name("pyo3-aio-tokio-current-thread".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .expect("spawning the thread that drives the current-thread runtime");
+    }
+}
+
+/// asyncio's default loop.
+pub fn default_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("asyncio")?.call_method0("new_event_loop")
+}
+
+/// Calls the factory named `module.attribute`, with errors that name it.
+pub fn loop_from_path<'py>(py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
+    let (module, attribute) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let factory = py
+        .import(module)
+        .and_then(|module| module.getattr(attribute))
+        .map_err(|error| {
+            let message = format!("cannot load the event loop factory '{dotted}': {error}");
+            let wrapped = pyo3::exceptions::PyImportError::new_err(message);
+            wrapped.set_cause(py, Some(error));
+            wrapped
+        })?;
+    let event_loop = factory.call0()?;
+    let abstract_loop = py.import("asyncio")?.getattr("AbstractEventLoop")?;
+    if !event_loop.is_instance(&abstract_loop)? {
+        return Err(PyTypeError::new_err(format!(
+            "the event loop factory '{dotted}' returned '{}', which is not an asyncio event loop",
+            event_loop.get_type().name()?
+        )));
+    }
+    Ok(event_loop)
+}
+
+/// Runs the program's body with Python initialized, and turns its outcome into an exit
+/// status: 0; the traceback and 1 for an exception; 130 for `KeyboardInterrupt`; the code
+/// of `SystemExit`.
+pub fn main(body: impl FnOnce(Python<'_>) -> PyResult<()>) {
+    Python::initialize();
+    let status = Python::attach(|py| match body(py) {
+        Ok(()) => 0,
+        Err(error) => exit_status(py, error),
+    });
+    // Exit without unwinding runtime threads that may still hold Python objects.
+    std::process::exit(status)
+}
+
+fn exit_status(py: Python<'_>, error: PyErr) -> i32 {
+    if error.is_instance_of::<PySystemExit>(py) {
+        let code = error.value(py).getattr("code").ok();
+        return match code {
+            Some(code) if code.is_none() => 0,
+            Some(code) => code.extract::<i32>().unwrap_or_else(|_| {
+                eprintln!("{code}");
+                1
+            }),
+            None => 1,
+        };
+    }
+    let interrupted = error.is_instance_of::<PyKeyboardInterrupt>(py);
+    error.print(py);
+    if interrupted { 130 } else { 1 }
+}

@@ -1,0 +1,258 @@
+//! Driving a Rust future to completion while Python's event loop owns the thread.
+//!
+//! Applications that embed Python call these from `main` (the `#[main]` attributes do it
+//! for them): the Rust future runs on the runtime's workers, and the calling thread runs
+//! the asyncio loop until the future is done, so Python coroutines awaited from Rust are
+//! served by it.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3_aio_core::{Closed, Spawner, completion};
+
+use crate::coroutine::{FirstPoll, drive};
+use crate::generic::local_future_into_py_with;
+use crate::locals::{LocalsSlot, TaskLocals, scoped};
+use crate::waiter::producer_dropped;
+
+/// Runs `future` on `spawner` while `event_loop` runs on this thread, until the future is
+/// done; returns its output. The loop must not be running already.
+///
+/// The future's task locals are `event_loop` and a copy of the current context, so
+/// [`into_future`](crate::into_future) inside it needs no scope. If the loop run ends early
+/// (`KeyboardInterrupt`, `loop.stop()`), the Rust future is dropped and the error returned.
+///
+/// # Errors
+///
+/// The future's own error; `RustPanic` when it panicked; `RuntimeError` when its runtime
+/// dropped it or the loop stopped first; whatever `run_until_complete` raised.
+pub fn run_until_complete<S, F, T>(
+    event_loop: Bound<'_, PyAny>,
+    spawner: S,
+    future: F,
+) -> PyResult<T>
+where
+    S: Spawner,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let py = event_loop.py();
+    let locals = TaskLocals::new(event_loop.clone()).copy_context(py)?;
+    let slot: LocalsSlot = Arc::new(OnceLock::from(locals));
+    let (producer, consumer) = completion::<PyResult<T>>();
+    let outcome: Arc<Mutex<Option<PyResult<T>>>> = Arc::new(Mutex::new(None));
+    let delivered = outcome.clone();
+    let runtime = spawner.name();
+    // The waiting side lives on the loop thread: woken by the runtime, no hop back. It
+    // spawns the Rust future on its first poll, once the loop is running, so that code in
+    // the future always finds the loop running.
+    let waiting = local_future_into_py_with(py, FirstPoll::Inline, async move {
+        spawner
+            .spawn(Box::pin(drive(Box::pin(scoped(slot, future)), producer)))
+            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        let result = match consumer.await {
+            Ok(result) => result,
+            Err(Closed::ProducerDropped) => Err(producer_dropped(runtime)),
+            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+        };
+        *delivered.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        Ok(())
+    })?;
+    let task = event_loop.call_method1(pyo3::intern!(py, "create_task"), (waiting,))?;
+    if let Err(error) = event_loop.call_method1(pyo3::intern!(py, "run_until_complete"), (&task,)) {
+        // Cancelling the task drops the waiting side, which cancels the cell, which makes
+        // the runtime drop the Rust future.
+        let _ = task.call_method0(pyo3::intern!(py, "cancel"));
+        return Err(error);
+    }
+    let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+    result.unwrap_or_else(|| {
+        Err(PyRuntimeError::new_err(
+            "the event loop stopped before the Rust future completed",
+        ))
+    })
+}
+
+/// Runs `future` to completion on a new asyncio event loop, like `asyncio.run`, and closes
+/// the loop afterwards (cancelling leftover tasks, closing async generators).
+///
+/// # Errors
+///
+/// As [`run_until_complete`].
+pub fn run<S, F, T>(py: Python<'_>, spawner: S, future: F) -> PyResult<T>
+where
+    S: Spawner,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    run_with_loop_factory(
+        py,
+        |py| py.import("asyncio")?.call_method0("new_event_loop"),
+        spawner,
+        future,
+    )
+}
+
+/// [`run`] on a loop made by `factory` (for example `uvloop.new_event_loop`).
+///
+/// # Errors
+///
+/// `TypeError` when the factory returns something that is not an
+/// `asyncio.AbstractEventLoop`; otherwise as [`run_until_complete`].
+pub fn run_with_loop_factory<'py, S, F, T>(
+    py: Python<'py>,
+    factory: impl FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+    spawner: S,
+    future: F,
+) -> PyResult<T>
+where
+    S: Spawner,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let asyncio = py.import("asyncio")?;
+    let event_loop = factory(py)?;
+    let abstract_loop = asyncio.getattr("AbstractEventLoop")?;
+    if !event_loop.is_instance(&abstract_loop)? {
+        return Err(PyTypeError::new_err(format!(
+            "the event loop factory returned '{}', which is not an asyncio event loop",
+            event_loop.get_type().name()?
+        )));
+    }
+    asyncio.call_method1("set_event_loop", (&event_loop,))?;
+    let interrupts = InterruptWakeup::install(py, &event_loop)?;
+    let result = run_until_complete(event_loop.clone(), spawner, future);
+    let closed = close(py, &event_loop);
+    drop(interrupts);
+    let _ = asyncio.call_method1("set_event_loop", (py.None(),));
+    let value = result?;
+    closed?;
+    Ok(value)
+}
+
+/// What `asyncio.run` does on the way out: cancel what is left, let it finish, close
+/// async generators and the default executor, close the loop.
+fn close(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+    let asyncio = py.import("asyncio")?;
+    let finish = || -> PyResult<()> {
+        let tasks = asyncio.call_method1("all_tasks", (event_loop,))?;
+        let tasks = PyList::new(py, tasks.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        if !tasks.is_empty() {
+            for task in tasks.iter() {
+                task.call_method0("cancel")?;
+            }
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("return_exceptions", true)?;
+            let gathered = asyncio
+                .getattr("gather")?
+                .call(tasks.to_tuple(), Some(&kwargs))?;
+            event_loop.call_method1("run_until_complete", (gathered,))?;
+        }
+        let generators = event_loop.call_method0("shutdown_asyncgens")?;
+        event_loop.call_method1("run_until_complete", (generators,))?;
+        if event_loop.hasattr("shutdown_default_executor")? {
+            let executor = event_loop.call_method0("shutdown_default_executor")?;
+            event_loop.call_method1("run_until_complete", (executor,))?;
+        }
+        Ok(())
+    };
+    let finished = finish();
+    event_loop.call_method0("close")?;
+    finished
+}
+
+/// Makes Ctrl-C reach a loop blocked in `select`/`epoll` even when the signal lands on a
+/// runtime worker thread: Python's handler is installed if none is, and its wake-up fd is
+/// a pipe the loop watches. Restores both on drop. Only on the main thread (where Python
+/// handles signals).
+struct InterruptWakeup<'py> {
+    py: Python<'py>,
+    event_loop: Bound<'py, PyAny>,
+    previous_handler: Option<Bound<'py, PyAny>>,
+    previous_fd: Option<Bound<'py, PyAny>>,
+    pipe: Option<(libc::c_int, libc::c_int)>,
+}
+
+impl<'py> InterruptWakeup<'py> {
+    fn install(py: Python<'py>, event_loop: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let mut this = Self {
+            py,
+            event_loop: event_loop.clone(),
+            previous_handler: None,
+            previous_fd: None,
+            pipe: None,
+        };
+        let threading = py.import("threading")?;
+        let is_main = threading
+            .call_method0("current_thread")?
+            .is(&threading.call_method0("main_thread")?);
+        if !is_main {
+            return Ok(this);
+        }
+        let signal = py.import("signal")?;
+        let sigint = signal.getattr("SIGINT")?;
+        let current = signal.call_method1("getsignal", (&sigint,))?;
+        if current.is(&signal.getattr("SIG_DFL")?) || current.is_none() {
+            signal.call_method1("signal", (&sigint, signal.getattr("default_int_handler")?))?;
+            this.previous_handler = Some(current);
+        }
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Ok(this);
+        }
+        for fd in fds {
+            // SAFETY: `fd` was just opened by pipe().
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        this.pipe = Some((fds[0], fds[1]));
+        let discard = py.import("os")?.getattr("read")?;
+        let reader = py
+            .import("functools")?
+            .call_method1("partial", (discard, fds[0], 4096))?;
+        if event_loop
+            .call_method1("add_reader", (fds[0], reader))
+            .is_ok()
+        {
+            this.previous_fd = Some(signal.call_method1("set_wakeup_fd", (fds[1],))?);
+        }
+        Ok(this)
+    }
+}
+
+impl Drop for InterruptWakeup<'_> {
+    fn drop(&mut self) {
+        let Ok(signal) = self.py.import("signal") else {
+            return;
+        };
+        if let Some(previous) = self.previous_fd.take() {
+            let _ = signal.call_method1("set_wakeup_fd", (previous,));
+        }
+        if let Some(previous) = self.previous_handler.take() {
+            if let Ok(sigint) = signal.getattr("SIGINT") {
+                let _ = signal.call_method1("signal", (sigint, previous));
+            }
+        }
+        if let Some((read, write)) = self.pipe.take() {
+            if !self
+                .event_loop
+                .call_method0("is_closed")
+                .and_then(|closed| closed.is_truthy())
+                .unwrap_or(true)
+            {
+                let _ = self.event_loop.call_method1("remove_reader", (read,));
+            }
+            // SAFETY: both ends were opened in `install` and are no longer the wake-up fd.
+            unsafe {
+                libc::close(read);
+                libc::close(write);
+            }
+        }
+    }
+}
