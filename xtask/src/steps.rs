@@ -24,17 +24,17 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         name: "clippy",
-        about: "cargo clippy --workspace --all-targets -- -D warnings",
+        about: "cargo clippy --workspace --all-targets --all-features -- -D warnings",
         run: clippy,
     },
     Step {
         name: "doc",
-        about: "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps",
+        about: "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --all-features --no-deps",
         run: doc,
     },
     Step {
         name: "test",
-        about: "cargo test --workspace (unit, integration and doc tests)",
+        about: "cargo test --workspace --all-features (unit, integration, harness and doc tests)",
         run: test,
     },
     Step {
@@ -77,6 +77,7 @@ fn clippy(_: &Workspace) -> Result {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--",
             "-D",
             "warnings",
@@ -87,7 +88,7 @@ fn clippy(_: &Workspace) -> Result {
 
 fn doc(_: &Workspace) -> Result {
     Cmd::new("cargo")
-        .args(["doc", "--workspace", "--no-deps"])
+        .args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", with_flags("RUSTDOCFLAGS", "-D warnings"))
         .run("doc")?;
     Ok(())
@@ -95,7 +96,7 @@ fn doc(_: &Workspace) -> Result {
 
 fn test(_: &Workspace) -> Result {
     Cmd::new("cargo")
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--all-features"])
         .run("test")?;
     Ok(())
 }
