@@ -146,3 +146,58 @@ where
 }
 
 pub use crate::run::{run, run_until_complete, run_with_loop_factory};
+
+/// Converts a `Send` Rust stream into a Python async iterator; `spawner` runs the stream,
+/// pulling up to `options.capacity` items ahead of the Python consumer.
+///
+/// The object supports `async for`, `anext()` and `aclose()`. An `Err` item is raised
+/// where it occurs; a panic raises `RustPanic` and ends the iteration. The Rust stream is
+/// dropped when the iterator is closed, garbage-collected, or its consumer is cancelled.
+///
+/// # Errors
+///
+/// `RuntimeError` when the spawner refuses the stream.
+pub fn stream_into_py_with<'py, S, St, T>(
+    py: Python<'py>,
+    spawner: S,
+    options: crate::StreamOptions,
+    stream: St,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner,
+    St: futures_core::Stream<Item = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    crate::stream::stream_into_py(py, spawner, options, stream)
+}
+
+/// [`stream_into_py_with`] with the default [`StreamOptions`](crate::StreamOptions).
+///
+/// # Errors
+///
+/// As [`stream_into_py_with`].
+pub fn stream_into_py<'py, S, St, T>(
+    py: Python<'py>,
+    spawner: S,
+    stream: St,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner,
+    St: futures_core::Stream<Item = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    crate::stream::stream_into_py(py, spawner, crate::StreamOptions::default(), stream)
+}
+
+/// Converts a `!Send` Rust stream into a Python async iterator polled on the loop thread.
+///
+/// # Errors
+///
+/// Only if the iterator object cannot be allocated.
+pub fn local_stream_into_py<'py, St, T>(py: Python<'py>, stream: St) -> PyResult<Bound<'py, PyAny>>
+where
+    St: futures_core::Stream<Item = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    crate::stream::local_stream_into_py(py, stream)
+}

@@ -103,7 +103,7 @@ pub fn into_future_with_locals(
     schedule(&awaitable, locals)
 }
 
-fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
+pub(crate) fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     let mut running = running_loops(py)?;
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),

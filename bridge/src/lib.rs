@@ -49,6 +49,7 @@ mod panic;
 pub mod private;
 mod run;
 mod runtime;
+mod stream;
 #[cfg(feature = "attributes")]
 pub mod testing;
 mod thread_bound;
@@ -62,6 +63,9 @@ pub use coroutine::{FirstPoll, Home, Options, RustCoroutine};
 pub use into_future::{PyFuture, into_future, into_future_with_locals};
 pub use locals::{TaskLocals, get_current_locals, get_current_loop, scope, scope_local};
 pub use panic::RustPanic;
+pub use stream::{
+    DEFAULT_CAPACITY, PyStream, RustStream, StreamOptions, into_stream, into_stream_with,
+};
 pub use waiter::Waiter;
 
 /// The bridge on tokio (feature `tokio-runtime`); the runtime is [`pyo3_aio_tokio`]'s

@@ -118,6 +118,11 @@ pub(crate) fn scoped<F: Future>(slot: LocalsSlot, future: F) -> scope::Scope<Loc
     scope::scope(&CURRENT, slot, future)
 }
 
+/// Runs `f` with `slot` as the current locals (for streams, polled outside a future).
+pub(crate) fn with_locals<R>(slot: LocalsSlot, f: impl FnOnce() -> R) -> R {
+    scope::sync_scope(&CURRENT, slot, f)
+}
+
 /// Fills `slot` from the running loop and current context, if it is still empty.
 pub(crate) fn fill(
     py: Python<'_>,

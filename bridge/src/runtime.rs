@@ -9,7 +9,7 @@ macro_rules! runtime_module {
 
         pub use crate::{
             TaskLocals, get_current_locals, get_current_loop, into_future,
-            into_future_with_locals, scope, scope_local,
+            into_future_with_locals, into_stream, into_stream_with, scope, scope_local,
         };
 
         #[doc = concat!("Converts a `Send` Rust future into a Python coroutine; while pending it runs on ", $runtime, ".")]
@@ -72,6 +72,52 @@ macro_rules! runtime_module {
             T: for<'a> IntoPyObject<'a> + Send + 'static,
         {
             crate::generic::future_into_py_eager(py, $spawner, future)
+        }
+
+        #[doc = concat!("Converts a `Send` Rust stream into a Python async iterator; the stream runs on ", $runtime, ".")]
+        ///
+        /// See [`generic::stream_into_py_with`](crate::generic::stream_into_py_with).
+        ///
+        /// # Errors
+        ///
+        /// `RuntimeError` when the runtime refuses the stream.
+        pub fn stream_into_py<'py, St, T>(py: Python<'py>, stream: St) -> PyResult<Bound<'py, PyAny>>
+        where
+            St: futures_core::Stream<Item = PyResult<T>> + Send + 'static,
+            T: for<'a> IntoPyObject<'a> + Send + 'static,
+        {
+            crate::generic::stream_into_py(py, $spawner, stream)
+        }
+
+        /// [`stream_into_py`] with [`StreamOptions`](crate::StreamOptions).
+        ///
+        /// # Errors
+        ///
+        /// As [`stream_into_py`].
+        pub fn stream_into_py_with<'py, St, T>(
+            py: Python<'py>,
+            options: crate::StreamOptions,
+            stream: St,
+        ) -> PyResult<Bound<'py, PyAny>>
+        where
+            St: futures_core::Stream<Item = PyResult<T>> + Send + 'static,
+            T: for<'a> IntoPyObject<'a> + Send + 'static,
+        {
+            crate::generic::stream_into_py_with(py, $spawner, options, stream)
+        }
+
+        /// Converts a `!Send` Rust stream into a Python async iterator polled on the loop
+        /// thread.
+        ///
+        /// # Errors
+        ///
+        /// Only if the iterator object cannot be allocated.
+        pub fn local_stream_into_py<'py, St, T>(py: Python<'py>, stream: St) -> PyResult<Bound<'py, PyAny>>
+        where
+            St: futures_core::Stream<Item = PyResult<T>> + 'static,
+            T: for<'a> IntoPyObject<'a> + 'static,
+        {
+            crate::generic::local_stream_into_py(py, stream)
         }
 
         #[doc = concat!("Runs a Rust future on ", $runtime, " to completion on a new asyncio event loop (like `asyncio.run`), returning its output.")]

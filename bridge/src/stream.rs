@@ -1,0 +1,772 @@
+//! Streams both ways: a Rust `Stream` as a Python async iterator, and a Python async
+//! iterable as a Rust `Stream`.
+//!
+//! Both directions use one bounded buffer shared by the two sides, so the producer is never
+//! more than `capacity` items ahead, and both wake the other side at most once per batch:
+//! the waiting side registers one waker, the producing side takes it when it adds the first
+//! item and adds the rest without waking anyone.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3_aio_core::Spawner;
+
+use crate::coroutine::{FirstPoll, to_python};
+use crate::event_loop::{LoopItem, LoopShared, loop_shared, report, running_loop};
+use crate::generic::local_future_into_py_with;
+use crate::locals::{LocalsSlot, TaskLocals, fill, scoped_locals, with_locals};
+
+/// How many items a stream's producer may run ahead of its consumer by default.
+pub const DEFAULT_CAPACITY: usize = 64;
+
+/// Options of the stream conversions.
+///
+/// ```
+/// let options = pyo3_aio::StreamOptions::default().capacity(8);
+/// assert_eq!(options.capacity, 8);
+/// assert_eq!(pyo3_aio::StreamOptions::default().capacity, pyo3_aio::DEFAULT_CAPACITY);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// The most items buffered between the two sides (at least 1).
+    pub capacity: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl StreamOptions {
+    /// Sets [`StreamOptions::capacity`] (values below 1 count as 1).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+}
+
+/// The buffer between a producer and a consumer.
+struct Channel<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    /// No more items will come (the producer ended, failed or was dropped).
+    finished: bool,
+    /// The consumer went away: the producer stops and drops its source.
+    closed: bool,
+    consumer: Option<Waker>,
+    producer: Option<Waker>,
+}
+
+impl<T> Channel<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+            finished: false,
+            closed: false,
+            consumer: None,
+            producer: None,
+        }
+    }
+}
+
+type Shared<T> = Arc<Mutex<Channel<T>>>;
+
+fn lock<T>(shared: &Mutex<Channel<T>>) -> MutexGuard<'_, Channel<T>> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks the channel closed and wakes the producer so it stops.
+fn close<T>(shared: &Mutex<Channel<T>>) {
+    let (producer, items) = {
+        let mut channel = lock(shared);
+        channel.closed = true;
+        (channel.producer.take(), std::mem::take(&mut channel.items))
+    };
+    drop(items);
+    if let Some(waker) = producer {
+        waker.wake();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rust Stream -> Python async iterator
+
+/// Pulls items from the stream into the channel on the runtime, until the stream ends,
+/// the consumer closes, or the buffer is full (then it waits for room).
+async fn pump<S, T>(mut stream: Pin<Box<S>>, shared: Shared<PyResult<T>>)
+where
+    S: Stream<Item = PyResult<T>> + ?Sized,
+{
+    std::future::poll_fn(|cx| {
+        let mut wake = None;
+        let outcome = loop {
+            let mut channel = lock(&shared);
+            if channel.closed {
+                break Poll::Ready(());
+            }
+            if channel.items.len() >= channel.capacity {
+                channel.producer = Some(cx.waker().clone());
+                break Poll::Pending;
+            }
+            drop(channel);
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                stream.as_mut().poll_next(cx)
+            }));
+            let mut channel = lock(&shared);
+            match polled {
+                Ok(Poll::Ready(Some(item))) => {
+                    channel.items.push_back(item);
+                    wake = wake.or_else(|| channel.consumer.take());
+                }
+                Ok(Poll::Ready(None)) => {
+                    channel.finished = true;
+                    wake = wake.or_else(|| channel.consumer.take());
+                    break Poll::Ready(());
+                }
+                Ok(Poll::Pending) => break Poll::Pending,
+                Err(payload) => {
+                    // A panicking stream ends: its error is the last item.
+                    channel
+                        .items
+                        .push_back(Err(crate::panic::panic_to_pyerr(payload)));
+                    channel.finished = true;
+                    wake = wake.or_else(|| channel.consumer.take());
+                    break Poll::Ready(());
+                }
+            }
+        };
+        // One wake-up for everything added in this poll.
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        outcome
+    })
+    .await;
+    // Drop the stream here, on the runtime, before telling anyone it ended.
+    drop(stream);
+    let waker = {
+        let mut channel = lock(&shared);
+        channel.finished = true;
+        channel.consumer.take()
+    };
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Converts the item at the front, if any, on the loop thread.
+trait Front: Send + Sync {
+    /// `Some(Ok(item))`, `Some(Err(error))` (error items and the end, as
+    /// `StopAsyncIteration`), or `None` when nothing is there yet (registers `waker`).
+    fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>>;
+    fn close(&self);
+}
+
+impl<T> Front for Mutex<Channel<PyResult<T>>>
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>> {
+        let (item, producer) = {
+            let mut channel = lock(self);
+            match channel.items.pop_front() {
+                Some(item) => {
+                    // Room again: let a producer waiting on a full buffer go on.
+                    let producer = if channel.items.len() + 1 >= channel.capacity {
+                        channel.producer.take()
+                    } else {
+                        None
+                    };
+                    (Some(item), producer)
+                }
+                None if channel.finished || channel.closed => {
+                    return Some(Err(PyStopAsyncIteration::new_err(())));
+                }
+                None => {
+                    if let Some(waker) = waker {
+                        channel.consumer = Some(waker.clone());
+                    }
+                    return None;
+                }
+            }
+        };
+        if let Some(waker) = producer {
+            waker.wake();
+        }
+        item.map(|item| to_python(py, item))
+    }
+
+    fn close(&self) {
+        close(self);
+    }
+}
+
+/// A Rust stream as a Python async iterator (`async for`, `anext()`, `aclose()`).
+#[pyclass(name = "RustStream", module = "pyo3_aio")]
+pub struct RustStream {
+    front: Arc<dyn Front>,
+    /// For `!Send` streams: polled on the loop thread by `__anext__` itself.
+    local: Option<Arc<dyn Front>>,
+}
+
+#[pymethods]
+impl RustStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// The next item: an awaitable that is done at once when an item is buffered.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let front = self.local.clone().unwrap_or_else(|| self.front.clone());
+        if let Some(item) = front.next_item(py, None) {
+            return Ok(Bound::new(py, Ready(Some(item)))?.into_any());
+        }
+        let guard = CloseOnDrop(Some(front.clone()));
+        local_future_into_py_with(py, FirstPoll::Inline, async move {
+            let item = std::future::poll_fn(|cx| {
+                Python::attach(|py| match front.next_item(py, Some(cx.waker())) {
+                    Some(item) => Poll::Ready(item),
+                    None => Poll::Pending,
+                })
+            })
+            .await;
+            let mut guard = guard;
+            guard.0 = None;
+            item
+        })
+    }
+
+    /// Drops the Rust stream (on its runtime); later `__anext__` raises
+    /// `StopAsyncIteration`.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.front.close();
+        if let Some(local) = &self.local {
+            local.close();
+        }
+        Ok(Bound::new(py, Ready(Some(Ok(py.None()))))?.into_any())
+    }
+}
+
+impl Drop for RustStream {
+    fn drop(&mut self) {
+        self.front.close();
+        if let Some(local) = &self.local {
+            local.close();
+        }
+    }
+}
+
+/// Closes the stream when a waiting `__anext__` is dropped unfinished (its task was
+/// cancelled), as the issue of cancelling the consumer requires.
+struct CloseOnDrop(Option<Arc<dyn Front>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(front) = self.0.take() {
+            front.close();
+        }
+    }
+}
+
+/// An awaitable whose result is already known.
+#[pyclass(name = "_Ready", module = "pyo3_aio")]
+struct Ready(Option<PyResult<Py<PyAny>>>);
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> PyResult<Py<PyAny>> {
+        match self.0.take() {
+            Some(Ok(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((value,))),
+            Some(Err(error)) => Err(error),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )),
+        }
+    }
+
+    fn send(&mut self, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.__next__()
+    }
+
+    #[pyo3(signature = (typ, val = None, _tb = None))]
+    fn throw(
+        &mut self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.0 = None;
+        let error = if typ.is_instance_of::<pyo3::types::PyType>() {
+            match val {
+                Some(value) if value.is_instance(typ)? => PyErr::from_value(value.clone()),
+                Some(value) if !value.is_none() => PyErr::from_value(typ.call1((value,))?),
+                _ => PyErr::from_value(typ.call0()?),
+            }
+        } else {
+            PyErr::from_value(typ.clone())
+        };
+        Err(error)
+    }
+
+    fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
+pub(crate) fn stream_into_py<'py, S, T>(
+    py: Python<'py>,
+    spawner: impl Spawner,
+    options: StreamOptions,
+    stream: S,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Stream<Item = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let shared: Shared<PyResult<T>> = Arc::new(Mutex::new(Channel::new(options.capacity)));
+    let slot: LocalsSlot = Arc::new(std::sync::OnceLock::new());
+    if let Some(event_loop) = running_loop(py)? {
+        fill(py, &slot, &event_loop)?;
+    } else if let Some(locals) = scoped_locals() {
+        let _ = slot.set(locals);
+    }
+    let stream = ScopedStream {
+        slot,
+        stream: Box::pin(stream),
+    };
+    spawner
+        .spawn(Box::pin(pump(Box::pin(stream), shared.clone())))
+        .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
+    let front: Arc<dyn Front> = shared;
+    Ok(Bound::new(py, RustStream { front, local: None })?.into_any())
+}
+
+/// A stream polled with its task locals set, like `scope` does for futures.
+struct ScopedStream<S: ?Sized> {
+    slot: LocalsSlot,
+    stream: Pin<Box<S>>,
+}
+
+impl<S: Stream + ?Sized> Stream for ScopedStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let slot = self.slot.clone();
+        with_locals(slot, || self.stream.as_mut().poll_next(cx))
+    }
+}
+
+/// The `!Send` variant: the stream lives on the loop thread and `__anext__` polls it.
+pub(crate) fn local_stream_into_py<'py, S, T>(
+    py: Python<'py>,
+    stream: S,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Stream<Item = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    let front: Arc<dyn Front> = Arc::new(LocalFront {
+        stream: Mutex::new(Some(crate::thread_bound::ThreadBound::new(Box::pin(
+            stream,
+        )))),
+    });
+    Ok(Bound::new(
+        py,
+        RustStream {
+            front: front.clone(),
+            local: Some(front),
+        },
+    )?
+    .into_any())
+}
+
+struct LocalFront<S: ?Sized> {
+    stream: Mutex<Option<crate::thread_bound::ThreadBound<Pin<Box<S>>>>>,
+}
+
+impl<S, T> Front for LocalFront<S>
+where
+    S: Stream<Item = PyResult<T>> + ?Sized + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>> {
+        let mut slot = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bound) = slot.as_mut() else {
+            return Some(Err(PyStopAsyncIteration::new_err(())));
+        };
+        let Some(stream) = bound.get_mut() else {
+            return Some(Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "a !Send Rust stream was iterated on another thread than the one that created it",
+            )));
+        };
+        let waker = waker.cloned().unwrap_or_else(|| Waker::noop().clone());
+        let mut cx = Context::from_waker(&waker);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stream.as_mut().poll_next(&mut cx)
+        }));
+        match polled {
+            Ok(Poll::Ready(Some(item))) => Some(to_python(py, item)),
+            Ok(Poll::Ready(None)) => {
+                *slot = None;
+                Some(Err(PyStopAsyncIteration::new_err(())))
+            }
+            Ok(Poll::Pending) => None,
+            Err(payload) => {
+                *slot = None;
+                Some(Err(crate::panic::panic_to_pyerr(payload)))
+            }
+        }
+    }
+
+    fn close(&self) {
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(stream);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Python async iterable -> Rust Stream
+
+const PUMP: &str = r#"
+async def pump(iterator, sink):
+    try:
+        while not sink.closed:
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            if sink.push(item):
+                await sink.space()
+    except BaseException as error:
+        sink.fail(error)
+        if not isinstance(error, Exception):
+            raise
+    else:
+        sink.finish()
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None and sink.closed:
+            await aclose()
+"#;
+
+fn pump_function(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static PUMP_FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    PUMP_FUNCTION
+        .get_or_try_init(py, || {
+            let module = PyModule::from_code(
+                py,
+                &CString::new(PUMP).expect("no NUL in the pump's source"),
+                c"pyo3_aio_stream_pump.py",
+                c"pyo3_aio_stream_pump",
+            )?;
+            Ok::<_, PyErr>(module.getattr("pump")?.unbind())
+        })
+        .map(|function| function.bind(py))
+}
+
+struct IntoStreamShared {
+    channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
+    /// The asyncio future the pump awaits while the buffer is full.
+    space: Mutex<Option<Py<PyAny>>>,
+    /// The pump's task, to cancel when the Rust side drops the stream.
+    task: Mutex<Option<Py<PyAny>>>,
+    loop_shared: Arc<LoopShared>,
+}
+
+/// The Python side of `into_stream`: what the pump coroutine pushes into.
+#[pyclass(frozen, name = "_StreamSink", module = "pyo3_aio")]
+struct StreamSink {
+    shared: Arc<IntoStreamShared>,
+}
+
+#[pymethods]
+impl StreamSink {
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.shared.channel).closed
+    }
+
+    /// Adds an item; returns whether the buffer is now full (the pump must wait).
+    fn push(&self, item: Py<PyAny>) -> bool {
+        let (full, waker) = {
+            let mut channel = lock(&self.shared.channel);
+            if channel.closed {
+                return false;
+            }
+            channel.items.push_back(Ok(item));
+            (
+                channel.items.len() >= channel.capacity,
+                channel.consumer.take(),
+            )
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        full
+    }
+
+    /// An asyncio future resolved when the consumer made room (or closed).
+    fn space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = crate::get_current_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let mut space = self.shared.space.lock().unwrap_or_else(|e| e.into_inner());
+        let ready = {
+            let channel = lock(&self.shared.channel);
+            channel.closed || channel.items.len() < channel.capacity
+        };
+        if ready {
+            future.call_method1("set_result", (py.None(),))?;
+        } else {
+            *space = Some(future.clone().unbind());
+        }
+        Ok(future)
+    }
+
+    fn finish(&self) {
+        self.end(None);
+    }
+
+    fn fail(&self, error: Bound<'_, PyAny>) {
+        self.end(Some(PyErr::from_value(error)));
+    }
+}
+
+impl StreamSink {
+    fn end(&self, error: Option<PyErr>) {
+        let waker = {
+            let mut channel = lock(&self.shared.channel);
+            if let Some(error) = error {
+                if !channel.closed {
+                    channel.items.push_back(Err(error));
+                }
+            }
+            channel.finished = true;
+            channel.consumer.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A Python async iterable as a Rust [`Stream`]; see [`into_stream`].
+///
+/// Dropping it early cancels the pump task on the loop, which closes the Python iterator
+/// (`aclose`), so an async generator's `finally` runs.
+pub struct PyStream {
+    shared: Arc<IntoStreamShared>,
+}
+
+impl std::fmt::Debug for PyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for PyStream {
+    type Item = PyResult<Py<PyAny>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let (item, room) = {
+            let mut channel = lock(&self.shared.channel);
+            match channel.items.pop_front() {
+                Some(item) => (item, channel.items.len() < channel.capacity),
+                None if channel.finished => return Poll::Ready(None),
+                None => {
+                    channel.consumer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+        };
+        if room {
+            let waiting = self
+                .shared
+                .space
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(future) = waiting {
+                self.shared
+                    .loop_shared
+                    .schedule(LoopItem::Call(Box::new(move |py| {
+                        let future = future.bind(py);
+                        if !future
+                            .call_method0("done")
+                            .and_then(|d| d.is_truthy())
+                            .unwrap_or(true)
+                        {
+                            let _ = future.call_method1("set_result", (py.None(),));
+                        }
+                    })));
+            }
+        }
+        let is_error = item.is_err();
+        if is_error {
+            lock(&self.shared.channel).finished = true;
+        }
+        Poll::Ready(Some(item))
+    }
+}
+
+impl Drop for PyStream {
+    fn drop(&mut self) {
+        let unfinished = {
+            let mut channel = lock(&self.shared.channel);
+            channel.closed = true;
+            !channel.finished
+        };
+        if unfinished {
+            let shared = self.shared.clone();
+            self.shared
+                .loop_shared
+                .schedule(LoopItem::Call(Box::new(move |py| {
+                    let space = shared
+                        .space
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    if let Some(future) = space {
+                        let future = future.bind(py);
+                        if !future
+                            .call_method0("done")
+                            .and_then(|d| d.is_truthy())
+                            .unwrap_or(true)
+                        {
+                            let _ = future.call_method1("set_result", (py.None(),));
+                        }
+                    }
+                    let task = shared.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(task) = task {
+                        let task = task.bind(py);
+                        if let Err(error) = task.call_method0("cancel") {
+                            if let Ok(event_loop) = task.call_method0("get_loop") {
+                                report(
+                                    py,
+                                    &event_loop,
+                                    "pyo3-aio could not cancel a stream",
+                                    error,
+                                );
+                            }
+                        }
+                    }
+                })));
+        }
+    }
+}
+
+/// Converts a Python async iterable (an async generator, or any object with `__aiter__`
+/// returning something with `__anext__`) into a Rust [`Stream`] of its items.
+///
+/// The iteration runs as a task on the loop of the current task locals (found as
+/// [`into_future`](crate::into_future) finds them). Items that are ready cross in batches;
+/// the Python side runs at most [`DEFAULT_CAPACITY`] items ahead. An exception raised by
+/// the iterator arrives as that `PyErr` and ends the stream.
+///
+/// # Errors
+///
+/// `TypeError` naming the type when the object is not async-iterable; `RuntimeError` when
+/// no event loop can be found.
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// Python::attach(|py| {
+///     let error = pyo3_aio::into_stream(py.None().into_bound(py)).unwrap_err();
+///     assert_eq!(error.to_string(), "TypeError: expected an async iterable, got 'NoneType'");
+/// });
+/// ```
+pub fn into_stream(iterable: Bound<'_, PyAny>) -> PyResult<PyStream> {
+    into_stream_with(iterable, StreamOptions::default())
+}
+
+/// [`into_stream`] with [`StreamOptions`].
+///
+/// # Errors
+///
+/// As [`into_stream`].
+pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> PyResult<PyStream> {
+    let py = iterable.py();
+    if !iterable.hasattr(pyo3::intern!(py, "__aiter__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "expected an async iterable, got '{}'",
+            iterable.get_type().name()?
+        )));
+    }
+    let iterator = iterable.call_method0(pyo3::intern!(py, "__aiter__"))?;
+    if !iterator.hasattr(pyo3::intern!(py, "__anext__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "__aiter__ of '{}' returned '{}', which has no __anext__",
+            iterable.get_type().name()?,
+            iterator.get_type().name()?
+        )));
+    }
+    let locals = match scoped_locals() {
+        Some(locals) => locals,
+        None => match running_loop(py)? {
+            Some(event_loop) => TaskLocals::new(event_loop),
+            None => crate::into_future::only_running_loop(py)?,
+        },
+    };
+    let event_loop = locals.event_loop(py);
+    let shared = Arc::new(IntoStreamShared {
+        channel: Mutex::new(Channel::new(options.capacity)),
+        space: Mutex::new(None),
+        task: Mutex::new(None),
+        loop_shared: loop_shared(py, &event_loop)?,
+    });
+    let sink = Py::new(
+        py,
+        StreamSink {
+            shared: shared.clone(),
+        },
+    )?;
+    let pump = pump_function(py)?.call1((iterator, sink))?;
+    let start = {
+        let shared = shared.clone();
+        let event_loop = event_loop.clone().unbind();
+        let context = locals.context(py).map(Bound::unbind);
+        let pump = pump.unbind();
+        move |py: Python<'_>| {
+            let event_loop = event_loop.bind(py);
+            let created = match &context {
+                Some(context) => context.bind(py).call_method1(
+                    "run",
+                    (event_loop.getattr("create_task").ok(), pump.bind(py)),
+                ),
+                None => event_loop.call_method1("create_task", (pump.bind(py),)),
+            };
+            match created {
+                Ok(task) => {
+                    *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.unbind())
+                }
+                Err(error) => {
+                    let _ = pump.bind(py).call_method0("close");
+                    StreamSink { shared }.end(Some(error.clone_ref(py)));
+                    report(py, event_loop, "pyo3-aio could not start a stream", error);
+                }
+            }
+        }
+    };
+    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
+    if on_loop_thread {
+        start(py);
+    } else {
+        shared.loop_shared.schedule(LoopItem::Call(Box::new(start)));
+    }
+    Ok(PyStream { shared })
+}
