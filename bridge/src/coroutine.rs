@@ -356,7 +356,16 @@ where
     fn start(mut self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
         if self.options.home == Home::LoopThread {
             let this = *self;
-            return start_on_loop_thread(py, this.future, this.slot, this.options.first_poll);
+            let entered = Box::pin(Entered {
+                spawner: Box::new(this.spawner),
+                future: this.future,
+            });
+            return start_on_loop_thread(py, entered, this.slot, this.options.first_poll);
+        }
+        // Register the running loop before user code runs, so that `into_future` called
+        // from a task this future spawns finds it as "the one running loop".
+        if let Some(event_loop) = running_loop(py)? {
+            loop_shared(py, &event_loop)?;
         }
         if self.options.first_poll == FirstPoll::Inline {
             let mut polled = Poll::Pending;
@@ -650,5 +659,23 @@ where
         drop(future);
         drop(waiter);
         true
+    }
+}
+
+/// A `Send` future living on the loop thread, polled inside its runtime's context (tokio
+/// timers and I/O need it there as much as on a worker).
+struct Entered<S, F: ?Sized> {
+    spawner: Box<S>,
+    future: Pin<Box<F>>,
+}
+
+impl<S: Spawner, F: Future + ?Sized> Future for Entered<S, F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let mut out = Poll::Pending;
+        let future = &mut this.future;
+        this.spawner.enter(&mut || out = future.as_mut().poll(cx));
+        out
     }
 }

@@ -188,18 +188,58 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
     let (write, read) = open_signal_fd()?;
     let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(event_loop));
     if !on_loop_thread {
-        // The loop runs on another thread: registering a reader is not thread-safe for
-        // every loop (uvloop), so ask the loop to do it. Signals written before then stay
-        // pending in the fd, and the loop drains them as soon as the reader is in place.
-        let _ = shared.wakeup.set(Wakeup::Fd { write, read });
-        let add_reader = event_loop.getattr(pyo3::intern!(py, "add_reader"))?;
-        event_loop.call_method1(
-            pyo3::intern!(py, "call_soon_threadsafe"),
-            (add_reader, read, &drain),
+        let register = Bound::new(
+            py,
+            Register {
+                shared: shared.clone(),
+                event_loop: event_loop.clone().unbind(),
+                drain: drain.unbind(),
+                fds: (write, read),
+            },
         )?;
+        event_loop.call_method1(pyo3::intern!(py, "call_soon_threadsafe"), (register,))?;
         return Ok(shared);
     }
-    match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, &drain)) {
+    install(py, &shared, event_loop, &drain, write, read)?;
+    Ok(shared)
+}
+
+/// Sets up the wake-up of a loop first contacted from another thread, on the loop's own
+/// thread (registering a reader is not thread-safe for every loop), then drains what was
+/// queued meanwhile.
+#[pyclass(frozen, name = "_RegisterWakeup", module = "pyo3_aio")]
+struct Register {
+    shared: Arc<LoopShared>,
+    event_loop: Py<PyAny>,
+    drain: Py<LoopWakeup>,
+    fds: (libc::c_int, libc::c_int),
+}
+
+#[pymethods]
+impl Register {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        install(
+            py,
+            &self.shared,
+            self.event_loop.bind(py),
+            self.drain.bind(py),
+            self.fds.0,
+            self.fds.1,
+        )?;
+        self.shared.drain(py);
+        Ok(())
+    }
+}
+
+fn install(
+    py: Python<'_>,
+    shared: &Arc<LoopShared>,
+    event_loop: &Bound<'_, PyAny>,
+    drain: &Bound<'_, LoopWakeup>,
+    write: libc::c_int,
+    read: libc::c_int,
+) -> PyResult<()> {
+    match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, drain)) {
         Ok(_) => {
             let _ = shared.wakeup.set(Wakeup::Fd { write, read });
         }
@@ -209,7 +249,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
                 event_loop.getattr(pyo3::intern!(py, "call_soon_threadsafe"))?;
             let _ = shared.wakeup.set(Wakeup::Threadsafe {
                 call_soon_threadsafe: call_soon_threadsafe.unbind(),
-                drain: drain.into_any().unbind(),
+                drain: drain.clone().into_any().unbind(),
             });
         }
         Err(error) => {
@@ -217,7 +257,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
             return Err(error);
         }
     }
-    Ok(shared)
+    Ok(())
 }
 
 thread_local! {

@@ -143,6 +143,9 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
     let py = awaitable.py();
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
     let event_loop = locals.event_loop(py);
+    if event_loop.call_method0("is_closed")?.is_truthy()? {
+        return Err(PyRuntimeError::new_err("the event loop is closed"));
+    }
     let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
     let context = match locals.context(py) {
         Some(context) => context,

@@ -3,11 +3,19 @@
 //! Functions take the runtime's name (`"tokio"`, `"async-std"`, `"smol"`) so each test runs
 //! unchanged on all three.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
+use pyo3_aio::{FirstPoll, Home, Options};
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -111,14 +119,16 @@ impl Drop for CountDrop {
 /// A future that never completes; counts its drop in `dropped()`.
 #[pyfunction]
 fn never<'py>(py: Python<'py>, runtime: &str) -> PyResult<Bound<'py, PyAny>> {
+    let guard = CountDrop;
     convert(py, runtime, async move {
-        let _guard = CountDrop;
+        let _guard = guard;
         std::future::pending::<()>().await;
         Ok(())
     })
 }
 
-/// How many futures created by `never` (or `sleep_counted`) were dropped so far.
+/// How many futures created by `never`, `sleep_counted`, `local_never`, `eager_never`,
+/// `thread_never` or `dropped_by_runtime` were dropped so far.
 #[pyfunction]
 fn dropped() -> usize {
     DROPPED.load(Ordering::SeqCst)
@@ -161,9 +171,7 @@ fn local_sleep<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let shared = std::rc::Rc::new(value);
     pyo3_aio::tokio::local_future_into_py(py, async move {
-        let handle = pyo3_aio::tokio::get_runtime().handle().clone();
-        let _guard = handle.enter();
-        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        tokio_sleep_now(Duration::from_secs_f64(seconds)).await;
         Ok(Python::attach(|py| shared.clone_ref(py)))
     })
 }
@@ -224,6 +232,820 @@ fn into_future_now(awaitable: Bound<'_, PyAny>) -> PyResult<()> {
     pyo3_aio::into_future(awaitable).map(drop)
 }
 
+// ---------------------------------------------------------------------------------------
+// Helpers shared by the functions below
+
+/// A tokio timer created now, inside the global runtime's context (for futures polled on
+/// the loop thread, where no tokio context is entered). The guard is not held across the
+/// await: guards of interleaved futures on one thread would be dropped out of order.
+fn tokio_sleep_now(duration: Duration) -> tokio::time::Sleep {
+    let _guard = pyo3_aio::tokio::get_runtime().enter();
+    tokio::time::sleep(duration)
+}
+
+/// A timer on the runtime's own clock, created now (usable from `!Send` futures polled on
+/// the loop thread).
+fn sleep_now(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
+    let duration = Duration::from_secs_f64(seconds);
+    Ok(match runtime {
+        "tokio" => Box::pin(tokio_sleep_now(duration)),
+        "async-std" | "smol" => sleep_on(runtime, seconds)?,
+        other => return Err(unknown_runtime(other)),
+    })
+}
+
+fn convert_with<'py, F, T>(
+    py: Python<'py>,
+    runtime: &str,
+    options: Options,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    match runtime {
+        "tokio" => pyo3_aio::tokio::future_into_py_with(py, options, future),
+        "async-std" => pyo3_aio::async_std::future_into_py_with(py, options, future),
+        "smol" => pyo3_aio::smol::future_into_py_with(py, options, future),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+fn eager<'py, F, T>(py: Python<'py>, runtime: &str, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    match runtime {
+        "tokio" => pyo3_aio::tokio::future_into_py_eager(py, future),
+        "async-std" => pyo3_aio::async_std::future_into_py_eager(py, future),
+        "smol" => pyo3_aio::smol::future_into_py_eager(py, future),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+/// Runs `future` as a task of its own on the runtime (no task locals travel with it) and
+/// waits for its output.
+fn spawn_on<T: Send + 'static>(
+    runtime: &str,
+    future: impl Future<Output = PyResult<T>> + Send + 'static,
+) -> PyResult<BoxFuture<PyResult<T>>> {
+    Ok(match runtime {
+        "tokio" => {
+            let handle = pyo3_aio::tokio::get_runtime().spawn(future);
+            Box::pin(async move {
+                handle
+                    .await
+                    .map_err(|error| PyRuntimeError::new_err(error.to_string()))?
+            })
+        }
+        "async-std" => Box::pin(async_std::task::spawn(future)),
+        "smol" => Box::pin(smol::spawn(future)),
+        other => return Err(unknown_runtime(other)),
+    })
+}
+
+/// `threading.get_ident()` of the calling thread.
+fn thread_ident() -> PyResult<u64> {
+    Python::attach(|py| {
+        py.import("threading")?
+            .call_method0("get_ident")?
+            .extract::<u64>()
+    })
+}
+
+fn options_from(home: &str, first_poll: &str) -> PyResult<Options> {
+    let home = match home {
+        "runtime" => Home::Runtime,
+        "loop" => Home::LoopThread,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown home '{other}': expected 'runtime' or 'loop'"
+            )));
+        }
+    };
+    let first_poll = match first_poll {
+        "inline" => FirstPoll::Inline,
+        "deferred" => FirstPoll::Deferred,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown first_poll '{other}': expected 'inline' or 'deferred'"
+            )));
+        }
+    };
+    Ok(Options::default().home(home).first_poll(first_poll))
+}
+
+// ---------------------------------------------------------------------------------------
+// Rust futures awaited from Python
+
+/// Like `sleep`, but counts the future's drop in `dropped()` whether it completes or is
+/// cancelled.
+#[pyfunction]
+fn sleep_counted<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    let guard = CountDrop;
+    convert(py, runtime, async move {
+        let _guard = guard;
+        nap.await;
+        Ok(value)
+    })
+}
+
+/// Returns, after `seconds` (0: on the inline first poll), the arguments, extracted into Rust
+/// types and converted back on the way out (so both directions of conversion run).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn typed_values<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    integer: i64,
+    big: u64,
+    float: f64,
+    flag: bool,
+    text: String,
+    data: Vec<u8>,
+    numbers: Vec<i64>,
+    mapping: HashMap<String, i64>,
+    maybe: Option<i64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Ok((
+            integer, big, float, flag, text, data, numbers, mapping, maybe,
+        ))
+    })
+}
+
+/// Fails after `seconds` with a `ValueError(message)` created in Rust, on the runtime's
+/// thread, without the GIL (0 fails on the inline first poll).
+#[pyfunction]
+fn fail_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    message: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Err::<(), _>(PyValueError::new_err(message))
+    })
+}
+
+/// Panics with a non-string payload (`panic_any(42)`) after `seconds`.
+#[pyfunction]
+fn panic_any_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        std::panic::panic_any(42_u32);
+        #[allow(unreachable_code)]
+        Ok(())
+    })
+}
+
+/// Reports where the future was polled: `(thread of the first poll, thread after sleeping
+/// `seconds`)`, as `threading.get_ident()` values. `home` is `"runtime"` or `"loop"`,
+/// `first_poll` is `"inline"` or `"deferred"` (`future_into_py_with` options).
+#[pyfunction]
+#[pyo3(signature = (runtime, seconds, home = "runtime", first_poll = "inline"))]
+fn where_polled<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    home: &str,
+    first_poll: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = options_from(home, first_poll)?;
+    let nap = sleep_on(runtime, seconds)?;
+    convert_with(py, runtime, options, async move {
+        let first = thread_ident()?;
+        if seconds > 0.0 {
+            nap.await;
+        }
+        let after = thread_ident()?;
+        Ok((first, after))
+    })
+}
+
+/// Returns the event loop seen from inside the Rust future after sleeping `seconds`
+/// (0: on the inline first poll).
+#[pyfunction]
+fn current_loop_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Python::attach(|py| pyo3_aio::get_current_loop(py).map(Bound::unbind))
+    })
+}
+
+/// Returns `var`'s value in the context of `get_current_locals()` seen from inside the Rust
+/// future after sleeping `seconds` (None when unset there).
+#[pyfunction]
+fn context_var_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    var: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Python::attach(|py| {
+            let locals = pyo3_aio::get_current_locals(py)?;
+            let context = locals.context(py).ok_or_else(|| {
+                PyRuntimeError::new_err("the current task locals carry no context")
+            })?;
+            context
+                .call_method1("get", (var.bind(py),))
+                .map(Bound::unbind)
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Python awaitables awaited from Rust
+
+/// Sleeps `seconds` on the runtime, then calls `factory()` and awaits the awaitable it
+/// returns (from the runtime's thread, with the conversion's task locals).
+#[pyfunction]
+fn await_py_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    factory: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        let future = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?;
+        future.await
+    })
+}
+
+/// Rust spawns a task of its own on `runtime` (no scope, no task locals) that calls
+/// into_future on `awaitable` and awaits it.
+#[pyfunction]
+fn await_py_from_task<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    awaitable: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let runtime_name = runtime.to_owned();
+    convert(py, runtime, async move {
+        let job = async move {
+            let future = Python::attach(|py| pyo3_aio::into_future(awaitable.into_bound(py)))?;
+            future.await
+        };
+        spawn_on(&runtime_name, job)?.await
+    })
+}
+
+/// Like `await_py_from_task`, but the first poll (inline, on the loop thread) releases the
+/// GIL for `pause` seconds after spawning the task, as a future doing blocking work inside
+/// `py.detach` would: the spawned task then calls into_future while the first poll is
+/// still running.
+#[pyfunction]
+fn await_py_from_task_slow_first_poll<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    pause: f64,
+    awaitable: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let runtime_name = runtime.to_owned();
+    convert(py, runtime, async move {
+        let job = async move {
+            let future = Python::attach(|py| pyo3_aio::into_future(awaitable.into_bound(py)))?;
+            future.await
+        };
+        let handle = spawn_on(&runtime_name, job)?;
+        Python::attach(|py| py.detach(|| std::thread::sleep(Duration::from_secs_f64(pause))));
+        handle.await
+    })
+}
+
+/// Like `await_py_from_task`, with the spawned task wrapped in
+/// `pyo3_aio::scope(locals, ...)` (locals of the awaiting task), as the RuntimeError for
+/// several running loops advises.
+#[pyfunction]
+fn await_py_in_scope<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    awaitable: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let locals = pyo3_aio::TaskLocals::with_running_loop(py)?.copy_context(py)?;
+    let runtime_name = runtime.to_owned();
+    convert(py, runtime, async move {
+        let job = pyo3_aio::scope(locals, async move {
+            let future = Python::attach(|py| pyo3_aio::into_future(awaitable.into_bound(py)))?;
+            future.await
+        });
+        spawn_on(&runtime_name, job)?.await
+    })
+}
+
+/// A plain `std::thread` (started when the coroutine is first awaited) calls into_future
+/// on `awaitable` with no scope and blocks on it; the converted future on `runtime` waits
+/// for that thread's answer.
+#[pyfunction]
+fn await_py_from_thread<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    awaitable: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, runtime, async move {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let outcome = Python::attach(|py| pyo3_aio::into_future(awaitable.into_bound(py)))
+                .map(smol::block_on);
+            let _ = sender.send(outcome.and_then(|result| result));
+        });
+        receiver
+            .await
+            .map_err(|_| PyRuntimeError::new_err("the thread vanished"))?
+    })
+}
+
+/// Called on a running loop that may never have hosted a conversion: a new thread calls
+/// `into_future_with_locals` on `awaitable` (so the loop is first registered from that
+/// thread), blocks on it, then hands `("ok", value)` or `("error", exception)` to
+/// `callback` through `loop.call_soon_threadsafe`.
+#[pyfunction]
+fn await_py_on_new_thread(
+    py: Python<'_>,
+    awaitable: Py<PyAny>,
+    callback: Py<PyAny>,
+) -> PyResult<()> {
+    let locals = pyo3_aio::TaskLocals::with_running_loop(py)?.copy_context(py)?;
+    std::thread::spawn(move || {
+        let future = Python::attach(|py| {
+            pyo3_aio::into_future_with_locals(&locals, awaitable.into_bound(py))
+        });
+        let result = future.map(smol::block_on).and_then(|result| result);
+        Python::attach(|py| {
+            let outcome = match result {
+                Ok(value) => ("ok", value),
+                Err(error) => ("error", error.into_value(py).into_any()),
+            };
+            let event_loop = locals.event_loop(py);
+            if let Err(error) = event_loop.call_method1("call_soon_threadsafe", (callback, outcome))
+            {
+                error.write_unraisable(py, None);
+            }
+        });
+    });
+    Ok(())
+}
+
+/// Races `into_future(awaitable)` against a `seconds` timer on `runtime`; when the timer
+/// wins, the Rust future of the awaitable is dropped. Returns `("done", result)` or
+/// `("timeout", None)`.
+#[pyfunction]
+fn await_py_with_timeout<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    awaitable: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let future = pyo3_aio::into_future(awaitable)?;
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        let mut future = Box::pin(future);
+        let mut nap = nap;
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            if nap.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        drop(future);
+        match outcome {
+            Some(result) => Ok(("done", Some(result?))),
+            None => Ok(("timeout", None)),
+        }
+    })
+}
+
+static RECORDED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Like `await_py_after`, but the outcome is recorded for `recorded()` (as `"ok: repr"` or
+/// `"error: ExceptionType: message"`) instead of returned: for loops that close meanwhile.
+#[pyfunction]
+fn record_await_py_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    factory: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        let future = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?));
+        let result = match future {
+            Ok(future) => future.await,
+            Err(error) => Err(error),
+        };
+        let text = Python::attach(|py| match &result {
+            Ok(value) => format!("ok: {}", value.bind(py)),
+            Err(error) => format!("error: {error}"),
+        });
+        *RECORDED.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        Ok(())
+    })
+}
+
+/// What the last `record_await_py_after` recorded (None before any).
+#[pyfunction]
+fn recorded() -> Option<String> {
+    RECORDED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+// ---------------------------------------------------------------------------------------
+// `!Send` futures (local_future_into_py)
+
+/// A `!Send` future (holds an `Rc`) that sleeps on `runtime`'s timer, then returns `value`.
+#[pyfunction]
+fn local_sleep_on<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_now(runtime, seconds)?;
+    let shared = Rc::new(value);
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        nap.await;
+        Ok(Python::attach(|py| shared.clone_ref(py)))
+    })
+}
+
+/// A `!Send` future that never completes; counts its drop in `dropped()`.
+#[pyfunction]
+fn local_never(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let guard = Rc::new(CountDrop);
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// A `!Send` future that raises `error` after `seconds` (0: on the inline first poll).
+#[pyfunction]
+fn local_raise_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    error: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_now(runtime, seconds)?;
+    let error = Rc::new(error);
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Err::<(), _>(Python::attach(|py| {
+            PyErr::from_value(error.clone_ref(py).into_bound(py))
+        }))
+    })
+}
+
+/// A `!Send` future that panics with `message` after `seconds` (0: inline).
+#[pyfunction]
+fn local_panic_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    message: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_now(runtime, seconds)?;
+    let message = Rc::new(message);
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        panic!("{message}");
+        #[allow(unreachable_code)]
+        Ok(())
+    })
+}
+
+/// A `!Send` future reporting `(thread of the first poll, thread after sleeping, current
+/// event loop)`.
+#[pyfunction]
+fn local_where_polled<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_now(runtime, seconds)?;
+    let marker = Rc::new(());
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        let _marker = marker;
+        let first = thread_ident()?;
+        nap.await;
+        let after = thread_ident()?;
+        let event_loop = Python::attach(|py| pyo3_aio::get_current_loop(py).map(Bound::unbind))?;
+        Ok((first, after, event_loop))
+    })
+}
+
+/// A `!Send` future that awaits `factory()` `count` times in a row from the loop thread,
+/// collecting the results in an `Rc<RefCell<Vec>>`.
+#[pyfunction]
+fn local_await_many(
+    py: Python<'_>,
+    factory: Py<PyAny>,
+    count: usize,
+) -> PyResult<Bound<'_, PyAny>> {
+    let results = Rc::new(RefCell::new(Vec::with_capacity(count)));
+    pyo3_aio::generic::local_future_into_py(py, async move {
+        for _ in 0..count {
+            let future = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?;
+            let value = future.await?;
+            results.borrow_mut().push(value);
+        }
+        let results = results.take();
+        Ok(results)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The eager variant (future_into_py_eager)
+
+/// Eager: a future that never completes; counts its drop in `dropped()`.
+#[pyfunction]
+fn eager_never<'py>(py: Python<'py>, runtime: &str) -> PyResult<Bound<'py, PyAny>> {
+    let guard = CountDrop;
+    eager(py, runtime, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// Eager: raises `error` after `seconds`.
+#[pyfunction]
+fn eager_raise_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    error: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    eager(py, runtime, async move {
+        nap.await;
+        Err::<(), _>(Python::attach(|py| PyErr::from_value(error.into_bound(py))))
+    })
+}
+
+/// Eager: panics with `message` after `seconds`.
+#[pyfunction]
+fn eager_panic_after<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    message: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    eager(py, runtime, async move {
+        nap.await;
+        panic!("{message}");
+        #[allow(unreachable_code)]
+        Ok(())
+    })
+}
+
+/// Eager: returns the event loop seen from inside the future after a short sleep.
+#[pyfunction]
+fn eager_current_loop<'py>(py: Python<'py>, runtime: &str) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, 0.001)?;
+    eager(py, runtime, async move {
+        nap.await;
+        Python::attach(|py| pyo3_aio::get_current_loop(py).map(Bound::unbind))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Spawners of our own: counting spawns, a thread per task, and misbehaving runtimes
+
+static SPAWNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Wraps a runtime's spawner and counts the futures handed to it.
+#[derive(Clone)]
+struct Counting<S>(S);
+
+impl<S: Spawner> Spawner for Counting<S> {
+    fn spawn(&self, future: SpawnedFuture) -> Result<(), SpawnError> {
+        SPAWNS.fetch_add(1, Ordering::SeqCst);
+        self.0.spawn(future)
+    }
+    fn enter(&self, f: &mut dyn FnMut()) {
+        self.0.enter(f)
+    }
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+fn convert_counted<'py, F, T>(
+    py: Python<'py>,
+    runtime: &str,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    use pyo3_aio::generic::future_into_py;
+    match runtime {
+        "tokio" => future_into_py(py, Counting(pyo3_aio::tokio::TokioSpawner), future),
+        "async-std" => future_into_py(py, Counting(pyo3_aio::async_std::AsyncStdSpawner), future),
+        "smol" => future_into_py(py, Counting(pyo3_aio::smol::SmolSpawner), future),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+/// `ready` through a spawner that counts spawns (see `spawns()`).
+#[pyfunction]
+fn counted_ready<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert_counted(py, runtime, async move { Ok(value) })
+}
+
+/// `sleep` through a spawner that counts spawns (see `spawns()`).
+#[pyfunction]
+fn counted_sleep<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    seconds: f64,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert_counted(py, runtime, async move {
+        nap.await;
+        Ok(value)
+    })
+}
+
+/// How many futures the counting spawner was handed so far.
+#[pyfunction]
+fn spawns() -> usize {
+    SPAWNS.load(Ordering::SeqCst)
+}
+
+static DRIVEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs each future on a fresh thread of its own (which never touches Python), and counts
+/// in `driven()` the futures whose whole run, completion path included, has returned.
+#[derive(Clone)]
+struct ThreadPerTask;
+
+impl Spawner for ThreadPerTask {
+    fn spawn(&self, future: SpawnedFuture) -> Result<(), SpawnError> {
+        std::thread::spawn(move || {
+            smol::block_on(future);
+            DRIVEN.fetch_add(1, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "thread-per-task"
+    }
+}
+
+/// Sleeps `seconds` on a thread of its own, then returns `value` (a Rust string, so nothing
+/// on that thread needs Python).
+#[pyfunction]
+fn thread_sleep(py: Python<'_>, seconds: f64, value: String) -> PyResult<Bound<'_, PyAny>> {
+    let duration = Duration::from_secs_f64(seconds);
+    pyo3_aio::generic::future_into_py(py, ThreadPerTask, async move {
+        smol::Timer::after(duration).await;
+        Ok(value)
+    })
+}
+
+/// Never completes, on a thread of its own; counts its drop in `dropped()`.
+#[pyfunction]
+fn thread_never(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let guard = CountDrop;
+    pyo3_aio::generic::future_into_py(py, ThreadPerTask, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// How many futures run by `thread_sleep` / `thread_never` have returned from their thread.
+#[pyfunction]
+fn driven() -> usize {
+    DRIVEN.load(Ordering::SeqCst)
+}
+
+/// Holds the GIL (never releasing it) until `driven()` reaches `target`; returns whether it
+/// did before `timeout` seconds passed. A completion path that needed the GIL would stall
+/// here until the timeout.
+#[pyfunction]
+fn hold_gil_until_driven(_py: Python<'_>, target: usize, timeout: f64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+    while DRIVEN.load(Ordering::SeqCst) < target {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// A runtime that drops every future it is handed, unfinished, shortly after (as a runtime
+/// shutting down does).
+#[derive(Clone)]
+struct DropsTasks;
+
+impl Spawner for DropsTasks {
+    fn spawn(&self, future: SpawnedFuture) -> Result<(), SpawnError> {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1));
+            drop(future);
+        });
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "drops-tasks"
+    }
+}
+
+/// A runtime that refuses every future.
+#[derive(Clone)]
+struct Refuses;
+
+impl Spawner for Refuses {
+    fn spawn(&self, _future: SpawnedFuture) -> Result<(), SpawnError> {
+        Err(SpawnError::new("refuses", "it has shut down"))
+    }
+    fn name(&self) -> &'static str {
+        "refuses"
+    }
+}
+
+/// A pending future handed to a runtime that drops it unfinished; counts its drop.
+#[pyfunction]
+fn dropped_by_runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let guard = CountDrop;
+    pyo3_aio::generic::future_into_py(py, DropsTasks, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// A pending future handed to a runtime that refuses it.
+#[pyfunction]
+fn refused_by_runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_aio::generic::future_into_py(py, Refuses, async move {
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
 #[pymodule]
 fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
@@ -239,6 +1061,41 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_loop, m)?)?;
     m.add_function(wrap_pyfunction!(await_many, m)?)?;
     m.add_function(wrap_pyfunction!(into_future_now, m)?)?;
+    m.add_function(wrap_pyfunction!(sleep_counted, m)?)?;
+    m.add_function(wrap_pyfunction!(typed_values, m)?)?;
+    m.add_function(wrap_pyfunction!(fail_after, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_any_after, m)?)?;
+    m.add_function(wrap_pyfunction!(where_polled, m)?)?;
+    m.add_function(wrap_pyfunction!(current_loop_after, m)?)?;
+    m.add_function(wrap_pyfunction!(context_var_after, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_after, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_from_task, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_in_scope, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_from_task_slow_first_poll, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_from_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_on_new_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py_with_timeout, m)?)?;
+    m.add_function(wrap_pyfunction!(record_await_py_after, m)?)?;
+    m.add_function(wrap_pyfunction!(recorded, m)?)?;
+    m.add_function(wrap_pyfunction!(local_sleep_on, m)?)?;
+    m.add_function(wrap_pyfunction!(local_never, m)?)?;
+    m.add_function(wrap_pyfunction!(local_raise_after, m)?)?;
+    m.add_function(wrap_pyfunction!(local_panic_after, m)?)?;
+    m.add_function(wrap_pyfunction!(local_where_polled, m)?)?;
+    m.add_function(wrap_pyfunction!(local_await_many, m)?)?;
+    m.add_function(wrap_pyfunction!(eager_never, m)?)?;
+    m.add_function(wrap_pyfunction!(eager_raise_after, m)?)?;
+    m.add_function(wrap_pyfunction!(eager_panic_after, m)?)?;
+    m.add_function(wrap_pyfunction!(eager_current_loop, m)?)?;
+    m.add_function(wrap_pyfunction!(counted_ready, m)?)?;
+    m.add_function(wrap_pyfunction!(counted_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(spawns, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_never, m)?)?;
+    m.add_function(wrap_pyfunction!(driven, m)?)?;
+    m.add_function(wrap_pyfunction!(hold_gil_until_driven, m)?)?;
+    m.add_function(wrap_pyfunction!(dropped_by_runtime, m)?)?;
+    m.add_function(wrap_pyfunction!(refused_by_runtime, m)?)?;
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
     Ok(())

@@ -1,0 +1,39 @@
+"""Fixtures: every test runs on asyncio's default loop and on uvloop (`loop_kind`), and on
+tokio, async-std and smol (`runtime`).
+
+Build the extension module first (from this directory):
+
+    VIRTUAL_ENV=../target/venv CARGO_TARGET_DIR=../target ../target/venv/bin/maturin develop --release
+
+`cargo xtask test` does that and then runs this suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import pyo3_aio_tests as m
+from harness import LOOP_KINDS, run_on
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def loop_kind(request) -> str:
+    """The event loop kind: "asyncio" (the default loop) or "uvloop"."""
+    return request.param
+
+
+@pytest.fixture(params=m.RUNTIMES)
+def runtime(request) -> str:
+    """The Rust runtime the test module's futures run on: "tokio", "async-std", "smol"."""
+    return request.param
+
+
+@pytest.fixture
+def run(loop_kind):
+    """`run(coro_factory, *args)`: runs `coro_factory(*args)` on a new loop of `loop_kind`
+    and returns its result; fails when the loop's exception handler was called."""
+
+    def run(coro_factory, *args):
+        return run_on(loop_kind, coro_factory, *args)
+
+    return run

@@ -1,0 +1,123 @@
+"""The test harness: event loops of each kind, bounded waits, subprocesses.
+
+Nothing here measures speed: every wait is a bounded retry that fails the test only when
+the condition never becomes true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Awaitable, Callable, List
+
+import uvloop
+
+LOOP_KINDS = ("asyncio", "uvloop")
+
+#: How long a bounded wait retries before giving up (seconds). Generous: on a loaded
+#: 2-core machine a drop on another thread can take a while; passing tests never wait this.
+PATIENCE = 5.0
+
+
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The constructor of a new event loop of `kind` ("asyncio" or "uvloop")."""
+    if kind == "asyncio":
+        return asyncio.new_event_loop
+    if kind == "uvloop":
+        return uvloop.new_event_loop
+    raise ValueError(f"unknown loop kind {kind!r}")
+
+
+class LoopErrors(AssertionError):
+    """The loop's exception handler was called during a run (a callback raised, a task was
+    destroyed while pending, an exception was never retrieved...)."""
+
+
+def _collecting_handler(errors: List[dict]):
+    def handler(loop, context):
+        errors.append(context)
+
+    return handler
+
+
+def run_directly(kind: str, coroutine: Awaitable[Any]) -> Any:
+    """Runs `coroutine` as `asyncio.run(coroutine)` would, on a loop of `kind`, with the
+    coroutine object passed as-is (no wrapper)."""
+    if kind == "asyncio":
+        return asyncio.run(coroutine)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coroutine)
+    return _run_on_new_loop(uvloop.new_event_loop(), coroutine)
+
+
+def _run_on_new_loop(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[Any]) -> Any:
+    """`asyncio.run` for Pythons without `asyncio.Runner` (3.9, 3.10) and any loop."""
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+def run_on(kind: str, coro_factory: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Runs `coro_factory(*args)` on a new loop of `kind` (asyncio.run for the default loop,
+    asyncio.Runner or a plain new loop for uvloop) and returns its result.
+
+    Fails the test with LoopErrors when the loop's exception handler was called.
+    """
+    errors: List[dict] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(_collecting_handler(errors))
+        return await coro_factory(*args)
+
+    result = run_directly(kind, main())
+    if errors:
+        raise LoopErrors(f"the event loop reported errors: {errors!r}")
+    return result
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool:
+    """Yields to the loop (asyncio.sleep(0.001)) until `predicate()` holds, at most about
+    `timeout` seconds; returns the last value of the predicate."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        await asyncio.sleep(0.001)
+    return True
+
+
+def run_python(code: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter (`sys.executable -c`), for anything that might
+    crash or hang the interpreter. RUST_BACKTRACE is off so stderr stays readable."""
+    env = dict(os.environ, RUST_BACKTRACE="0")
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def traceback_names(error: BaseException) -> List[str]:
+    """The function names in `error.__traceback__`, outermost first."""
+    names = []
+    tb = error.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return names

@@ -1,0 +1,201 @@
+"""The extension module the pytest suite imports: every bridge feature, on every runtime.
+
+Functions returning `Coroutine` return the object `future_into_py` (or
+`local_future_into_py`) makes: a real coroutine that starts when first awaited. Functions
+returning `asyncio.Future` use `future_into_py_eager` and start at once.
+
+`runtime` is one of `RUNTIMES`: "tokio", "async-std" or "smol".
+"""
+
+import asyncio
+import contextvars
+from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Literal, Optional, Tuple, TypeVar
+
+T = TypeVar("T")
+
+Runtime = Literal["tokio", "async-std", "smol"]
+
+RUNTIMES: Tuple[str, str, str]
+
+class RustPanic(Exception):
+    """A Rust future panicked; the message is the panic's message (`pyo3_aio.RustPanic`)."""
+
+# Rust futures awaited from Python ---------------------------------------------------------
+
+def sleep(runtime: Runtime, seconds: float, value: T) -> Coroutine[Any, Any, T]:
+    """Sleeps on the runtime's timer, then returns `value`."""
+
+def ready(runtime: Runtime, value: T) -> Coroutine[Any, Any, T]:
+    """Returns `value` at once (ready on the inline first poll)."""
+
+def raise_after(runtime: Runtime, seconds: float, error: BaseException) -> Coroutine[Any, Any, None]:
+    """Raises `error` (the same object) after `seconds`."""
+
+def panic_after(runtime: Runtime, seconds: float, message: str) -> Coroutine[Any, Any, None]:
+    """Panics with `message` after `seconds` (0 panics on the inline first poll)."""
+
+def panic_any_after(runtime: Runtime, seconds: float) -> Coroutine[Any, Any, None]:
+    """Panics with a non-string payload after `seconds`."""
+
+def fail_after(runtime: Runtime, seconds: float, message: str) -> Coroutine[Any, Any, None]:
+    """Fails with a ValueError(message) created in Rust without the GIL (0: inline)."""
+
+def typed_values(
+    runtime: Runtime,
+    seconds: float,
+    integer: int,
+    big: int,
+    float: float,
+    flag: bool,
+    text: str,
+    data: bytes,
+    numbers: List[int],
+    mapping: Dict[str, int],
+    maybe: Optional[int],
+) -> Coroutine[Any, Any, Tuple[int, int, float, bool, str, bytes, List[int], Dict[str, int], Optional[int]]]:
+    """Returns its arguments after `seconds`, extracted into Rust types and converted back."""
+
+def never(runtime: Runtime) -> Coroutine[Any, Any, None]:
+    """Never completes; its drop is counted in `dropped()`."""
+
+def sleep_counted(runtime: Runtime, seconds: float, value: T) -> Coroutine[Any, Any, T]:
+    """`sleep` whose drop (after completing or when cancelled) is counted in `dropped()`."""
+
+def dropped() -> int:
+    """How many futures with a drop counter were dropped so far (a process-wide count)."""
+
+def current_loop(runtime: Runtime) -> Coroutine[Any, Any, asyncio.AbstractEventLoop]:
+    """`get_current_loop()` seen from inside the Rust future, after a short sleep."""
+
+def current_loop_after(runtime: Runtime, seconds: float) -> Coroutine[Any, Any, asyncio.AbstractEventLoop]:
+    """`get_current_loop()` after sleeping `seconds` (0: on the inline first poll)."""
+
+def context_var_after(runtime: Runtime, seconds: float, var: contextvars.ContextVar[T]) -> Coroutine[Any, Any, Optional[T]]:
+    """`var`'s value in the context of `get_current_locals()` after sleeping `seconds`."""
+
+def where_polled(
+    runtime: Runtime,
+    seconds: float,
+    home: Literal["runtime", "loop"] = "runtime",
+    first_poll: Literal["inline", "deferred"] = "inline",
+) -> Coroutine[Any, Any, Tuple[int, int]]:
+    """`threading.get_ident()` of the first poll and of the poll after sleeping `seconds`,
+    with the given `future_into_py_with` options."""
+
+# Python awaitables awaited from Rust -----------------------------------------------------
+
+def await_py(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Rust awaits `awaitable` (into_future called at once, on the loop thread)."""
+
+def await_py_after(runtime: Runtime, seconds: float, factory: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
+    """Sleeps `seconds`, then Rust awaits `factory()` (from the runtime's thread; 0: inline)."""
+
+def await_many(runtime: Runtime, factory: Callable[[], Awaitable[T]], count: int) -> Coroutine[Any, Any, List[T]]:
+    """Rust awaits `factory()` `count` times in a row."""
+
+def await_py_from_spawned(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Rust awaits `awaitable` from a task it spawned on tokio, with no scope."""
+
+def await_py_from_task(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Rust awaits `awaitable` from a task it spawned on `runtime`, with no scope."""
+
+def await_py_from_task_slow_first_poll(runtime: Runtime, pause: float, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """`await_py_from_task` whose inline first poll releases the GIL for `pause` seconds
+    after spawning the task."""
+
+def await_py_in_scope(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """`await_py_from_task` with the task wrapped in `pyo3_aio::scope(locals, ...)`."""
+
+def await_py_from_thread(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Rust awaits `awaitable` from a plain thread, with no scope."""
+
+def await_py_on_new_thread(awaitable: Awaitable[Any], callback: Callable[[Tuple[str, Any]], object]) -> None:
+    """A new thread awaits `awaitable` through `into_future_with_locals` (locals of the
+    running loop) and passes `("ok", value)` or `("error", exception)` to `callback` on
+    the loop (call_soon_threadsafe)."""
+
+def await_py_with_timeout(
+    runtime: Runtime, seconds: float, awaitable: Awaitable[T]
+) -> Coroutine[Any, Any, Tuple[Literal["done", "timeout"], Optional[T]]]:
+    """Races `awaitable` against a `seconds` timer in Rust; when the timer wins, the Rust
+    future of the awaitable is dropped (which cancels the Python task)."""
+
+def record_await_py_after(runtime: Runtime, seconds: float, factory: Callable[[], Awaitable[Any]]) -> Coroutine[Any, Any, None]:
+    """`await_py_after`, recording the outcome for `recorded()` instead of returning it."""
+
+def recorded() -> Optional[str]:
+    """The last outcome recorded: "ok: <value>" or "error: <Type>: <message>"."""
+
+def into_future_now(awaitable: Any) -> None:
+    """Calls into_future synchronously and drops the result (to check its errors)."""
+
+# !Send futures (local_future_into_py) ----------------------------------------------------
+
+def local_sleep(seconds: float, value: T) -> Coroutine[Any, Any, T]:
+    """A !Send future sleeping on tokio, then returning `value`."""
+
+def local_sleep_on(runtime: Runtime, seconds: float, value: T) -> Coroutine[Any, Any, T]:
+    """A !Send future sleeping on `runtime`'s timer, then returning `value`."""
+
+def local_never() -> Coroutine[Any, Any, None]:
+    """A !Send future that never completes; its drop is counted in `dropped()`."""
+
+def local_raise_after(runtime: Runtime, seconds: float, error: BaseException) -> Coroutine[Any, Any, None]:
+    """A !Send future raising `error` after `seconds` (0: inline)."""
+
+def local_panic_after(runtime: Runtime, seconds: float, message: str) -> Coroutine[Any, Any, None]:
+    """A !Send future panicking with `message` after `seconds` (0: inline)."""
+
+def local_where_polled(runtime: Runtime, seconds: float) -> Coroutine[Any, Any, Tuple[int, int, asyncio.AbstractEventLoop]]:
+    """Thread of the first poll, thread after sleeping, and `get_current_loop()`."""
+
+def local_await_many(factory: Callable[[], Awaitable[T]], count: int) -> Coroutine[Any, Any, List[T]]:
+    """A !Send future awaiting `factory()` `count` times in a row."""
+
+# The eager variant (future_into_py_eager) ------------------------------------------------
+
+def eager_sleep(runtime: Runtime, seconds: float, value: T) -> "asyncio.Future[T]":
+    """Starts at once; returns an asyncio.Future of `value`."""
+
+def eager_never(runtime: Runtime) -> "asyncio.Future[None]":
+    """Starts at once and never completes; its drop is counted in `dropped()`."""
+
+def eager_raise_after(runtime: Runtime, seconds: float, error: BaseException) -> "asyncio.Future[None]":
+    """Starts at once; raises `error` after `seconds`."""
+
+def eager_panic_after(runtime: Runtime, seconds: float, message: str) -> "asyncio.Future[None]":
+    """Starts at once; panics with `message` after `seconds`."""
+
+def eager_current_loop(runtime: Runtime) -> "asyncio.Future[asyncio.AbstractEventLoop]":
+    """Starts at once; `get_current_loop()` seen from inside after a short sleep."""
+
+# Spawners of the test module's own -------------------------------------------------------
+
+def counted_ready(runtime: Runtime, value: T) -> Coroutine[Any, Any, T]:
+    """`ready` through a spawner that counts spawns."""
+
+def counted_sleep(runtime: Runtime, seconds: float, value: T) -> Coroutine[Any, Any, T]:
+    """`sleep` through a spawner that counts spawns."""
+
+def spawns() -> int:
+    """How many futures the counting spawner was handed so far."""
+
+def thread_sleep(seconds: float, value: str) -> Coroutine[Any, Any, str]:
+    """Sleeps on a thread of its own that never touches Python, then returns `value`."""
+
+def thread_never() -> Coroutine[Any, Any, None]:
+    """Never completes, on a thread of its own; its drop is counted in `dropped()`."""
+
+def driven() -> int:
+    """How many `thread_sleep` / `thread_never` futures have returned from their thread,
+    completion path included."""
+
+def hold_gil_until_driven(target: int, timeout: float) -> bool:
+    """Holds the GIL without ever releasing it until `driven()` reaches `target`; False
+    when `timeout` seconds passed first."""
+
+def dropped_by_runtime() -> Coroutine[Any, Any, None]:
+    """A pending future whose runtime drops it unfinished; its drop is counted."""
+
+def refused_by_runtime() -> Coroutine[Any, Any, None]:
+    """A pending future whose runtime refuses to run it."""

@@ -1,0 +1,276 @@
+"""`into_future`: Rust awaits Python awaitables, from the loop thread, from the runtime's
+threads, from tasks it spawned and from plain threads; errors cross unchanged; bad input
+gets a TypeError naming the type; contextvars behave as for a Python task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+import pyo3_aio_tests as m
+from harness import loop_factory, traceback_names, wait_until
+
+request_id = contextvars.ContextVar("request_id")
+
+
+async def double_later(x):
+    await asyncio.sleep(0.001)
+    return x * 2
+
+
+class AppError(Exception):
+    pass
+
+
+async def fails_later(error):
+    await asyncio.sleep(0.001)
+    raise error
+
+
+def test_python_rust_python_round_trip(run, runtime):
+    async def main():
+        assert await m.await_py(runtime, double_later(21)) == 42
+        assert await m.await_py_after(runtime, 0.001, lambda: double_later(4)) == 8
+        assert await m.await_py_after(runtime, 0, lambda: double_later(5)) == 10
+
+    run(main)
+
+
+def test_nested_round_trips(run, runtime):
+    async def level(depth):
+        # Each level awaits a Rust timer, then lets Rust await the next level down.
+        await m.sleep(runtime, 0.0005, None)
+        if depth == 0:
+            return ["bottom"]
+        return [depth] + await m.await_py(runtime, level(depth - 1))
+
+    async def main():
+        return await level(8)
+
+    assert run(main) == [8, 7, 6, 5, 4, 3, 2, 1, "bottom"]
+
+
+def test_many_awaits_in_a_row_from_rust(run, runtime):
+    async def main():
+        counter = iter(range(200))
+
+        async def next_value():
+            return next(counter)
+
+        assert await m.await_many(runtime, next_value, 200) == list(range(200))
+
+    run(main)
+
+
+@pytest.mark.parametrize("where", ["loop_thread", "runtime_thread", "spawned_task", "plain_thread"])
+def test_a_python_exception_arrives_as_the_same_object(run, runtime, where):
+    error = AppError("from the python side")
+
+    async def main():
+        if where == "loop_thread":
+            awaiting = m.await_py(runtime, fails_later(error))
+        elif where == "runtime_thread":
+            awaiting = m.await_py_after(runtime, 0.001, lambda: fails_later(error))
+        elif where == "spawned_task":
+            awaiting = m.await_py_from_task(runtime, fails_later(error))
+        else:
+            awaiting = m.await_py_from_thread(runtime, fails_later(error))
+        with pytest.raises(AppError) as raised:
+            await awaiting
+        return raised.value
+
+    got = run(main)
+    assert got is error
+    assert "fails_later" in traceback_names(got)
+
+
+class Widget:
+    pass
+
+
+def not_a_coroutine():
+    yield 1
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [(5, "int"), ("text", "str"), (object(), "object"), (Widget(), "Widget"),
+     (not_a_coroutine(), "generator"), (double_later, "function")],
+)
+def test_a_non_awaitable_raises_type_error_naming_the_type(run, value, type_name):
+    async def main():
+        with pytest.raises(TypeError, match=f"^expected an awaitable, got '{type_name}'$"):
+            m.into_future_now(value)
+        with pytest.raises(TypeError, match=f"got '{type_name}'"):
+            m.await_py("tokio", value)
+
+    run(main)
+
+
+def test_into_future_outside_any_loop_raises_runtime_error_naming_scope():
+    coroutine = double_later(1)
+    try:
+        with pytest.raises(RuntimeError, match="no running event loop for into_future.*scope"):
+            m.into_future_now(coroutine)
+    finally:
+        coroutine.close()
+
+
+@pytest.mark.parametrize("where", ["spawned_task", "plain_thread"])
+def test_into_future_without_scope_works_off_the_loop_with_exactly_one_loop(run, runtime, where):
+    """The first conversion on a fresh loop: the Rust side calls into_future from a task
+    it spawned (or a plain thread) with no scope and no task locals."""
+
+    async def main():
+        if where == "spawned_task":
+            first = await m.await_py_from_task(runtime, double_later(5))
+        else:
+            first = await m.await_py_from_thread(runtime, double_later(5))
+        results = await asyncio.gather(
+            *[m.await_py_from_task(runtime, double_later(i)) for i in range(20)],
+            *[m.await_py_from_thread(runtime, double_later(i)) for i in range(5)],
+        )
+        return first, results
+
+    first, results = run(main)
+    assert first == 10
+    assert results == [i * 2 for i in range(20)] + [i * 2 for i in range(5)]
+
+
+def test_the_original_tokio_spawned_helper_works(run):
+    async def main():
+        return await m.await_py_from_spawned(double_later(6))
+
+    assert run(main) == 12
+
+
+def test_with_several_running_loops_the_error_names_scope_and_scope_works(run, runtime, loop_kind):
+    other_ready = threading.Event()
+    holder = {}
+
+    def other_thread():
+        async def hold():
+            holder["loop"] = asyncio.get_running_loop()
+            holder["stop"] = asyncio.Event()
+            await m.sleep(runtime, 0.001, None)  # this loop now hosts a conversion
+            other_ready.set()
+            await holder["stop"].wait()
+
+        loop = loop_factory(loop_kind)()
+        try:
+            loop.run_until_complete(hold())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+
+    async def main():
+        await m.sleep(runtime, 0.001, None)  # this loop hosts a conversion too
+        assert await wait_until(other_ready.is_set)
+        coroutine = double_later(1)
+        with pytest.raises(RuntimeError, match="2 event loops are running.*scope"):
+            await m.await_py_from_task(runtime, coroutine)
+        coroutine.close()
+        request_id.set("scoped")
+
+        async def read_request_id():
+            await asyncio.sleep(0.001)
+            return request_id.get(None), asyncio.get_running_loop()
+
+        value, loop = await m.await_py_in_scope(runtime, read_request_id())
+        assert value == "scoped"
+        assert loop is asyncio.get_running_loop()
+
+    try:
+        run(main)
+    finally:
+        other_ready.wait(10)
+        if "loop" in holder:
+            holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_an_asyncio_future_and_a_task_are_accepted(run, runtime):
+    async def main():
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        loop.call_soon(future.set_result, "future")
+        assert await m.await_py(runtime, future) == "future"
+        later = loop.create_future()
+        loop.call_later(0.001, later.set_result, "later")
+        assert await m.await_py_after(runtime, 0.0005, lambda: later) == "later"
+        task = asyncio.ensure_future(double_later(3))
+        assert await m.await_py(runtime, task) == 6
+
+    run(main)
+
+
+class CustomAwaitable:
+    """An awaitable that is neither a coroutine nor a future: only `__await__`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        yield from asyncio.sleep(0.001).__await__()
+        return self.value
+
+
+def test_an_object_with_a_custom_await_is_accepted(run, runtime):
+    async def main():
+        assert await m.await_py(runtime, CustomAwaitable("custom")) == "custom"
+        assert await m.await_py_after(runtime, 0.001, lambda: CustomAwaitable("later")) == "later"
+
+    run(main)
+
+
+def test_a_rust_coroutine_is_accepted(run, runtime):
+    async def main():
+        assert await m.await_py(runtime, m.sleep(runtime, 0.001, "rust in rust")) == "rust in rust"
+        assert await m.await_py(runtime, m.ready(runtime, "ready")) == "ready"
+
+    run(main)
+
+
+@pytest.mark.parametrize("where", ["loop_thread", "runtime_thread", "inline_first_poll"])
+def test_a_python_coroutine_awaited_from_rust_runs_in_the_awaiting_tasks_context(run, runtime, where):
+    async def read_and_set():
+        await asyncio.sleep(0.001)
+        seen = request_id.get(None)
+        request_id.set("changed inside")  # must not leak back to the awaiting task
+        return seen
+
+    async def one_task(i):
+        request_id.set(f"request {i}")
+        if where == "loop_thread":
+            seen = await m.await_py(runtime, read_and_set())
+        elif where == "runtime_thread":
+            seen = await m.await_py_after(runtime, 0.001, read_and_set)
+        else:
+            seen = await m.await_py_after(runtime, 0, read_and_set)
+        return seen, request_id.get()
+
+    async def main():
+        return await asyncio.gather(*[one_task(i) for i in range(20)])
+
+    assert run(main) == [(f"request {i}", f"request {i}") for i in range(20)]
+
+
+def test_into_future_from_a_task_spawned_while_the_first_poll_releases_the_gil(run, runtime):
+    """The first conversion on a fresh loop spawns a task that calls into_future (no scope)
+    while the inline first poll is still running with the GIL released: exactly one loop
+    is running, so into_future must find it."""
+
+    async def main():
+        coroutine = double_later(7)
+        try:
+            return await m.await_py_from_task_slow_first_poll(runtime, 0.02, coroutine)
+        finally:
+            coroutine.close()  # in case into_future never took it
+
+    assert run(main) == 14
