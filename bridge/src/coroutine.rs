@@ -24,6 +24,7 @@ use pyo3::exceptions::{
     PyRuntimeError, PyRuntimeWarning, PyStopIteration, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
 
@@ -114,6 +115,97 @@ struct Exclusive<T>(T);
 // `&Exclusive`, so sharing `&Exclusive` between threads shares nothing.
 unsafe impl<T: Send> Sync for Exclusive<T> {}
 
+/// What one step of the coroutine produced.
+enum Step {
+    /// Suspend: hand this (the waiter) to the Task.
+    Yield(Py<PyAny>),
+    /// Finish with this value.
+    Return(Py<PyAny>),
+}
+
+/// `StopIteration(value)`, built as an instance so a tuple value is not taken as args.
+fn stop_iteration(py: Python<'_>, value: Py<PyAny>) -> PyErr {
+    match py.get_type::<PyStopIteration>().call1((value,)) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(error) => error,
+    }
+}
+
+/// Python 3.10+ `am_send`: `await` and the Task resume the coroutine through this slot,
+/// which returns the result directly instead of raising `StopIteration` (the slow part
+/// of finishing a non-generator awaitable). PyO3 has no `#[pymethods]` name for the slot,
+/// so [`install_am_send`] puts it on the type once.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    arg: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    use pyo3::ffi::PySendResult;
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
+        // be NULL for "send None").
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let this = this.cast::<RustCoroutine>()?;
+        if !arg.is_null() {
+            // SAFETY: as above.
+            let value = unsafe { Bound::from_borrowed_ptr(py, arg) };
+            if !value.is_none() && matches!(this.borrow().state, State::Created(_)) {
+                return Err(PyTypeError::new_err(
+                    "can't send non-None value to a just-started coroutine",
+                ));
+            }
+        }
+        RustCoroutine::step(this)
+    }));
+    let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
+    // SAFETY: `result` is a valid out-pointer supplied by CPython.
+    unsafe {
+        match outcome {
+            Ok(Step::Yield(value)) => {
+                *result = value.into_ptr();
+                PySendResult::PYGEN_NEXT
+            }
+            Ok(Step::Return(value)) => {
+                *result = value.into_ptr();
+                PySendResult::PYGEN_RETURN
+            }
+            Err(error) => {
+                error.restore(py);
+                *result = std::ptr::null_mut();
+                PySendResult::PYGEN_ERROR
+            }
+        }
+    }
+}
+
+/// Puts [`am_send`] on the `RustCoroutine` type, once per process.
+pub(crate) fn install_am_send(py: Python<'_>) {
+    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+    {
+        static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
+        INSTALLED.get_or_init(py, || {
+            let class = py.get_type::<RustCoroutine>();
+            let type_object = class.as_type_ptr();
+            // SAFETY: `type_object` is the heap type PyO3 created for RustCoroutine; its
+            // `tp_as_async` points into that heap type (it has `__await__`, so the table
+            // exists). Writing a slot and then calling PyType_Modified is how slots are
+            // changed after creation; we hold the GIL, so no one reads it meanwhile.
+            unsafe {
+                let methods = (*type_object).tp_as_async;
+                if !methods.is_null() {
+                    (*methods).am_send = Some(am_send);
+                    pyo3::ffi::PyType_Modified(type_object);
+                }
+            }
+        });
+    }
+    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
+    let _ = py;
+}
+
 /// The coroutine object returned by `future_into_py`.
 #[pyclass(name = "RustCoroutine", module = "pyo3_aio")]
 pub struct RustCoroutine {
@@ -129,7 +221,8 @@ impl RustCoroutine {
         }
     }
 
-    fn step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    /// Advances the coroutine: the object to yield to the Task, or the value to return.
+    fn step(slf: &Bound<'_, Self>) -> PyResult<Step> {
         let py = slf.py();
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
         let started = match state {
@@ -143,7 +236,7 @@ impl RustCoroutine {
                         let yielded = waiter.clone_ref(py).into_any();
                         waiter.borrow_mut(py).rearm();
                         slf.borrow_mut().state = State::Waiting(waiter);
-                        return Ok(yielded);
+                        return Ok(Step::Yield(yielded));
                     }
                 }
             }
@@ -160,17 +253,30 @@ impl RustCoroutine {
         match started {
             Ok(Started::Ready(result)) => {
                 slf.borrow_mut().state = State::Done;
-                Err(PyStopIteration::new_err((result?,)))
+                result.map(Step::Return)
             }
             Ok(Started::Waiting(waiter)) => {
                 let yielded = waiter.clone_ref(py).into_any();
                 slf.borrow_mut().state = State::Waiting(waiter);
-                Ok(yielded)
+                Ok(Step::Yield(yielded))
             }
             Err(error) => {
                 slf.borrow_mut().state = State::Done;
                 Err(error)
             }
+        }
+    }
+
+    /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            ));
+        }
+        match Self::step(slf)? {
+            Step::Yield(yielded) => Ok(yielded),
+            Step::Return(value) => Err(stop_iteration(slf.py(), value)),
         }
     }
 
@@ -188,16 +294,11 @@ impl RustCoroutine {
     }
 
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::step(slf)
+        Self::send_value(slf, &slf.py().None().into_bound(slf.py()))
     }
 
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
-            return Err(PyTypeError::new_err(
-                "can't send non-None value to a just-started coroutine",
-            ));
-        }
-        Self::step(slf)
+        Self::send_value(slf, value)
     }
 
     /// Raises the given exception here: the Rust future is dropped first.

@@ -85,6 +85,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
+    crate::coroutine::install_am_send(py);
     let start = SendStart::new(future, spawner, options);
     let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
     Ok(Bound::new(py, coroutine)?.into_any())
@@ -119,6 +120,7 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
+    crate::coroutine::install_am_send(py);
     let start = LocalStart::new(future, first_poll);
     let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
     Ok(Bound::new(py, coroutine)?.into_any())

@@ -1,0 +1,2 @@
+#[pyo3_aio::tokio::main(flavor = "single_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[pyo3_aio::smol::main(event_loop = "uvloop.")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[pyo3_aio::async_std::main(uvloop)]
+async fn main() {}

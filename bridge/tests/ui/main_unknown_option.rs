@@ -1,0 +1,2 @@
+#[pyo3_aio::tokio::main(foo = 1)]
+async fn main() {}

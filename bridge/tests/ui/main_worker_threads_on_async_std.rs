@@ -1,0 +1,2 @@
+#[pyo3_aio::async_std::main(worker_threads = 4)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[pyo3_aio::tokio::main(flavor = "current_thread", worker_threads = 2)]
+async fn main() {}
