@@ -28,8 +28,10 @@ pub(crate) trait Resume: Send + Sync {
 pub(crate) enum LoopItem {
     /// Resume a waiting conversion (its result arrived, or its future was woken).
     Resume(Arc<dyn Resume>),
-    /// Run a closure on the loop thread (schedule an awaitable from another thread).
-    Call(Box<dyn FnOnce(Python<'_>) + Send>),
+    /// Run a closure on the loop thread (schedule an awaitable from another thread). An
+    /// error it returns is re-raised by the drain: only `KeyboardInterrupt`/`SystemExit`
+    /// should be returned (see [`is_interrupt`]); report the others.
+    Call(Box<dyn FnOnce(Python<'_>) -> PyResult<()> + Send>),
 }
 
 enum Wakeup {
@@ -97,19 +99,31 @@ impl LoopShared {
     }
 
     /// Takes every queued item and resumes it. Runs on the loop thread.
-    pub(crate) fn drain(&self, py: Python<'_>) {
+    ///
+    /// # Errors
+    ///
+    /// The first `KeyboardInterrupt`/`SystemExit` an item ran into, after every item has
+    /// run: asyncio re-raises those from a callback (`Handle._run`), which is how Ctrl-C
+    /// stops `run_until_complete`; swallowing one would lose the Ctrl-C.
+    pub(crate) fn drain(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(Wakeup::Fd { read, .. }) = self.wakeup.get() {
             let mut buffer = [0u8; 64];
             // SAFETY: `read` is open for as long as `self` lives; the buffer is writable.
             // Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
             let _ = unsafe { libc::read(*read, buffer.as_mut_ptr().cast(), buffer.len()) };
         }
+        let mut interrupt = None;
         for item in self.queue.drain() {
             match item {
                 LoopItem::Resume(target) => target.resume(py),
-                LoopItem::Call(call) => call(py),
+                LoopItem::Call(call) => {
+                    if let Err(error) = call(py) {
+                        interrupt.get_or_insert(error);
+                    }
+                }
             }
         }
+        interrupt.map_or(Ok(()), Err)
     }
 }
 
@@ -130,8 +144,8 @@ pub(crate) struct LoopWakeup {
 
 #[pymethods]
 impl LoopWakeup {
-    fn __call__(&self, py: Python<'_>) {
-        self.shared.drain(py);
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.drain(py)
     }
 }
 
@@ -226,8 +240,7 @@ impl Register {
             self.fds.0,
             self.fds.1,
         )?;
-        self.shared.drain(py);
-        Ok(())
+        self.shared.drain(py)
     }
 }
 
@@ -367,6 +380,13 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>>
     })?;
     let event_loop = get.bind(py).call0()?;
     Ok((!event_loop.is_none()).then_some(event_loop))
+}
+
+/// Whether `error` must travel up to the loop instead of being reported: asyncio lets
+/// `KeyboardInterrupt` and `SystemExit` escape callbacks and stop the loop.
+pub(crate) fn is_interrupt(py: Python<'_>, error: &PyErr) -> bool {
+    error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+        || error.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }
 
 /// Reports an exception raised by a callback run from the drain, as asyncio reports

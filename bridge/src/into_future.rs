@@ -19,7 +19,8 @@ use pyo3::types::PyDict;
 use pyo3_aio_core::{Closed, Consumer, Producer, completion};
 
 use crate::event_loop::{
-    LoopItem, LoopShared, Resume, claim, loop_shared, report, running_loop, running_loops,
+    LoopItem, LoopShared, Resume, claim, is_interrupt, loop_shared, report, running_loop,
+    running_loops,
 };
 use crate::locals::{TaskLocals, scoped_locals};
 
@@ -170,6 +171,9 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
                 context.bind(py),
                 producer,
             ) {
+                if is_interrupt(py, &error) {
+                    return Err(error);
+                }
                 report(
                     py,
                     event_loop,
@@ -177,6 +181,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
                     error,
                 );
             }
+            Ok(())
         })));
     }
     Ok(PyFuture { consumer })

@@ -35,6 +35,15 @@ pub fn default_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     py.import("asyncio")?.call_method0("new_event_loop")
 }
 
+/// Passes a Rust loop factory through unchanged; the higher-ranked bound lets closures
+/// (`|py| ...`, `|py: Python<'_>| ...`) infer their signature from it.
+pub fn loop_factory<F>(factory: F) -> F
+where
+    F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+{
+    factory
+}
+
 /// Calls the factory named `module.attribute`, with errors that name it.
 pub fn loop_from_path<'py>(py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
     let (module, attribute) = dotted.rsplit_once('.').unwrap_or(("", dotted));

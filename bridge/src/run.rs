@@ -6,7 +6,8 @@
 //! served by it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
@@ -46,12 +47,17 @@ where
     let outcome: Arc<Mutex<Option<PyResult<T>>>> = Arc::new(Mutex::new(None));
     let delivered = outcome.clone();
     let runtime = spawner.name();
+    let released = Arc::new(Released::default());
+    let release_on_drop = ReleaseOnDrop(released.clone());
     // The waiting side lives on the loop thread: woken by the runtime, no hop back. It
     // spawns the Rust future on its first poll, once the loop is running, so that code in
     // the future always finds the loop running.
     let waiting = local_future_into_py_with(py, FirstPoll::Inline, async move {
         spawner
-            .spawn(Box::pin(drive(Box::pin(scoped(slot, future)), producer)))
+            .spawn(Box::pin(async move {
+                let _release = release_on_drop;
+                drive(Box::pin(scoped(slot, future)), producer).await
+            }))
             .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
         let result = match consumer.await {
             Ok(result) => result,
@@ -66,6 +72,11 @@ where
         // Cancelling the task drops the waiting side, which cancels the cell, which makes
         // the runtime drop the Rust future.
         let _ = task.call_method0(pyo3::intern!(py, "cancel"));
+        // As asyncio.run does on Ctrl-C: run the loop until the cancelled task is done,
+        // then wait (without the GIL: the future's drop may need it) until the runtime has
+        // dropped the Rust future, so that its destructors have run when we return.
+        let _ = event_loop.call_method1(pyo3::intern!(py, "run_until_complete"), (&task,));
+        py.detach(|| released.wait(Duration::from_secs(5)));
         return Err(error);
     }
     let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -74,6 +85,34 @@ where
             "the event loop stopped before the Rust future completed",
         ))
     })
+}
+
+/// Whether the runtime has let go of the Rust future (finished it or dropped it).
+#[derive(Default)]
+struct Released {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Released {
+    /// Waits until the future is released, at most `timeout`: a future stuck in a blocking
+    /// call must not keep the program from exiting.
+    fn wait(&self, timeout: Duration) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(done, timeout, |done| !*done);
+    }
+}
+
+/// Moved into the spawned task; marks the future released when the task ends or is dropped.
+struct ReleaseOnDrop(Arc<Released>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        *self.0.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.0.changed.notify_all();
+    }
 }
 
 /// Runs `future` to completion on a new asyncio event loop, like `asyncio.run`, and closes

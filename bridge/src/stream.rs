@@ -19,7 +19,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3_aio_core::Spawner;
 
 use crate::coroutine::{FirstPoll, to_python};
-use crate::event_loop::{LoopItem, LoopShared, loop_shared, report, running_loop};
+use crate::event_loop::{LoopItem, LoopShared, is_interrupt, loop_shared, report, running_loop};
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, TaskLocals, fill, scoped_locals, with_locals};
 
@@ -612,6 +612,7 @@ impl Stream for PyStream {
                         {
                             let _ = future.call_method1("set_result", (py.None(),));
                         }
+                        Ok(())
                     })));
             }
         }
@@ -664,6 +665,7 @@ impl Drop for PyStream {
                             }
                         }
                     }
+                    Ok(())
                 })));
         }
     }
@@ -757,14 +759,18 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
                 Err(error) => {
                     let _ = pump.bind(py).call_method0("close");
                     StreamSink { shared }.end(Some(error.clone_ref(py)));
+                    if is_interrupt(py, &error) {
+                        return Err(error);
+                    }
                     report(py, event_loop, "pyo3-aio could not start a stream", error);
                 }
             }
+            Ok(())
         }
     };
     let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
     if on_loop_thread {
-        start(py);
+        start(py)?;
     } else {
         shared.loop_shared.schedule(LoopItem::Call(Box::new(start)));
     }

@@ -1,8 +1,9 @@
-//! `cargo xtask demo`: run what can be shown today, then say plainly what cannot yet.
+//! `cargo xtask demo`: run the examples (the extension module from Python, then the Rust
+//! programs that embed Python), then list what exists.
 
-use crate::cmd::Result;
+use crate::cmd::{Cmd, Failure, Result};
 use crate::fuzz;
-use crate::python;
+use crate::python::{self, Venv};
 use crate::workspace::{Workspace, files_named};
 
 /// One thing the demo runs.
@@ -12,12 +13,29 @@ struct DemoStep {
 }
 
 /// What `cargo xtask demo` runs, in order.
-// The applications issue appends "application" (`cargo run -p <app example>`: a Rust program
-// embedding Python) and drops the "Not yet" lines from `summary`.
-const DEMO_STEPS: &[DemoStep] = &[DemoStep {
-    name: "extension",
-    run: extension,
-}];
+const DEMO_STEPS: &[DemoStep] = &[
+    DemoStep {
+        name: "extension",
+        run: extension,
+    },
+    DemoStep {
+        name: "application",
+        run: application,
+    },
+];
+
+/// The package of the Rust-application example (examples/app).
+const APP_PACKAGE: &str = "pyo3-aio-app-example";
+
+/// The programs of examples/app that the demo runs: pyo3-asyncio's README programs, one per
+/// runtime, and the one on uvloop. (Its `fixture_*` programs are for its tests.)
+const APP_PROGRAMS: &[&str] = &[
+    "app_tokio",
+    "app_tokio_current_thread",
+    "app_async_std",
+    "app_smol",
+    "app_uvloop",
+];
 
 /// Runs every demo step, stopping at the first failure; the summary is printed either way.
 pub(crate) fn run(ws: &Workspace) -> Result {
@@ -37,6 +55,32 @@ pub(crate) fn run(ws: &Workspace) -> Result {
 /// asyncio's default loop and on uvloop (examples/extension/demo.py).
 fn extension(ws: &Workspace) -> Result {
     python::run_extension_example(ws, "demo")
+}
+
+/// Rust programs that embed Python (examples/app): build them once, then run each with the
+/// venv's site-packages on `PYTHONPATH` (embedded Python does not see the venv by itself,
+/// and `app_uvloop` imports uvloop from it). Each exits non-zero when what it shows is wrong.
+fn application(ws: &Workspace) -> Result {
+    const STEP: &str = "demo";
+    let venv = Venv::ensure(ws, STEP)?;
+    let site_packages = venv.site_packages(STEP)?;
+    Cmd::new("cargo")
+        .args(["build", "-p", APP_PACKAGE, "--bins"])
+        .env("CARGO_TARGET_DIR", ws.target())
+        .run(STEP)?;
+    for program in APP_PROGRAMS {
+        println!();
+        Cmd::new(ws.target().join("debug").join(program))
+            .env("PYTHONPATH", &site_packages)
+            .run(STEP)
+            .map_err(|failure| {
+                Failure::with_code(
+                    format!("{}: see its traceback above", failure.message),
+                    failure.code,
+                )
+            })?;
+    }
+    Ok(())
 }
 
 fn summary(ws: &Workspace) {
@@ -63,8 +107,5 @@ fn summary(ws: &Workspace) {
         loom_models.len()
     );
     println!("    pytest files:     {} in pytests/", pytest_files.len());
-    println!();
-    println!("    Not yet: the Rust-application demo (a Rust program that embeds Python, gives");
-    println!("    it the main thread with #[pyo3_aio::tokio::main] and awaits Python coroutines)");
-    println!("    arrives with the applications issue.");
+    println!("    app programs:     {}", APP_PROGRAMS.join(", "));
 }

@@ -5,11 +5,13 @@
 //!   stopping at the first failure.
 //! - `cargo xtask fuzz <target> [--seconds N]` fuzzes one target; `--list` lists them.
 //! - `cargo xtask demo` shows what the project can do so far.
-//! - `cargo xtask bench` will run the side-by-side benchmarks.
+//! - `cargo xtask bench [--quick]` runs the side-by-side benchmarks (bench/) and the core's
+//!   criterion benches.
 //!
 //! Every command is printed before it runs, as a line that can be pasted into a shell from
 //! the workspace root.
 
+mod bench;
 mod cmd;
 mod demo;
 mod fuzz;
@@ -55,14 +57,7 @@ fn dispatch(ws: &Workspace, args: &[String]) -> Result {
             no_arguments("demo", rest)?;
             demo::run(ws)
         }
-        "bench" => {
-            no_arguments("bench", rest)?;
-            Err(Failure::new(
-                "no benchmarks yet: the side-by-side benchmarks (bench/, against \
-                 pyo3-async-runtimes and plain asyncio) arrive with the benchmarks issue; \
-                 nothing was run",
-            ))
-        }
+        "bench" => bench::run(ws, &bench::Options::parse(rest).map_err(usage_error)?),
         other => Err(usage_error(format!("unknown command `{other}`"))),
     }
 }
@@ -178,8 +173,13 @@ COMMANDS:
     fuzz <TARGET> [--seconds N]    fuzz one target for N seconds (default 60)
     fuzz --list                    list the fuzz targets (fuzz/fuzz_targets/*.rs)
     demo                           build examples/extension into target/venv and run its
-                                   demo.py (default loop and uvloop), then list what exists
-    bench                          side-by-side benchmarks (not yet: fails with a note)
+                                   demo.py (default loop and uvloop), then build and run the
+                                   Rust programs of examples/app, then list what exists
+    bench [--quick] [--only KEYS]  build bench/'s modules into target/venv, run bench/driver.py
+                                   (every scenario against pyo3-async-runtimes and plain
+                                   asyncio, default loop and uvloop; tables to bench/RESULTS.md,
+                                   --quick: small sizes, to target/bench/RESULTS-quick.md),
+                                   then the core's criterion benches
     help                           this text
 
 STEPS OF `cargo xtask test` (names for --skip):

@@ -99,6 +99,24 @@ impl Venv {
         Ok(venv)
     }
 
+    /// The venv's site-packages, as its python reports it. Programs that embed Python do
+    /// not see a venv by themselves: they need this on `PYTHONPATH` to import uvloop.
+    pub(crate) fn site_packages(&self, step: &str) -> Result<PathBuf> {
+        Cmd::new(self.python())
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ])
+            .probe(step)
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                Failure::new(format!(
+                    "{} could not report its site-packages directory",
+                    self.python().display()
+                ))
+            })
+    }
+
     /// `<venv>/bin/python`.
     pub(crate) fn python(&self) -> PathBuf {
         self.bin("python")

@@ -33,8 +33,13 @@ pub(crate) const STEPS: &[Step] = &[
         run: doc,
     },
     Step {
+        name: "venv",
+        about: "create target/venv (maturin, pytest, uvloop): examples/app's tests run on uvloop",
+        run: venv,
+    },
+    Step {
         name: "test",
-        about: "cargo test --workspace --all-features (unit, integration, harness and doc tests)",
+        about: "cargo test --workspace --all-features (also UI tests, examples/app's programs)",
         run: test,
     },
     Step {
@@ -92,6 +97,11 @@ fn doc(_: &Workspace) -> Result {
         .env("RUSTDOCFLAGS", with_flags("RUSTDOCFLAGS", "-D warnings"))
         .run("doc")?;
     Ok(())
+}
+
+/// Before `test`: examples/app's tests run a program on uvloop, found in this venv.
+fn venv(ws: &Workspace) -> Result {
+    python::Venv::ensure(ws, "venv").map(drop)
 }
 
 fn test(_: &Workspace) -> Result {

@@ -203,7 +203,7 @@ fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
             |py| ::pyo3_aio::__private::loop_from_path(py, #dotted)
         },
         LoopFactory::Rust(expr) => quote_spanned! {expr.span()=>
-            |py| (#expr)(py)
+            ::pyo3_aio::__private::loop_factory(#expr)
         },
     };
     let setup = if runtime == Runtime::Tokio {
@@ -265,8 +265,22 @@ fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
     })
 }
 
-fn expand(result: syn::Result<TokenStream2>) -> TokenStream {
-    result.unwrap_or_else(syn::Error::into_compile_error).into()
+/// The expansion, or the error plus a bodiless stand-in for the function: keeping its name
+/// makes the attribute's message the only one (no "`main` function not found", no
+/// "cannot find function" where the function is used).
+fn expand(result: syn::Result<TokenStream2>, item: TokenStream) -> TokenStream {
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let error = error.into_compile_error();
+            let stand_in = syn::parse::<ItemFn>(item).ok().map(|function| {
+                let vis = &function.vis;
+                let name = &function.sig.ident;
+                quote!(#[allow(dead_code)] #vis fn #name() {})
+            });
+            quote!(#error #stand_in).into()
+        }
+    }
 }
 
 /// `#[pyo3_aio::tokio::main]`: the program's `async fn main`, run on tokio while Python's
@@ -275,36 +289,36 @@ fn expand(result: syn::Result<TokenStream2>) -> TokenStream {
 /// `worker_threads = N`.
 #[proc_macro_attribute]
 pub fn tokio_main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(main_impl(Runtime::Tokio, attr, item))
+    expand(main_impl(Runtime::Tokio, attr, item.clone()), item)
 }
 
 /// `#[pyo3_aio::async_std::main]`; option `event_loop = ...` as for tokio.
 #[proc_macro_attribute]
 pub fn async_std_main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(main_impl(Runtime::AsyncStd, attr, item))
+    expand(main_impl(Runtime::AsyncStd, attr, item.clone()), item)
 }
 
 /// `#[pyo3_aio::smol::main]`; option `event_loop = ...` as for tokio.
 #[proc_macro_attribute]
 pub fn smol_main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(main_impl(Runtime::Smol, attr, item))
+    expand(main_impl(Runtime::Smol, attr, item.clone()), item)
 }
 
 /// `#[pyo3_aio::tokio::test]`: an `async fn` test run by `pyo3_aio::testing::main()` on a
 /// fresh event loop, on the Python main thread.
 #[proc_macro_attribute]
 pub fn tokio_test(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(test_impl(Runtime::Tokio, attr, item))
+    expand(test_impl(Runtime::Tokio, attr, item.clone()), item)
 }
 
 /// `#[pyo3_aio::async_std::test]`.
 #[proc_macro_attribute]
 pub fn async_std_test(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(test_impl(Runtime::AsyncStd, attr, item))
+    expand(test_impl(Runtime::AsyncStd, attr, item.clone()), item)
 }
 
 /// `#[pyo3_aio::smol::test]`.
 #[proc_macro_attribute]
 pub fn smol_test(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(test_impl(Runtime::Smol, attr, item))
+    expand(test_impl(Runtime::Smol, attr, item.clone()), item)
 }

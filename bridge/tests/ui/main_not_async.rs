@@ -1,6 +1,4 @@
-use pyo3::prelude::*;
-
 #[pyo3_aio::tokio::main]
-fn main() -> PyResult<()> {
+fn main() -> pyo3::PyResult<()> {
     Ok(())
 }

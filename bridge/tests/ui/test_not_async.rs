@@ -1,7 +1,5 @@
-use pyo3::prelude::*;
-
 #[pyo3_aio::tokio::test]
-fn sleeps() -> PyResult<()> {
+fn sleeps() -> pyo3::PyResult<()> {
     Ok(())
 }
 

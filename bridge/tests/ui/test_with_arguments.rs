@@ -1,7 +1,5 @@
-use pyo3::prelude::*;
-
 #[pyo3_aio::smol::test]
-async fn sleeps(seconds: f64) -> PyResult<()> {
+async fn sleeps(seconds: f64) -> pyo3::PyResult<()> {
     let _ = seconds;
     Ok(())
 }

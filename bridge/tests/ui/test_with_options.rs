@@ -1,7 +1,5 @@
-use pyo3::prelude::*;
-
 #[pyo3_aio::async_std::test(timeout = 5)]
-async fn sleeps() -> PyResult<()> {
+async fn sleeps() -> pyo3::PyResult<()> {
     Ok(())
 }
 

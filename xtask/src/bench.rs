@@ -1,0 +1,172 @@
+//! `cargo xtask bench [--quick] [--only KEYS]`: the side-by-side benchmarks of `bench/` and
+//! the core's criterion benches.
+//!
+//! 1. the venv at `target/venv` (maturin, pytest, uvloop), as for `cargo xtask test`;
+//! 2. both benchmark modules built into it with `maturin develop --release`, sharing one
+//!    target directory, `target/bench` (each has its own workspace and lockfile: one of them
+//!    pulls pyo3-async-runtimes from crates.io);
+//! 3. `bench/driver.py`: every scenario, every contender, both loops; tables to stdout and
+//!    to `bench/RESULTS.md` (`--quick`: a smoke run with small sizes, written to
+//!    `target/bench/RESULTS-quick.md` so the kept results are not overwritten);
+//! 4. `cargo bench -p pyo3-aio-core --bench core` with a short measurement time, whose
+//!    medians the driver then appends to the same Markdown file.
+//!
+//! Nothing here judges the figures: the tables say which targets are met.
+
+use crate::cmd::{Cmd, Failure, Result};
+use crate::python::Venv;
+use crate::workspace::Workspace;
+
+const STEP: &str = "bench";
+
+/// The extension modules the driver imports, relative to the root.
+const MODULES: &[&str] = &["bench/pyo3_aio_bench", "bench/par_bench"];
+
+const DRIVER: &str = "bench/driver.py";
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    quick: bool,
+    only: Option<String>,
+}
+
+impl Options {
+    /// Parses the arguments after `bench`.
+    pub(crate) fn parse(args: &[String]) -> std::result::Result<Self, String> {
+        let mut options = Self::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => options.quick = true,
+                "--only" => {
+                    let keys = args
+                        .next()
+                        .ok_or("`--only` needs scenario keys, e.g. `--only 1,3,6a`")?;
+                    options.only = Some(keys.clone());
+                }
+                other => match other.strip_prefix("--only=") {
+                    Some(keys) => options.only = Some(keys.to_owned()),
+                    None => return Err(format!("unexpected argument `{other}` to `bench`")),
+                },
+            }
+        }
+        Ok(options)
+    }
+
+    /// The driver's own arguments.
+    fn driver_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.quick {
+            args.push("--quick".to_owned());
+        }
+        if let Some(keys) = &self.only {
+            args.push("--only".to_owned());
+            args.push(keys.clone());
+        }
+        args
+    }
+
+    /// How this run is named in RESULTS.md.
+    fn command_line(&self) -> String {
+        let mut line = String::from("cargo xtask bench");
+        for arg in self.driver_args() {
+            line.push(' ');
+            line.push_str(&arg);
+        }
+        line
+    }
+
+    /// Criterion's own options: short, so the whole command stays within minutes.
+    fn criterion_args(&self) -> [&'static str; 5] {
+        let (warm_up, measure) = if self.quick {
+            ("0.2", "0.5")
+        } else {
+            ("0.5", "2")
+        };
+        [
+            "--warm-up-time",
+            warm_up,
+            "--measurement-time",
+            measure,
+            "--noplot",
+        ]
+    }
+}
+
+/// `cargo xtask bench`.
+pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
+    let venv = Venv::ensure(ws, STEP)?;
+    let target = ws.target().join("bench");
+    for module in MODULES {
+        let dir = ws.path(module);
+        if !dir.join("pyproject.toml").is_file() {
+            return Err(Failure::new(format!(
+                "{} has no pyproject.toml: the benchmark modules are maturin crates",
+                dir.display()
+            )));
+        }
+        venv.cmd("maturin")
+            .args(["develop", "--release"])
+            .env("CARGO_TARGET_DIR", &target)
+            .dir(dir)
+            .run(STEP)?;
+    }
+
+    let output = if options.quick {
+        target.join("RESULTS-quick.md")
+    } else {
+        ws.path("bench/RESULTS.md")
+    };
+    venv.cmd("python")
+        .arg(ws.path(DRIVER))
+        .args(options.driver_args())
+        .arg("--output")
+        .arg(&output)
+        .env("PYO3_AIO_BENCH_COMMAND", options.command_line())
+        .run(STEP)?;
+
+    Cmd::new("cargo")
+        .args(["bench", "-p", "pyo3-aio-core", "--bench", "core", "--"])
+        .args(options.criterion_args())
+        .run(STEP)?;
+    venv.cmd("python")
+        .arg(ws.path(DRIVER))
+        .arg("--append-criterion")
+        .arg(ws.target().join("criterion"))
+        .arg("--output")
+        .arg(&output)
+        .run(STEP)?;
+
+    println!("==> {STEP}: the tables are in {}", output.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_quick_and_only() {
+        let options = Options::parse(&args(&["--quick", "--only", "1,3"])).unwrap();
+        assert!(options.quick);
+        assert_eq!(options.only.as_deref(), Some("1,3"));
+        assert_eq!(
+            options.command_line(),
+            "cargo xtask bench --quick --only 1,3"
+        );
+        let options = Options::parse(&args(&["--only=6a"])).unwrap();
+        assert_eq!(options.driver_args(), ["--only", "6a"]);
+    }
+
+    #[test]
+    fn rejects_unknown_arguments() {
+        let error = Options::parse(&args(&["--fast"])).unwrap_err();
+        assert_eq!(error, "unexpected argument `--fast` to `bench`");
+        assert!(Options::parse(&args(&["--only"])).is_err());
+    }
+}
