@@ -28,7 +28,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
 
-use crate::event_loop::{LoopItem, LoopShared, Resume, claim, loop_shared, running_loop};
+use crate::event_loop::{
+    LoopItem, LoopShared, Resume, claim, loop_shared, register_running_loop, running_loop,
+};
 use crate::locals::{LocalsSlot, fill, scoped};
 use crate::panic::poll_catching;
 use crate::thread_bound::ThreadBound;
@@ -186,24 +188,34 @@ pub(crate) fn install_am_send(py: Python<'_>) {
     #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
     {
         static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
-        INSTALLED.get_or_init(py, || {
-            let class = py.get_type::<RustCoroutine>();
-            let type_object = class.as_type_ptr();
-            // SAFETY: `type_object` is the heap type PyO3 created for RustCoroutine; its
-            // `tp_as_async` points into that heap type (it has `__await__`, so the table
-            // exists). Writing a slot and then calling PyType_Modified is how slots are
-            // changed after creation; we hold the GIL, so no one reads it meanwhile.
-            unsafe {
-                let methods = (*type_object).tp_as_async;
-                if !methods.is_null() {
-                    (*methods).am_send = Some(am_send);
-                    pyo3::ffi::PyType_Modified(type_object);
-                }
-            }
-        });
+        install_send_slot::<RustCoroutine>(py, &INSTALLED, am_send);
     }
     #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
     let _ = py;
+}
+
+/// Sets the `am_send` slot of pyclass `T`'s type to `send`, once (`installed` guards it).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
+    py: Python<'_>,
+    installed: &PyOnceLock<()>,
+    send: pyo3::ffi::sendfunc,
+) {
+    installed.get_or_init(py, || {
+        let class = py.get_type::<T>();
+        let type_object = class.as_type_ptr();
+        // SAFETY: `type_object` is the heap type PyO3 created for `T`; its `tp_as_async`
+        // points into that heap type (`T` defines `__await__`, so the table exists).
+        // Writing a slot and then calling PyType_Modified is how slots are changed after
+        // creation; we hold the GIL, so no one reads it meanwhile.
+        unsafe {
+            let methods = (*type_object).tp_as_async;
+            if !methods.is_null() {
+                (*methods).am_send = Some(send);
+                pyo3::ffi::PyType_Modified(type_object);
+            }
+        }
+    });
 }
 
 /// The coroutine object returned by `future_into_py`.
@@ -465,9 +477,7 @@ where
         }
         // Register the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
-        if let Some(event_loop) = running_loop(py)? {
-            loop_shared(py, &event_loop)?;
-        }
+        register_running_loop(py)?;
         if self.options.first_poll == FirstPoll::Inline {
             let mut polled = Poll::Pending;
             let future = self.future.as_mut();

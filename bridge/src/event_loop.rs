@@ -54,6 +54,10 @@ pub(crate) struct LoopShared {
     wakeup: std::sync::OnceLock<Wakeup>,
     /// Set once the loop can no longer drain (closed); later items are dropped at once.
     closed: AtomicBool,
+    /// The loop's thread, a weak reference to the loop and a drain callback that does not
+    /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
+    /// installed (on the loop thread).
+    soon: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
 }
 
 impl LoopShared {
@@ -69,6 +73,9 @@ impl LoopShared {
     }
 
     fn signal(&self) {
+        if self.signal_from_loop_thread() {
+            return;
+        }
         match self.wakeup.get() {
             Some(Wakeup::Fd { write, .. }) => {
                 let one: u64 = 1;
@@ -98,6 +105,42 @@ impl LoopShared {
         }
     }
 
+    /// Empties the eventfd/pipe, so the loop's reader stops firing. The reader callback
+    /// does this before draining: a push after the clear signals again.
+    fn clear_fd(&self) {
+        if let Some(Wakeup::Fd { read, .. }) = self.wakeup.get() {
+            let mut buffer = [0u8; 64];
+            // SAFETY: `read` is open for as long as `self` lives; the buffer is writable.
+            // Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
+            let _ = unsafe { libc::read(*read, buffer.as_mut_ptr().cast(), buffer.len()) };
+        }
+    }
+
+    /// On the loop's own thread with the GIL held (a Python task completed what a Rust
+    /// future waits for), `loop.call_soon(drain)` wakes the loop for its next iteration
+    /// without an eventfd write, a read and an extra trip through the selector.
+    fn signal_from_loop_thread(&self) -> bool {
+        let Some((loop_thread, event_loop, drain)) = self.soon.get() else {
+            return false;
+        };
+        if *loop_thread != std::thread::current().id() {
+            return false;
+        }
+        // SAFETY: PyGILState_Check only reads this thread's state.
+        if unsafe { pyo3::ffi::PyGILState_Check() } != 1 {
+            return false;
+        }
+        // SAFETY: PyGILState_Check just said this thread holds the GIL.
+        let py = unsafe { Python::assume_attached() };
+        let Ok(event_loop) = event_loop.bind(py).call0() else {
+            return false;
+        };
+        !event_loop.is_none()
+            && event_loop
+                .call_method1(pyo3::intern!(py, "call_soon"), (drain.bind(py),))
+                .is_ok()
+    }
+
     /// Takes every queued item and resumes it. Runs on the loop thread.
     ///
     /// # Errors
@@ -106,12 +149,6 @@ impl LoopShared {
     /// run: asyncio re-raises those from a callback (`Handle._run`), which is how Ctrl-C
     /// stops `run_until_complete`; swallowing one would lose the Ctrl-C.
     pub(crate) fn drain(&self, py: Python<'_>) -> PyResult<()> {
-        if let Some(Wakeup::Fd { read, .. }) = self.wakeup.get() {
-            let mut buffer = [0u8; 64];
-            // SAFETY: `read` is open for as long as `self` lives; the buffer is writable.
-            // Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
-            let _ = unsafe { libc::read(*read, buffer.as_mut_ptr().cast(), buffer.len()) };
-        }
         let mut interrupt = None;
         for item in self.queue.drain() {
             match item {
@@ -136,6 +173,23 @@ impl Drop for LoopShared {
     }
 }
 
+/// The `call_soon` callback of `signal_from_loop_thread`: drains the loop's queue if the
+/// state still exists (it holds it weakly, so the state does not keep itself alive).
+#[pyclass(frozen, name = "_DrainSoon", module = "pyo3_aio")]
+pub(crate) struct DrainSoon {
+    shared: std::sync::Weak<LoopShared>,
+}
+
+#[pymethods]
+impl DrainSoon {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.drain(py),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The `add_reader` callback: drains the loop's queue.
 #[pyclass(frozen, name = "_LoopWakeup", module = "pyo3_aio")]
 pub(crate) struct LoopWakeup {
@@ -145,6 +199,7 @@ pub(crate) struct LoopWakeup {
 #[pymethods]
 impl LoopWakeup {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.clear_fd();
         self.shared.drain(py)
     }
 }
@@ -192,6 +247,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         queue: WakeQueue::new(),
         wakeup: std::sync::OnceLock::new(),
         closed: AtomicBool::new(false),
+        soon: std::sync::OnceLock::new(),
     });
     let drain = Bound::new(
         py,
@@ -252,6 +308,16 @@ fn install(
     write: libc::c_int,
     read: libc::c_int,
 ) -> PyResult<()> {
+    let weak_loop = py.import("weakref")?.getattr("ref")?.call1((event_loop,))?;
+    let drain_soon = Py::new(
+        py,
+        DrainSoon {
+            shared: Arc::downgrade(shared),
+        },
+    )?;
+    let _ = shared
+        .soon
+        .set((std::thread::current().id(), weak_loop.unbind(), drain_soon));
     match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, drain)) {
         Ok(_) => {
             let _ = shared.wakeup.set(Wakeup::Fd { write, read });
@@ -370,6 +436,37 @@ pub(crate) fn running_loops<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyA
         }
     }
     Ok(running)
+}
+
+thread_local! {
+    /// The loop this thread last registered as its running loop.
+    static REGISTERED: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
+}
+
+/// Registers the loop running on this thread (so that `into_future` called from other
+/// threads finds it), cheaply when this thread already did so for a loop that still runs.
+///
+/// `asyncio._get_running_loop` costs a `getpid` system call on Python 3.11, more than a
+/// whole ready await; `loop.is_running()` on the cached loop avoids it on the fast path.
+/// A thread runs one loop at a time, so a still-running cached loop is this thread's
+/// (unless the loop moved to another thread, which then only skips this registration).
+pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
+    let cached = REGISTERED.with(|cached| cached.borrow().as_ref().map(|l| l.clone_ref(py)));
+    if let Some(cached) = cached {
+        if cached
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "is_running"))?
+            .is_truthy()?
+        {
+            return Ok(());
+        }
+    }
+    if let Some(event_loop) = running_loop(py)? {
+        loop_shared(py, &event_loop)?;
+        let old = REGISTERED.with(|cached| cached.borrow_mut().replace(event_loop.unbind()));
+        drop(old);
+    }
+    Ok(())
 }
 
 /// `asyncio`'s C-level `_get_running_loop`, cached.

@@ -63,18 +63,32 @@ struct Channel<T> {
     finished: bool,
     /// The consumer went away: the producer stops and drops its source.
     closed: bool,
-    consumer: Option<Waker>,
+    /// Every consumer waiting for an item (several Python tasks may await `__anext__` of
+    /// one iterator at once); all are woken by the next batch.
+    consumers: Vec<Waker>,
     producer: Option<Waker>,
 }
 
 impl<T> Channel<T> {
+    /// Adds `waker` to the waiting consumers unless it is already there.
+    fn wait(&mut self, waker: &Waker) {
+        if !self.consumers.iter().any(|known| known.will_wake(waker)) {
+            self.consumers.push(waker.clone());
+        }
+    }
+
+    /// Takes the waiting consumers, to wake after the lock is released.
+    fn take_consumers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.consumers)
+    }
+
     fn new(capacity: usize) -> Self {
         Self {
             items: VecDeque::new(),
             capacity: capacity.max(1),
             finished: false,
             closed: false,
-            consumer: None,
+            consumers: Vec::new(),
             producer: None,
         }
     }
@@ -109,7 +123,7 @@ where
     S: Stream<Item = PyResult<T>> + ?Sized,
 {
     std::future::poll_fn(|cx| {
-        let mut wake = None;
+        let mut wake = Vec::new();
         let outcome = loop {
             let mut channel = lock(&shared);
             if channel.closed {
@@ -127,42 +141,49 @@ where
             match polled {
                 Ok(Poll::Ready(Some(item))) => {
                     channel.items.push_back(item);
-                    wake = wake.or_else(|| channel.consumer.take());
+                    wake.extend(channel.take_consumers());
                 }
                 Ok(Poll::Ready(None)) => {
                     channel.finished = true;
-                    wake = wake.or_else(|| channel.consumer.take());
+                    wake.extend(channel.take_consumers());
                     break Poll::Ready(());
                 }
-                Ok(Poll::Pending) => break Poll::Pending,
+                Ok(Poll::Pending) => {
+                    // The stream waits for its own event; register too, so that a close
+                    // (aclose, garbage collection, cancelled consumer) wakes us to drop it.
+                    if !channel
+                        .producer
+                        .as_ref()
+                        .is_some_and(|known| known.will_wake(cx.waker()))
+                    {
+                        channel.producer = Some(cx.waker().clone());
+                    }
+                    break Poll::Pending;
+                }
                 Err(payload) => {
                     // A panicking stream ends: its error is the last item.
                     channel
                         .items
                         .push_back(Err(crate::panic::panic_to_pyerr(payload)));
                     channel.finished = true;
-                    wake = wake.or_else(|| channel.consumer.take());
+                    wake.extend(channel.take_consumers());
                     break Poll::Ready(());
                 }
             }
         };
-        // One wake-up for everything added in this poll.
-        if let Some(waker) = wake {
-            waker.wake();
-        }
+        // One wake-up per waiting consumer for everything added in this poll.
+        wake.into_iter().for_each(Waker::wake);
         outcome
     })
     .await;
     // Drop the stream here, on the runtime, before telling anyone it ended.
     drop(stream);
-    let waker = {
+    let wakers = {
         let mut channel = lock(&shared);
         channel.finished = true;
-        channel.consumer.take()
+        channel.take_consumers()
     };
-    if let Some(waker) = waker {
-        waker.wake();
-    }
+    wakers.into_iter().for_each(Waker::wake);
 }
 
 /// Converts the item at the front, if any, on the loop thread.
@@ -195,7 +216,7 @@ where
                 }
                 None => {
                     if let Some(waker) = waker {
-                        channel.consumer = Some(waker.clone());
+                        channel.wait(waker);
                     }
                     return None;
                 }
@@ -230,7 +251,7 @@ impl RustStream {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let front = self.local.clone().unwrap_or_else(|| self.front.clone());
         if let Some(item) = front.next_item(py, None) {
-            return Ok(Bound::new(py, Ready(Some(item)))?.into_any());
+            return ready(py, item);
         }
         let guard = CloseOnDrop(Some(front.clone()));
         local_future_into_py_with(py, FirstPoll::Inline, async move {
@@ -254,7 +275,7 @@ impl RustStream {
         if let Some(local) = &self.local {
             local.close();
         }
-        Ok(Bound::new(py, Ready(Some(Ok(py.None()))))?.into_any())
+        ready(py, Ok(py.None()))
     }
 }
 
@@ -277,6 +298,54 @@ impl Drop for CloseOnDrop {
             front.close();
         }
     }
+}
+
+/// `am_send` for [`Ready`]: hands the value back without raising `StopIteration`.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn ready_am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    _arg: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    use pyo3::ffi::PySendResult;
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
+    let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let taken = match this.cast::<Ready>() {
+        Ok(ready) => match ready.try_borrow_mut() {
+            Ok(mut ready) => ready.0.take().unwrap_or_else(|| {
+                Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "cannot reuse already awaited coroutine",
+                ))
+            }),
+            Err(error) => Err(error.into()),
+        },
+        Err(error) => Err(error.into()),
+    };
+    // SAFETY: `result` is a valid out-pointer supplied by CPython.
+    unsafe {
+        match taken {
+            Ok(value) => {
+                *result = value.into_ptr();
+                PySendResult::PYGEN_RETURN
+            }
+            Err(error) => {
+                error.restore(py);
+                *result = std::ptr::null_mut();
+                PySendResult::PYGEN_ERROR
+            }
+        }
+    }
+}
+
+fn ready<'py>(py: Python<'py>, item: PyResult<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+    {
+        static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
+        crate::coroutine::install_send_slot::<Ready>(py, &INSTALLED, ready_am_send);
+    }
+    Ok(Bound::new(py, Ready(Some(item)))?.into_any())
 }
 
 /// An awaitable whose result is already known.
@@ -511,12 +580,10 @@ impl StreamSink {
             channel.items.push_back(Ok(item));
             (
                 channel.items.len() >= channel.capacity,
-                channel.consumer.take(),
+                channel.take_consumers(),
             )
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.into_iter().for_each(Waker::wake);
         full
     }
 
@@ -556,11 +623,9 @@ impl StreamSink {
                 }
             }
             channel.finished = true;
-            channel.consumer.take()
+            channel.take_consumers()
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -588,7 +653,7 @@ impl Stream for PyStream {
                 Some(item) => (item, channel.items.len() < channel.capacity),
                 None if channel.finished => return Poll::Ready(None),
                 None => {
-                    channel.consumer = Some(cx.waker().clone());
+                    channel.wait(cx.waker());
                     return Poll::Pending;
                 }
             }
