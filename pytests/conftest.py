@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 import pyo3_aio_tests as m
-from harness import LOOP_KINDS, run_on
+from harness import KNOWN_BUG_PATIENCE, KNOWN_BUG_PREFIX, LOOP_KINDS, PATIENCE, run_on
 
 
 @pytest.fixture(params=LOOP_KINDS)
@@ -37,3 +37,13 @@ def run(loop_kind):
         return run_on(loop_kind, coro_factory, *args)
 
     return run
+
+
+@pytest.fixture
+def patience(request) -> float:
+    """How long the test's bounded waits retry: `PATIENCE`, or `KNOWN_BUG_PATIENCE` for a
+    test marked with `harness.known_bug` (it waits for what the bug keeps from happening)."""
+    marker = request.node.get_closest_marker("xfail")
+    if marker is not None and str(marker.kwargs.get("reason", "")).startswith(KNOWN_BUG_PREFIX):
+        return KNOWN_BUG_PATIENCE
+    return PATIENCE

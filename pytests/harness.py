@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable, List
 
+import pytest
 import uvloop
 
 LOOP_KINDS = ("asyncio", "uvloop")
@@ -20,6 +21,20 @@ LOOP_KINDS = ("asyncio", "uvloop")
 #: How long a bounded wait retries before giving up (seconds). Generous: on a loaded
 #: 2-core machine a drop on another thread can take a while; passing tests never wait this.
 PATIENCE = 5.0
+
+#: The bounded wait of a test marked with `known_bug` (see the `patience` fixture): such a
+#: test waits for something the bug keeps from ever happening, so a short wait is enough to
+#: see it fail and keeps the expected failure cheap. Once the bug is fixed the test passes
+#: (XPASS, which `strict` turns into a failure): remove the mark and it waits PATIENCE.
+KNOWN_BUG_PATIENCE = 0.25
+
+KNOWN_BUG_PREFIX = "known bridge bug: "
+
+
+def known_bug(reason: str):
+    """Marks a test (or a `pytest.param`) that exposes a bridge bug not fixed yet: an
+    expected failure, strict, so the suite says so the day the bug is fixed."""
+    return pytest.mark.xfail(strict=True, reason=KNOWN_BUG_PREFIX + reason)
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:

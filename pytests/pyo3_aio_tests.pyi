@@ -9,13 +9,29 @@ returning `asyncio.Future` use `future_into_py_eager` and start at once.
 
 import asyncio
 import contextvars
-from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Literal, Optional, Tuple, TypeVar
+from typing import (
+    Any,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Dict,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 
 T = TypeVar("T")
 
 Runtime = Literal["tokio", "async-std", "smol"]
 
 RUNTIMES: Tuple[str, str, str]
+
+DEFAULT_CAPACITY: int
+"""`pyo3_aio::DEFAULT_CAPACITY`: how many items a stream's producer may run ahead by default."""
 
 class RustPanic(Exception):
     """A Rust future panicked; the message is the panic's message (`pyo3_aio.RustPanic`)."""
@@ -39,6 +55,9 @@ def panic_any_after(runtime: Runtime, seconds: float) -> Coroutine[Any, Any, Non
 
 def fail_after(runtime: Runtime, seconds: float, message: str) -> Coroutine[Any, Any, None]:
     """Fails with a ValueError(message) created in Rust without the GIL (0: inline)."""
+
+def unit_after(runtime: Runtime, seconds: float) -> Coroutine[Any, Any, None]:
+    """A Rust future returning `()` after `seconds` (0: ready on the inline first poll)."""
 
 def typed_values(
     runtime: Runtime,
@@ -199,3 +218,76 @@ def dropped_by_runtime() -> Coroutine[Any, Any, None]:
 
 def refused_by_runtime() -> Coroutine[Any, Any, None]:
     """A pending future whose runtime refuses to run it."""
+
+# Rust streams iterated from Python (stream_into_py, local_stream_into_py) ----------------
+
+class RustStream(AsyncIterator[T]):
+    """`pyo3_aio.RustStream`, what `stream_into_py` and `local_stream_into_py` return (a type
+    of the bridge, not an attribute of this module)."""
+
+    def __aiter__(self) -> "RustStream[T]": ...
+    def __anext__(self) -> Awaitable[T]: ...
+    def aclose(self) -> Awaitable[None]:
+        """Drops the Rust stream; later `__anext__` raises StopAsyncIteration."""
+
+class StreamProbe:
+    """Watches one stream made by `probed_stream`."""
+
+    def polls(self) -> int:
+        """How many times the Rust stream's `poll_next` was called so far."""
+    def produced(self) -> int:
+        """How many items the Rust stream has produced so far."""
+    def dropped(self) -> bool:
+        """Whether the Rust stream has been dropped."""
+
+def count_stream(runtime: Runtime, n: int, capacity: Optional[int] = None) -> RustStream[int]:
+    """0..n-1 produced on the runtime; `capacity` None: `stream_into_py` (the default
+    capacity), otherwise `stream_into_py_with`."""
+
+def probed_stream(
+    runtime: Runtime,
+    n: Optional[int] = None,
+    *,
+    capacity: Optional[int] = None,
+    error_at: Optional[int] = None,
+    error: Optional[BaseException] = None,
+    panic_at: Optional[int] = None,
+    stall_at: Optional[int] = None,
+    delay: float = 0.0,
+    local: bool = False,
+) -> Tuple[RustStream[int], StreamProbe]:
+    """0..n-1 (endless when `n` is None) and a probe watching the Rust stream. Instead of
+    the number `error_at`: an `Err` item (`error`, the same object, or a ValueError made in
+    Rust without the GIL); instead of `panic_at`: a panic; instead of `stall_at`: Pending
+    forever (never woken). `delay`: a sleep on the runtime's timer before each number.
+    `local`: `local_stream_into_py` with the stream made `!Send` (no `capacity` then)."""
+
+def local_count_stream(n: int) -> RustStream[int]:
+    """A `!Send` stream of 0..n-1 polled on the loop thread."""
+
+def loop_stream(runtime: Runtime, n: int) -> RustStream[asyncio.AbstractEventLoop]:
+    """`n` items: `get_current_loop()` as seen by the stream on the runtime."""
+
+# Python async iterables consumed from Rust (into_stream) --------------------------------
+
+def consume(
+    runtime: Runtime,
+    iterable: AsyncIterable[T],
+    *,
+    capacity: Optional[int] = None,
+    limit: Optional[int] = None,
+    after_each: Optional[Callable[[T], Awaitable[Any]]] = None,
+    from_runtime: bool = False,
+) -> Coroutine[Any, Any, List[Any]]:
+    """Rust drains `iterable` through `into_stream` (`into_stream_with` when `capacity` is
+    given) and returns its items; an exception the iterator raised is the last item, as
+    the object. `limit`: drop the Rust stream after that many items. `after_each`: Rust
+    awaits `after_each(item)` after each item before pulling the next. `from_runtime`:
+    `into_stream` is called from the runtime's thread (otherwise at once: bad input raises
+    at the call)."""
+
+def consume_first(runtime: Runtime, iterable: AsyncIterable[T], k: int) -> Coroutine[Any, Any, List[T]]:
+    """Rust takes the first `k` items, then drops the stream."""
+
+def into_stream_now(iterable: Any, capacity: Optional[int] = None) -> None:
+    """Calls `into_stream` synchronously and drops the stream at once (to check errors)."""

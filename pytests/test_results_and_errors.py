@@ -167,3 +167,11 @@ def test_a_runtime_that_refuses_the_future_raises_a_clear_error(run):
             await m.refused_by_runtime()
 
     run(main)
+
+
+@pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
+def test_a_rust_future_returning_unit_resolves_to_none(run, runtime, seconds):
+    async def main():
+        return "awaited", await m.unit_after(runtime, seconds)
+
+    assert run(main) == ("awaited", None)

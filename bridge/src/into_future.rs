@@ -109,7 +109,7 @@ pub(crate) fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
         0 => Err(PyRuntimeError::new_err(
-            "no running event loop for into_future: call it inside a future converted with \
+            "no running event loop for into_future or into_stream: call it inside a future converted with \
              future_into_py, on the loop's thread, or wrap the future in \
              pyo3_aio::scope(locals, future)",
         )),

@@ -453,6 +453,7 @@ where
         stream: Mutex::new(Some(crate::thread_bound::ThreadBound::new(Box::pin(
             stream,
         )))),
+        waiters: Arc::new(Waiters::default()),
     });
     Ok(Bound::new(
         py,
@@ -465,7 +466,38 @@ where
 }
 
 struct LocalFront<S: ?Sized> {
+    waiters: Arc<Waiters>,
     stream: Mutex<Option<crate::thread_bound::ThreadBound<Pin<Box<S>>>>>,
+}
+
+/// The tasks waiting in `__anext__` of a local stream. The stream is polled with one waker
+/// that wakes them all, so a second waiting task does not replace the first, and `close`
+/// can wake them after dropping the stream.
+#[derive(Default)]
+struct Waiters(Mutex<Vec<Waker>>);
+
+impl Waiters {
+    fn add(&self, waker: &Waker) {
+        let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !waiters.iter().any(|known| known.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        waiters.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl std::task::Wake for Waiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
 }
 
 impl<S, T> Front for LocalFront<S>
@@ -483,7 +515,10 @@ where
                 "a !Send Rust stream was iterated on another thread than the one that created it",
             )));
         };
-        let waker = waker.cloned().unwrap_or_else(|| Waker::noop().clone());
+        if let Some(waker) = waker {
+            self.waiters.add(waker);
+        }
+        let waker = Waker::from(self.waiters.clone());
         let mut cx = Context::from_waker(&waker);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             stream.as_mut().poll_next(&mut cx)
@@ -505,6 +540,8 @@ where
     fn close(&self) {
         let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(stream);
+        // Tasks waiting in `__anext__` see the end (StopAsyncIteration).
+        self.waiters.wake_all();
     }
 }
 

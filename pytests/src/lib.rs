@@ -6,16 +6,19 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_core::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
-use pyo3_aio::{FirstPoll, Home, Options};
+use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -423,6 +426,21 @@ fn panic_any_after<'py>(
     })
 }
 
+/// Returns Pending once (waking itself), then Ready: a deterministic suspension point.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Reports where the future was polled: `(thread of the first poll, thread after sleeping
 /// `seconds`)`, as `threading.get_ident()` values. `home` is `"runtime"` or `"loop"`,
 /// `first_poll` is `"inline"` or `"deferred"` (`future_into_py_with` options).
@@ -440,6 +458,9 @@ fn where_polled<'py>(
     convert_with(py, runtime, options, async move {
         let first = thread_ident()?;
         if seconds > 0.0 {
+            // Pending at least once, whatever the timer does: the first poll's thread and
+            // the later one are then always two different polls.
+            yield_now().await;
             nap.await;
         }
         let after = thread_ident()?;
@@ -1046,6 +1067,409 @@ fn refused_by_runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     })
 }
 
+// ---------------------------------------------------------------------------------------
+// Streams: Rust streams iterated from Python (stream_into_py, local_stream_into_py)
+
+/// A timer on a runtime's clock, created now (so usable from the runtime's threads and, for
+/// `!Send` streams, from the loop thread).
+type Timer = fn(Duration) -> BoxFuture<()>;
+
+fn timer(runtime: &str) -> PyResult<Timer> {
+    Ok(match runtime {
+        "tokio" => (|duration| Box::pin(tokio_sleep_now(duration))) as Timer,
+        "async-std" => |duration| Box::pin(async_std::task::sleep(duration)),
+        "smol" => |duration| {
+            Box::pin(async move {
+                smol::Timer::after(duration).await;
+            })
+        },
+        other => return Err(unknown_runtime(other)),
+    })
+}
+
+/// What a test stream records: how often it was polled, how many items it produced, and
+/// whether it was dropped.
+#[derive(Default)]
+struct ProbeState {
+    polls: AtomicUsize,
+    produced: AtomicUsize,
+    dropped: AtomicBool,
+}
+
+/// Watches one test stream from Python.
+#[pyclass(frozen, name = "StreamProbe", module = "pyo3_aio_tests")]
+struct StreamProbe {
+    state: Arc<ProbeState>,
+}
+
+#[pymethods]
+impl StreamProbe {
+    /// How many times the Rust stream's `poll_next` was called so far.
+    fn polls(&self) -> usize {
+        self.state.polls.load(Ordering::SeqCst)
+    }
+
+    /// How many items the Rust stream has produced so far (handed to the bridge).
+    fn produced(&self) -> usize {
+        self.state.produced.load(Ordering::SeqCst)
+    }
+
+    /// Whether the Rust stream has been dropped.
+    fn dropped(&self) -> bool {
+        self.state.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// The numbers `0..end` (endless without `end`), with the behaviours the tests need: an
+/// `Err` item instead of the number `error_at`, a panic instead of the number `panic_at`,
+/// `Pending` forever (never waking) instead of the number `stall_at`, and a sleep of
+/// `delay` on the runtime's timer before each number.
+struct TestStream {
+    next: u64,
+    end: Option<u64>,
+    error_at: Option<u64>,
+    error: Option<Py<PyAny>>,
+    panic_at: Option<u64>,
+    stall_at: Option<u64>,
+    delay: Option<(Timer, Duration)>,
+    nap: Option<BoxFuture<()>>,
+    state: Arc<ProbeState>,
+}
+
+impl Stream for TestStream {
+    type Item = PyResult<u64>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.state.polls.fetch_add(1, Ordering::SeqCst);
+        let i = this.next;
+        if this.end == Some(i) {
+            return Poll::Ready(None);
+        }
+        if this.stall_at == Some(i) {
+            return Poll::Pending;
+        }
+        if let Some((timer, delay)) = this.delay {
+            let nap = this.nap.get_or_insert_with(|| timer(delay));
+            if nap.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.nap = None;
+        }
+        if this.panic_at == Some(i) {
+            panic!("the stream panicked at item {i}");
+        }
+        this.next += 1;
+        this.state.produced.fetch_add(1, Ordering::SeqCst);
+        if this.error_at == Some(i) {
+            let error = match &this.error {
+                Some(error) => Python::attach(|py| PyErr::from_value(error.bind(py).clone())),
+                None => PyValueError::new_err(format!("item {i} failed")),
+            };
+            return Poll::Ready(Some(Err(error)));
+        }
+        Poll::Ready(Some(Ok(i)))
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        self.state.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `S`, made `!Send` (for `local_stream_into_py`).
+struct LocalOnly<S> {
+    stream: S,
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl<S: Stream + Unpin> Stream for LocalOnly<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        Pin::new(&mut self.stream).poll_next(cx)
+    }
+}
+
+/// A stream from a closure (like `futures::stream::poll_fn`).
+struct PollFn<F>(F);
+
+impl<F, T> Stream for PollFn<F>
+where
+    F: FnMut(&mut Context<'_>) -> Poll<Option<T>> + Unpin,
+{
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        (self.0)(cx)
+    }
+}
+
+/// `stream_into_py` (no capacity) or `stream_into_py_with` on the named runtime.
+fn stream_to_py<'py, St, T>(
+    py: Python<'py>,
+    runtime: &str,
+    capacity: Option<usize>,
+    stream: St,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    St: Stream<Item = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let options = capacity.map(|capacity| StreamOptions::default().capacity(capacity));
+    match (runtime, options) {
+        ("tokio", None) => pyo3_aio::tokio::stream_into_py(py, stream),
+        ("tokio", Some(options)) => pyo3_aio::tokio::stream_into_py_with(py, options, stream),
+        ("async-std", None) => pyo3_aio::async_std::stream_into_py(py, stream),
+        ("async-std", Some(options)) => {
+            pyo3_aio::async_std::stream_into_py_with(py, options, stream)
+        }
+        ("smol", None) => pyo3_aio::smol::stream_into_py(py, stream),
+        ("smol", Some(options)) => pyo3_aio::smol::stream_into_py_with(py, options, stream),
+        (other, _) => Err(unknown_runtime(other)),
+    }
+}
+
+/// `local_stream_into_py` of the named runtime's module.
+fn local_stream_to_py<'py, St, T>(
+    py: Python<'py>,
+    runtime: &str,
+    stream: St,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    St: Stream<Item = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    match runtime {
+        "tokio" => pyo3_aio::tokio::local_stream_into_py(py, stream),
+        "async-std" => pyo3_aio::async_std::local_stream_into_py(py, stream),
+        "smol" => pyo3_aio::smol::local_stream_into_py(py, stream),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+/// The numbers `0..n` as a Python async iterator, produced on the runtime; `capacity`
+/// None uses `stream_into_py` (the default capacity), otherwise `stream_into_py_with`.
+#[pyfunction]
+#[pyo3(signature = (runtime, n, capacity = None))]
+fn count_stream<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    n: u64,
+    capacity: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut next = 0;
+    let stream = PollFn(move |_: &mut Context<'_>| {
+        if next == n {
+            return Poll::Ready(None);
+        }
+        next += 1;
+        Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
+    });
+    stream_to_py(py, runtime, capacity, stream)
+}
+
+/// A `TestStream` (see there; `n` None: endless) as a Python async iterator, with a
+/// `StreamProbe` watching it. `local` uses `local_stream_into_py` with the stream made
+/// `!Send` (then `capacity` must be None).
+#[pyfunction]
+#[pyo3(signature = (
+    runtime, n = None, *, capacity = None, error_at = None, error = None, panic_at = None,
+    stall_at = None, delay = 0.0, local = false
+))]
+#[allow(clippy::too_many_arguments)]
+fn probed_stream<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    n: Option<u64>,
+    capacity: Option<usize>,
+    error_at: Option<u64>,
+    error: Option<Py<PyAny>>,
+    panic_at: Option<u64>,
+    stall_at: Option<u64>,
+    delay: f64,
+    local: bool,
+) -> PyResult<(Bound<'py, PyAny>, StreamProbe)> {
+    let state = Arc::new(ProbeState::default());
+    let stream = TestStream {
+        next: 0,
+        end: n,
+        error_at,
+        error,
+        panic_at,
+        stall_at,
+        delay: if delay > 0.0 {
+            Some((timer(runtime)?, Duration::from_secs_f64(delay)))
+        } else {
+            None
+        },
+        nap: None,
+        state: state.clone(),
+    };
+    let iterator = if local {
+        if capacity.is_some() {
+            return Err(PyValueError::new_err("a local stream has no capacity"));
+        }
+        let stream = LocalOnly {
+            stream,
+            _not_send: PhantomData,
+        };
+        local_stream_to_py(py, runtime, stream)?
+    } else {
+        stream_to_py(py, runtime, capacity, stream)?
+    };
+    Ok((iterator, StreamProbe { state }))
+}
+
+/// A `!Send` stream of the numbers `0..n`, polled on the loop thread.
+#[pyfunction]
+fn local_count_stream(py: Python<'_>, n: u64) -> PyResult<Bound<'_, PyAny>> {
+    let next = Rc::new(std::cell::Cell::new(0));
+    let stream = PollFn(move |_: &mut Context<'_>| {
+        let i = next.get();
+        if i == n {
+            return Poll::Ready(None);
+        }
+        next.set(i + 1);
+        Poll::Ready(Some(Ok::<_, PyErr>(i)))
+    });
+    pyo3_aio::generic::local_stream_into_py(py, stream)
+}
+
+/// `n` items, each `get_current_loop()` as seen by the stream when it is polled (on the
+/// runtime, after a short sleep on its timer before each item).
+#[pyfunction]
+fn loop_stream<'py>(py: Python<'py>, runtime: &str, n: usize) -> PyResult<Bound<'py, PyAny>> {
+    let timer = timer(runtime)?;
+    let mut produced = 0;
+    let mut nap: Option<BoxFuture<()>> = None;
+    let stream = PollFn(move |cx: &mut Context<'_>| {
+        if produced == n {
+            return Poll::Ready(None);
+        }
+        let sleeping = nap.get_or_insert_with(|| timer(Duration::from_micros(200)));
+        if sleeping.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        nap = None;
+        produced += 1;
+        Poll::Ready(Some(Python::attach(|py| {
+            pyo3_aio::get_current_loop(py).map(Bound::unbind)
+        })))
+    });
+    stream_to_py(py, runtime, None, stream)
+}
+
+// ---------------------------------------------------------------------------------------
+// Streams: Python async iterables consumed from Rust (into_stream)
+
+async fn next_item<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+fn open_stream(iterable: Bound<'_, PyAny>, capacity: Option<usize>) -> PyResult<PyStream> {
+    match capacity {
+        None => pyo3_aio::into_stream(iterable),
+        Some(capacity) => {
+            pyo3_aio::into_stream_with(iterable, StreamOptions::default().capacity(capacity))
+        }
+    }
+}
+
+/// Drains `stream` (at most `limit` items), awaiting `after_each(item)` after each item;
+/// an `Err` item is kept as its exception object. The stream is dropped before returning.
+async fn drain(
+    mut stream: PyStream,
+    limit: Option<usize>,
+    after_each: Option<Py<PyAny>>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let mut items = Vec::new();
+    while limit.is_none_or(|limit| items.len() < limit) {
+        let Some(item) = next_item(&mut stream).await else {
+            break;
+        };
+        match item {
+            Ok(value) => {
+                if let Some(after_each) = &after_each {
+                    let awaited = Python::attach(|py| {
+                        pyo3_aio::into_future(after_each.bind(py).call1((value.clone_ref(py),))?)
+                    })?;
+                    awaited.await?;
+                }
+                items.push(value);
+            }
+            Err(error) => {
+                items.push(Python::attach(|py| error.into_value(py).into_any()));
+            }
+        }
+    }
+    drop(stream);
+    Ok(items)
+}
+
+/// Rust drains the Python async iterable through `into_stream` (`into_stream_with` when
+/// `capacity` is given) and returns the list of its items, an exception it raised included
+/// as the exception object at its position. `limit`: drop the Rust stream after that many
+/// items. `after_each`: an async function Rust awaits after each item before pulling the
+/// next. `from_runtime`: call `into_stream` from the runtime's thread after a short sleep
+/// (otherwise at once, on the loop thread, where bad input raises synchronously).
+#[pyfunction]
+#[pyo3(signature = (runtime, iterable, *, capacity = None, limit = None, after_each = None, from_runtime = false))]
+fn consume<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    iterable: Bound<'py, PyAny>,
+    capacity: Option<usize>,
+    limit: Option<usize>,
+    after_each: Option<Py<PyAny>>,
+    from_runtime: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if from_runtime {
+        let iterable = iterable.unbind();
+        let nap = sleep_on(runtime, 0.001)?;
+        convert(py, runtime, async move {
+            nap.await;
+            let stream = Python::attach(|py| open_stream(iterable.into_bound(py), capacity))?;
+            drain(stream, limit, after_each).await
+        })
+    } else {
+        let stream = open_stream(iterable, capacity)?;
+        convert(py, runtime, drain(stream, limit, after_each))
+    }
+}
+
+/// Rust takes the first `k` items of the Python async iterable, then drops the stream.
+#[pyfunction]
+fn consume_first<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    iterable: Bound<'py, PyAny>,
+    k: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let stream = pyo3_aio::into_stream(iterable)?;
+    convert(py, runtime, drain(stream, Some(k), None))
+}
+
+/// Calls `into_stream` (or `into_stream_with`) synchronously and drops the stream at once.
+#[pyfunction]
+#[pyo3(signature = (iterable, capacity = None))]
+fn into_stream_now(iterable: Bound<'_, PyAny>, capacity: Option<usize>) -> PyResult<()> {
+    open_stream(iterable, capacity).map(drop)
+}
+
+/// A Rust future returning `()` after `seconds` (0: ready on the inline first poll).
+#[pyfunction]
+fn unit_after<'py>(py: Python<'py>, runtime: &str, seconds: f64) -> PyResult<Bound<'py, PyAny>> {
+    let nap = sleep_on(runtime, seconds)?;
+    convert(py, runtime, async move {
+        if seconds > 0.0 {
+            nap.await;
+        }
+        Ok(())
+    })
+}
+
 #[pymodule]
 fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
@@ -1096,6 +1520,16 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hold_gil_until_driven, m)?)?;
     m.add_function(wrap_pyfunction!(dropped_by_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(refused_by_runtime, m)?)?;
+    m.add_function(wrap_pyfunction!(count_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(probed_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(local_count_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(loop_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(consume, m)?)?;
+    m.add_function(wrap_pyfunction!(consume_first, m)?)?;
+    m.add_function(wrap_pyfunction!(into_stream_now, m)?)?;
+    m.add_function(wrap_pyfunction!(unit_after, m)?)?;
+    m.add_class::<StreamProbe>()?;
+    m.add("DEFAULT_CAPACITY", pyo3_aio::DEFAULT_CAPACITY)?;
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
     Ok(())
