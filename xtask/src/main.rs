@@ -15,6 +15,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod fuzz;
+mod matrix;
 mod python;
 mod steps;
 mod workspace;
@@ -58,6 +59,7 @@ fn dispatch(ws: &Workspace, args: &[String]) -> Result {
             demo::run(ws)
         }
         "bench" => bench::run(ws, &bench::Options::parse(rest).map_err(usage_error)?),
+        "matrix" => matrix::run(ws, rest),
         other => Err(usage_error(format!("unknown command `{other}`"))),
     }
 }
@@ -180,6 +182,8 @@ COMMANDS:
                                    asyncio, default loop and uvloop; tables to bench/RESULTS.md,
                                    --quick: small sizes, to target/bench/RESULTS-quick.md),
                                    then the core's criterion benches
+    matrix [3.N]...                pytests/ on each CPython 3.9-3.13 pyenv has (or those named),
+                                   default loop and uvloop; venvs and builds in target/matrix
     help                           this text
 
 STEPS OF `cargo xtask test` (names for --skip):
