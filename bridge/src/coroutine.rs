@@ -29,7 +29,7 @@ use pyo3::types::PyType;
 use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
 
 use crate::event_loop::{
-    LoopItem, LoopShared, Resume, claim, loop_shared, register_running_loop, running_loop,
+    LoopItem, LoopRef, Resume, claim, loop_shared, register_running_loop, running_loop, schedule_on,
 };
 use crate::locals::{LocalsSlot, fill, scoped};
 use crate::panic::poll_catching;
@@ -372,6 +372,23 @@ impl RustCoroutine {
     fn __repr__(&self) -> String {
         format!("<RustCoroutine {}>", short_name(self.name))
     }
+
+    /// The waiter is the one Python object a coroutine holds; its Task holds the coroutine
+    /// and the waiter holds the Task's wake-up, so the garbage collector must see this edge
+    /// to collect a Task abandoned on a closed loop.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let State::Waiting(waiter) = &self.state {
+            visit.call(waiter)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        if let State::Waiting(_) = self.state {
+            // Dropping the waiter cancels the Rust future (Waiter's Drop).
+            self.state = State::Done;
+        }
+    }
 }
 
 impl Drop for RustCoroutine {
@@ -502,8 +519,8 @@ where
         });
         let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
         let notify = Arc::new(Notify {
-            shared,
-            waiter: waiter.clone_ref(py),
+            shared: Arc::downgrade(&shared),
+            waiter: Mutex::new(Some(waiter.clone_ref(py))),
             queued: AtomicBool::new(false),
         });
         let waker = Waker::from(notify);
@@ -573,8 +590,10 @@ where
 
 /// The waker of a spawned future's consumer: queues the waiter for resolution.
 struct Notify {
-    shared: Arc<LoopShared>,
-    waiter: Py<Waiter>,
+    shared: LoopRef,
+    /// Released if the loop closed before resuming it: the waiter holds this waker through
+    /// its cell, so keeping it would be a cycle nothing ever breaks.
+    waiter: Mutex<Option<Py<Waiter>>>,
     queued: AtomicBool,
 }
 
@@ -584,8 +603,9 @@ impl Wake for Notify {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) {
-            self.shared.schedule(LoopItem::Resume(self.clone()));
+        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
+            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(waiter);
         }
     }
 }
@@ -593,7 +613,15 @@ impl Wake for Notify {
 impl Resume for Notify {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        resolve(py, self.waiter.bind(py));
+        let waiter = self
+            .waiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|waiter| waiter.clone_ref(py));
+        if let Some(waiter) = waiter {
+            resolve(py, waiter.bind(py));
+        }
     }
 }
 
@@ -646,7 +674,7 @@ where
     let event_loop = require_loop(py)?;
     let shared = loop_shared(py, &event_loop)?;
     let task = Arc::new(LocalTask {
-        shared,
+        shared: Arc::downgrade(&shared),
         queued: AtomicBool::new(false),
         state: Mutex::new(LocalState {
             future: Some(ThreadBound::new(future)),
@@ -675,7 +703,7 @@ struct LocalState<F: ?Sized> {
 }
 
 struct LocalTask<F: ?Sized, T> {
-    shared: Arc<LoopShared>,
+    shared: LoopRef,
     queued: AtomicBool,
     state: Mutex<LocalState<F>>,
     _output: std::marker::PhantomData<fn() -> T>,
@@ -730,8 +758,16 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) {
-            self.shared.schedule(LoopItem::Resume(self.clone()));
+        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
+            // The loop closed: nothing will poll this future again. Let go of the
+            // waiter (a cycle through this waker otherwise) and, on its own thread,
+            // of the future.
+            let (future, waiter) = {
+                let mut state = self.lock();
+                (state.future.take(), state.waiter.take())
+            };
+            drop(future);
+            drop(waiter);
         }
     }
 }

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3_aio_core::{Spawner, completion};
 
 use crate::coroutine::{SpawnedSource, drive};
-use crate::event_loop::{LoopItem, LoopShared, Resume, claim, loop_shared, report};
+use crate::event_loop::{LoopItem, LoopRef, Resume, claim, loop_shared, report, schedule_on};
 use crate::locals::{LocalsSlot, fill, get_current_loop, scoped};
 use crate::waiter::Source;
 
@@ -38,8 +38,8 @@ where
         runtime: spawner.name(),
     });
     let notify = Arc::new(EagerNotify {
-        shared,
-        future: py_future.clone().unbind(),
+        shared: Arc::downgrade(&shared),
+        future: Mutex::new(Some(py_future.clone().unbind())),
         source: source.clone(),
         queued: AtomicBool::new(false),
     });
@@ -60,8 +60,10 @@ where
 }
 
 struct EagerNotify<T> {
-    shared: Arc<LoopShared>,
-    future: Py<PyAny>,
+    shared: LoopRef,
+    /// Released if the loop closed first (the future keeps this waker alive through its
+    /// done-callback, so keeping the future here would be a cycle).
+    future: Mutex<Option<Py<PyAny>>>,
     source: Arc<SpawnedSource<T>>,
     queued: AtomicBool,
 }
@@ -75,8 +77,9 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) {
-            self.shared.schedule(LoopItem::Resume(self.clone()));
+        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
+            let future = self.future.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(future);
         }
     }
 }
@@ -87,7 +90,16 @@ where
 {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        let future = self.future.bind(py);
+        let future = self
+            .future
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|future| future.clone_ref(py));
+        let Some(future) = future else {
+            return;
+        };
+        let future = future.bind(py);
         let Some(result) = self.source.take(py) else {
             return;
         };

@@ -62,14 +62,27 @@ pub(crate) struct LoopShared {
 
 impl LoopShared {
     /// Queues `item` for the loop thread, signalling the loop when the queue asks for it.
-    pub(crate) fn schedule(&self, item: LoopItem) {
+    ///
+    /// Returns `false` when the loop closed: the item was dropped, and the caller should let
+    /// go of the Python objects it keeps for the loop (nothing will resume it).
+    pub(crate) fn schedule(&self, item: LoopItem) -> bool {
         if self.queue.push(item) == Signal::Needed {
             self.signal();
         }
+        // Checked after the push (Acquire pairs with `close`'s Release): either `close`
+        // drains after our push, or we see the flag and drain ourselves.
         if self.closed.load(Ordering::Acquire) {
-            // Nobody will drain again: drop what is queued here rather than keep it forever.
             drop(self.queue.drain());
+            return false;
         }
+        true
+    }
+
+    /// The loop closed (its reader callback was released): drop what is queued and refuse
+    /// what comes, so that nothing waits forever on a loop that will not run again.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        drop(self.queue.drain());
     }
 
     fn signal(&self) {
@@ -173,6 +186,22 @@ impl Drop for LoopShared {
     }
 }
 
+/// A producer's handle on a loop's shared state. It is weak so that items queued for a loop
+/// that no longer drains (stopped and closed) do not keep that state, and through it
+/// themselves, alive forever: the state lives as long as the loop's reader registration and
+/// the registry entry, both tied to the loop.
+pub(crate) type LoopRef = std::sync::Weak<LoopShared>;
+
+/// Queues `item` on the loop if its state still exists; otherwise the item is dropped here.
+///
+/// Returns `false` when the loop is gone or closed (see [`LoopShared::schedule`]).
+pub(crate) fn schedule_on(shared: &LoopRef, item: LoopItem) -> bool {
+    match shared.upgrade() {
+        Some(shared) => shared.schedule(item),
+        None => false,
+    }
+}
+
 /// The `call_soon` callback of `signal_from_loop_thread`: drains the loop's queue if the
 /// state still exists (it holds it weakly, so the state does not keep itself alive).
 #[pyclass(frozen, name = "_DrainSoon", module = "pyo3_aio")]
@@ -194,6 +223,17 @@ impl DrainSoon {
 #[pyclass(frozen, name = "_LoopWakeup", module = "pyo3_aio")]
 pub(crate) struct LoopWakeup {
     shared: Arc<LoopShared>,
+    /// This is the object registered with `add_reader`: when the loop releases it (it
+    /// closed its selector), the loop will not drain again.
+    reader: bool,
+}
+
+impl Drop for LoopWakeup {
+    fn drop(&mut self) {
+        if self.reader {
+            self.shared.close();
+        }
+    }
 }
 
 #[pymethods]
@@ -253,6 +293,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         py,
         LoopWakeup {
             shared: shared.clone(),
+            reader: true,
         },
     )?;
     let (write, read) = open_signal_fd()?;
@@ -386,6 +427,7 @@ pub(crate) fn loop_shared(
                 py,
                 LoopWakeup {
                     shared: shared.clone(),
+                    reader: false,
                 },
             )?;
             if registry.set_item(event_loop, wakeup).is_err() {
@@ -416,6 +458,7 @@ fn shared_capsule(py: Python<'_>, shared: &Arc<LoopShared>) -> PyResult<Py<LoopW
         py,
         LoopWakeup {
             shared: shared.clone(),
+            reader: false,
         },
     )
 }

@@ -19,8 +19,8 @@ use pyo3::types::PyDict;
 use pyo3_aio_core::{Closed, Consumer, Producer, completion};
 
 use crate::event_loop::{
-    LoopItem, LoopShared, Resume, claim, is_interrupt, loop_shared, report, running_loop,
-    running_loops,
+    LoopItem, LoopRef, Resume, claim, is_interrupt, loop_shared, report, running_loop,
+    running_loops, schedule_on,
 };
 use crate::locals::{TaskLocals, scoped_locals};
 
@@ -154,13 +154,20 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
     };
     if on_loop_thread {
         let shared = loop_shared(py, &event_loop)?;
-        start_task(py, &shared, &event_loop, awaitable, &context, producer)?;
+        start_task(
+            py,
+            &Arc::downgrade(&shared),
+            &event_loop,
+            awaitable,
+            &context,
+            producer,
+        )?;
     } else {
         let shared = loop_shared(py, &event_loop)?;
         let awaitable = awaitable.clone().unbind();
         let context = context.unbind();
         let event_loop = event_loop.unbind();
-        let target = shared.clone();
+        let target = Arc::downgrade(&shared);
         shared.schedule(LoopItem::Call(Box::new(move |py| {
             let event_loop = event_loop.bind(py);
             if let Err(error) = start_task(
@@ -189,7 +196,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
 
 fn start_task(
     py: Python<'_>,
-    shared: &Arc<LoopShared>,
+    shared: &LoopRef,
     event_loop: &Bound<'_, PyAny>,
     awaitable: &Bound<'_, PyAny>,
     context: &Bound<'_, PyAny>,
@@ -213,7 +220,7 @@ fn start_task(
     // Register the cancellation path before anyone can complete the cell.
     let canceller = Arc::new(CancelTask {
         shared: shared.clone(),
-        task: task.clone().unbind(),
+        task: Mutex::new(Some(task.clone().unbind())),
         queued: AtomicBool::new(false),
     });
     let waker = Waker::from(canceller);
@@ -293,8 +300,10 @@ impl DoneCallback {
 
 /// The producer-side waker: the Rust future was dropped, so cancel the Python task.
 struct CancelTask {
-    shared: Arc<LoopShared>,
-    task: Py<PyAny>,
+    shared: LoopRef,
+    /// Released if the loop closed first (the task keeps this waker through its
+    /// done-callback, so keeping the task here would be a cycle).
+    task: Mutex<Option<Py<PyAny>>>,
     queued: AtomicBool,
 }
 
@@ -304,8 +313,9 @@ impl Wake for CancelTask {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) {
-            self.shared.schedule(LoopItem::Resume(self.clone()));
+        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
+            let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(task);
         }
     }
 }
@@ -313,7 +323,16 @@ impl Wake for CancelTask {
 impl Resume for CancelTask {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        let task = self.task.bind(py);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|task| task.clone_ref(py));
+        let Some(task) = task else {
+            return;
+        };
+        let task = task.bind(py);
         if let Err(error) = task.call_method0(pyo3::intern!(py, "cancel")) {
             if let Ok(event_loop) = task.call_method0("get_loop") {
                 report(py, &event_loop, "pyo3-aio could not cancel a task", error);

@@ -19,7 +19,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3_aio_core::Spawner;
 
 use crate::coroutine::{FirstPoll, to_python};
-use crate::event_loop::{LoopItem, LoopShared, is_interrupt, loop_shared, report, running_loop};
+use crate::event_loop::{
+    LoopItem, LoopRef, is_interrupt, loop_shared, report, running_loop, schedule_on,
+};
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, TaskLocals, fill, scoped_locals, with_locals};
 
@@ -591,7 +593,7 @@ struct IntoStreamShared {
     space: Mutex<Option<Py<PyAny>>>,
     /// The pump's task, to cancel when the Rust side drops the stream.
     task: Mutex<Option<Py<PyAny>>>,
-    loop_shared: Arc<LoopShared>,
+    loop_shared: LoopRef,
 }
 
 /// The Python side of `into_stream`: what the pump coroutine pushes into.
@@ -703,9 +705,9 @@ impl Stream for PyStream {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             if let Some(future) = waiting {
-                self.shared
-                    .loop_shared
-                    .schedule(LoopItem::Call(Box::new(move |py| {
+                schedule_on(
+                    &self.shared.loop_shared,
+                    LoopItem::Call(Box::new(move |py| {
                         let future = future.bind(py);
                         if !future
                             .call_method0("done")
@@ -715,7 +717,8 @@ impl Stream for PyStream {
                             let _ = future.call_method1("set_result", (py.None(),));
                         }
                         Ok(())
-                    })));
+                    })),
+                );
             }
         }
         let is_error = item.is_err();
@@ -735,9 +738,9 @@ impl Drop for PyStream {
         };
         if unfinished {
             let shared = self.shared.clone();
-            self.shared
-                .loop_shared
-                .schedule(LoopItem::Call(Box::new(move |py| {
+            schedule_on(
+                &self.shared.loop_shared,
+                LoopItem::Call(Box::new(move |py| {
                     let space = shared
                         .space
                         .lock()
@@ -768,7 +771,8 @@ impl Drop for PyStream {
                         }
                     }
                     Ok(())
-                })));
+                })),
+            );
         }
     }
 }
@@ -831,7 +835,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
         channel: Mutex::new(Channel::new(options.capacity)),
         space: Mutex::new(None),
         task: Mutex::new(None),
-        loop_shared: loop_shared(py, &event_loop)?,
+        loop_shared: Arc::downgrade(&loop_shared(py, &event_loop)?),
     });
     let sink = Py::new(
         py,
@@ -874,7 +878,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
     if on_loop_thread {
         start(py)?;
     } else {
-        shared.loop_shared.schedule(LoopItem::Call(Box::new(start)));
+        schedule_on(&shared.loop_shared, LoopItem::Call(Box::new(start)));
     }
     Ok(PyStream { shared })
 }
