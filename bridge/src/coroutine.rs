@@ -29,7 +29,7 @@ use pyo3::types::PyType;
 use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
 
 use crate::event_loop::{
-    LoopItem, LoopRef, Resume, claim, loop_shared, register_running_loop, running_loop, schedule_on,
+    Held, LoopRef, Resume, loop_shared, register_running_loop, running_loop, wake_on_loop,
 };
 use crate::locals::{LocalsSlot, fill, scoped};
 use crate::panic::poll_catching;
@@ -117,8 +117,33 @@ struct Exclusive<T>(T);
 // `&Exclusive`, so sharing `&Exclusive` between threads shares nothing.
 unsafe impl<T: Send> Sync for Exclusive<T> {}
 
+/// The exception `throw(typ, val, tb)` raises, built as generators do: an exception
+/// instance as given, or the class called with `val`; `tb` becomes its traceback.
+pub(crate) fn thrown(
+    typ: &Bound<'_, PyAny>,
+    val: Option<&Bound<'_, PyAny>>,
+    tb: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
+    let error = if let Ok(class) = typ.cast::<PyType>() {
+        let instance = match val {
+            Some(value) if value.is_instance(class)? => value.clone(),
+            Some(value) if !value.is_none() => class.call1((value,))?,
+            _ => class.call0()?,
+        };
+        PyErr::from_value(instance)
+    } else {
+        PyErr::from_value(typ.clone())
+    };
+    if let Some(traceback) = tb.filter(|tb| !tb.is_none()) {
+        error
+            .value(typ.py())
+            .call_method1("with_traceback", (traceback,))?;
+    }
+    Ok(error)
+}
+
 /// What one step of the coroutine produced.
-enum Step {
+pub(crate) enum Step {
     /// Suspend: hand this (the waiter) to the Task.
     Yield(Py<PyAny>),
     /// Finish with this value.
@@ -143,7 +168,6 @@ unsafe extern "C" fn am_send(
     arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
-    use pyo3::ffi::PySendResult;
     // SAFETY: CPython calls type slots with the thread attached to the interpreter.
     let py = unsafe { Python::assume_attached() };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -163,24 +187,34 @@ unsafe extern "C" fn am_send(
         RustCoroutine::step(this)
     }));
     let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
-    // SAFETY: `result` is a valid out-pointer supplied by CPython.
-    unsafe {
-        match outcome {
-            Ok(Step::Yield(value)) => {
-                *result = value.into_ptr();
-                PySendResult::PYGEN_NEXT
-            }
-            Ok(Step::Return(value)) => {
-                *result = value.into_ptr();
-                PySendResult::PYGEN_RETURN
-            }
-            Err(error) => {
-                error.restore(py);
-                *result = std::ptr::null_mut();
-                PySendResult::PYGEN_ERROR
-            }
+    // SAFETY: `result` is the out-pointer CPython passed to this slot.
+    unsafe { send_result(py, outcome, result) }
+}
+
+/// Hands an `am_send` outcome to CPython: the value through `result`, or the error set as
+/// the current exception.
+///
+/// # Safety
+///
+/// `result` must be the valid out-pointer CPython passed to the `am_send` slot.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+pub(crate) unsafe fn send_result(
+    py: Python<'_>,
+    outcome: PyResult<Step>,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    use pyo3::ffi::PySendResult;
+    let (value, status) = match outcome {
+        Ok(Step::Yield(value)) => (value.into_ptr(), PySendResult::PYGEN_NEXT),
+        Ok(Step::Return(value)) => (value.into_ptr(), PySendResult::PYGEN_RETURN),
+        Err(error) => {
+            error.restore(py);
+            (std::ptr::null_mut(), PySendResult::PYGEN_ERROR)
         }
-    }
+    };
+    // SAFETY: the caller guarantees `result` is valid for writes.
+    unsafe { *result = value };
+    status
 }
 
 /// Puts [`am_send`] on the `RustCoroutine` type, once per process.
@@ -321,24 +355,8 @@ impl RustCoroutine {
         val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        slf.borrow_mut().finish(py);
-        let error = if let Ok(class) = typ.cast::<PyType>() {
-            let instance = match val {
-                Some(value) if value.is_instance(class)? => value.clone(),
-                Some(value) if !value.is_none() => class.call1((value,))?,
-                _ => class.call0()?,
-            };
-            PyErr::from_value(instance)
-        } else {
-            PyErr::from_value(typ.clone())
-        };
-        if let Some(traceback) = tb.filter(|tb| !tb.is_none()) {
-            error
-                .value(py)
-                .call_method1("with_traceback", (traceback,))?;
-        }
-        Err(error)
+        slf.borrow_mut().finish(slf.py());
+        Err(thrown(typ, val, tb)?)
     }
 
     /// Drops the Rust future; awaiting afterwards raises RuntimeError.
@@ -520,7 +538,7 @@ where
         let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
         let notify = Arc::new(Notify {
             shared: Arc::downgrade(&shared),
-            waiter: Mutex::new(Some(waiter.clone_ref(py))),
+            waiter: Held::new(waiter.clone_ref(py)),
             queued: AtomicBool::new(false),
         });
         let waker = Waker::from(notify);
@@ -591,9 +609,7 @@ where
 /// The waker of a spawned future's consumer: queues the waiter for resolution.
 struct Notify {
     shared: LoopRef,
-    /// Released if the loop closed before resuming it: the waiter holds this waker through
-    /// its cell, so keeping it would be a cycle nothing ever breaks.
-    waiter: Mutex<Option<Py<Waiter>>>,
+    waiter: Held<Waiter>,
     queued: AtomicBool,
 }
 
@@ -603,9 +619,8 @@ impl Wake for Notify {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
-            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
-            drop(waiter);
+        if !wake_on_loop(self, &self.shared, &self.queued) {
+            self.waiter.release();
         }
     }
 }
@@ -613,13 +628,7 @@ impl Wake for Notify {
 impl Resume for Notify {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        let waiter = self
-            .waiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|waiter| waiter.clone_ref(py));
-        if let Some(waiter) = waiter {
+        if let Some(waiter) = self.waiter.get(py) {
             resolve(py, waiter.bind(py));
         }
     }
@@ -758,7 +767,7 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
+        if !wake_on_loop(self, &self.shared, &self.queued) {
             // The loop closed: nothing will poll this future again. Let go of the
             // waiter (a cycle through this waker otherwise) and, on its own thread,
             // of the future.

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3_aio_core::{Spawner, completion};
 
 use crate::coroutine::{SpawnedSource, drive};
-use crate::event_loop::{LoopItem, LoopRef, Resume, claim, loop_shared, report, schedule_on};
+use crate::event_loop::{Held, LoopRef, Resume, loop_shared, report, wake_on_loop};
 use crate::locals::{LocalsSlot, fill, get_current_loop, scoped};
 use crate::waiter::Source;
 
@@ -39,7 +39,7 @@ where
     });
     let notify = Arc::new(EagerNotify {
         shared: Arc::downgrade(&shared),
-        future: Mutex::new(Some(py_future.clone().unbind())),
+        future: Held::new(py_future.clone().unbind()),
         source: source.clone(),
         queued: AtomicBool::new(false),
     });
@@ -61,9 +61,7 @@ where
 
 struct EagerNotify<T> {
     shared: LoopRef,
-    /// Released if the loop closed first (the future keeps this waker alive through its
-    /// done-callback, so keeping the future here would be a cycle).
-    future: Mutex<Option<Py<PyAny>>>,
+    future: Held<PyAny>,
     source: Arc<SpawnedSource<T>>,
     queued: AtomicBool,
 }
@@ -77,9 +75,8 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
-            let future = self.future.lock().unwrap_or_else(|e| e.into_inner()).take();
-            drop(future);
+        if !wake_on_loop(self, &self.shared, &self.queued) {
+            self.future.release();
         }
     }
 }
@@ -90,34 +87,14 @@ where
 {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        let future = self
-            .future
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|future| future.clone_ref(py));
-        let Some(future) = future else {
+        let Some(future) = self.future.get(py) else {
             return;
         };
         let future = future.bind(py);
         let Some(result) = self.source.take(py) else {
             return;
         };
-        // A cancelled future keeps its cancellation; the result is dropped.
-        if future
-            .call_method0("done")
-            .and_then(|done| done.is_truthy())
-            .unwrap_or(true)
-        {
-            return;
-        }
-        let set = match result {
-            Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
-            Err(error) => {
-                future.call_method1(pyo3::intern!(py, "set_exception"), (error.value(py),))
-            }
-        };
-        if let Err(error) = set {
+        if let Err(error) = set_unless_done(future, result) {
             if let Ok(event_loop) = future.call_method0("get_loop") {
                 report(
                     py,
@@ -128,6 +105,26 @@ where
             }
         }
     }
+}
+
+/// Sets an `asyncio.Future`'s result or exception unless it is already done: a cancelled
+/// future keeps its cancellation, and the result is dropped.
+pub(crate) fn set_unless_done(
+    future: &Bound<'_, PyAny>,
+    result: PyResult<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = future.py();
+    if future
+        .call_method0(pyo3::intern!(py, "done"))?
+        .is_truthy()?
+    {
+        return Ok(());
+    }
+    match result {
+        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
+        Err(error) => future.call_method1(pyo3::intern!(py, "set_exception"), (error.value(py),)),
+    }
+    .map(drop)
 }
 
 /// Cancels the Rust future when the `asyncio.Future` is cancelled.

@@ -9,8 +9,8 @@
 //! burst, which needs the GIL on the signalling thread.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
@@ -256,24 +256,32 @@ fn open_signal_fd() -> std::io::Result<(libc::c_int, libc::c_int)> {
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe() writes.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        for fd in fds {
-            // SAFETY: `fd` was just opened by pipe().
-            unsafe {
-                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        Ok((fds[1], fds[0]))
+        let (read, write) = nonblocking_pipe()?;
+        Ok((write, read))
     }
 }
 
-fn close_fds(write: libc::c_int, read: libc::c_int) {
-    // SAFETY: the descriptors were opened by `open_signal_fd` and are registered nowhere.
+/// A pipe whose both ends are non-blocking and close-on-exec: `(read, write)`.
+pub(crate) fn nonblocking_pipe() -> std::io::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe() writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: `fd` was just opened by pipe().
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok((fds[0], fds[1]))
+}
+
+/// Closes both ends of a signal fd or pipe (one descriptor when they are the same).
+pub(crate) fn close_fds(write: libc::c_int, read: libc::c_int) {
+    // SAFETY: callers pass descriptors they opened (`open_signal_fd`, `nonblocking_pipe`)
+    // and that nothing will use any more.
     unsafe {
         libc::close(write);
         if read != write {
@@ -297,7 +305,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         },
     )?;
     let (write, read) = open_signal_fd()?;
-    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(event_loop));
+    let on_loop_thread = runs_here(py, event_loop)?;
     if !on_loop_thread {
         let register = Bound::new(
             py,
@@ -419,9 +427,13 @@ pub(crate) fn loop_shared(
         return Ok(shared);
     }
     let registry = registry(py)?;
-    let shared = match registry.get_item(event_loop) {
-        Ok(wakeup) => wakeup.cast_into::<LoopWakeup>()?.get().shared.clone(),
-        Err(_) => {
+    let known = match registry.get_item(event_loop) {
+        Ok(wakeup) => Some(wakeup),
+        Err(_) => fallback_registry(py)?.get_item(event_loop)?,
+    };
+    let shared = match known {
+        Some(wakeup) => wakeup.cast_into::<LoopWakeup>()?.get().shared.clone(),
+        None => {
             let shared = create(py, event_loop)?;
             let wakeup = Bound::new(
                 py,
@@ -430,9 +442,9 @@ pub(crate) fn loop_shared(
                     reader: false,
                 },
             )?;
-            if registry.set_item(event_loop, wakeup).is_err() {
+            if registry.set_item(event_loop, &wakeup).is_err() {
                 // A loop that cannot be weakly referenced: keep it in a plain dict.
-                fallback_registry(py)?.set_item(event_loop, shared_capsule(py, &shared)?)?;
+                fallback_registry(py)?.set_item(event_loop, wakeup)?;
             }
             shared
         }
@@ -451,16 +463,6 @@ fn fallback_registry(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
     Ok(FALLBACK
         .get_or_init(py, || PyDict::new(py).unbind())
         .bind(py))
-}
-
-fn shared_capsule(py: Python<'_>, shared: &Arc<LoopShared>) -> PyResult<Py<LoopWakeup>> {
-    Py::new(
-        py,
-        LoopWakeup {
-            shared: shared.clone(),
-            reader: false,
-        },
-    )
 }
 
 /// Every loop that hosted a conversion and is running now (for `into_future` called from a
@@ -512,6 +514,11 @@ pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// Whether `event_loop` is the loop running on this thread.
+pub(crate) fn runs_here(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(running_loop(py)?.is_some_and(|running| running.is(event_loop)))
+}
+
 /// `asyncio`'s C-level `_get_running_loop`, cached.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -529,6 +536,15 @@ pub(crate) fn is_interrupt(py: Python<'_>, error: &PyErr) -> bool {
         || error.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }
 
+/// `task.cancel()` from the drain; a failure goes to the task's loop's exception handler.
+pub(crate) fn cancel_task(py: Python<'_>, task: &Bound<'_, PyAny>, message: &str) {
+    if let Err(error) = task.call_method0(pyo3::intern!(py, "cancel")) {
+        if let Ok(event_loop) = task.call_method0("get_loop") {
+            report(py, &event_loop, message, error);
+        }
+    }
+}
+
 /// Reports an exception raised by a callback run from the drain, as asyncio reports
 /// exceptions of callbacks (`loop.call_exception_handler`).
 pub(crate) fn report(py: Python<'_>, event_loop: &Bound<'_, PyAny>, message: &str, error: PyErr) {
@@ -542,8 +558,45 @@ pub(crate) fn report(py: Python<'_>, event_loop: &Bound<'_, PyAny>, message: &st
     }
 }
 
+/// The body of every loop-bound waker's `wake_by_ref`: queues `target` for its loop unless
+/// a wake-up is already queued (`queued`, cleared by the target's `resume`).
+///
+/// Returns `false` when the loop refused it (closed or gone): the caller then lets go of the
+/// Python objects it keeps for the loop.
+pub(crate) fn wake_on_loop<T: Resume + 'static>(
+    target: &Arc<T>,
+    shared: &LoopRef,
+    queued: &AtomicBool,
+) -> bool {
+    !claim(queued) || schedule_on(shared, LoopItem::Resume(target.clone()))
+}
+
+/// A Python object a loop-bound waker keeps for the loop (the waiter to resolve, the task
+/// to cancel), let go of when the loop refuses the wake-up: the object keeps the waker
+/// alive (through a cell or a done-callback), so holding it for a loop that will never run
+/// again would be a cycle nothing breaks.
+pub(crate) struct Held<T>(Mutex<Option<Py<T>>>);
+
+impl<T> Held<T> {
+    pub(crate) fn new(object: Py<T>) -> Self {
+        Self(Mutex::new(Some(object)))
+    }
+
+    /// A new reference to the object, unless it was released.
+    pub(crate) fn get(&self, py: Python<'_>) -> Option<Py<T>> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.as_ref().map(|object| object.clone_ref(py))
+    }
+
+    /// Lets go of the object (without the GIL, PyO3 defers the decrement).
+    pub(crate) fn release(&self) {
+        let object = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(object);
+    }
+}
+
 /// Whether a wake-up is already queued for a target; cleared by the target's `resume`.
-pub(crate) fn claim(queued: &AtomicBool) -> bool {
+fn claim(queued: &AtomicBool) -> bool {
     // AcqRel: the target's resume clears the flag before polling (Release), so a wake
     // that finds it clear is ordered after that poll started and must queue again.
     !queued.swap(true, Ordering::AcqRel)

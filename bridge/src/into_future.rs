@@ -19,8 +19,8 @@ use pyo3::types::PyDict;
 use pyo3_aio_core::{Closed, Consumer, Producer, completion};
 
 use crate::event_loop::{
-    LoopItem, LoopRef, Resume, claim, is_interrupt, loop_shared, report, running_loop,
-    running_loops, schedule_on,
+    Held, LoopItem, LoopRef, Resume, cancel_task, is_interrupt, loop_shared, report, running_loop,
+    running_loops, runs_here, wake_on_loop,
 };
 use crate::locals::{TaskLocals, scoped_locals};
 
@@ -81,14 +81,19 @@ impl Future for PyFuture {
 pub fn into_future(awaitable: Bound<'_, PyAny>) -> PyResult<PyFuture> {
     let py = awaitable.py();
     check_awaitable(&awaitable)?;
-    let locals = match scoped_locals() {
-        Some(locals) => locals,
-        None => match running_loop(py)? {
-            Some(event_loop) => TaskLocals::new(event_loop),
-            None => only_running_loop(py)?,
-        },
-    };
-    schedule(&awaitable, &locals)
+    schedule(&awaitable, &target_locals(py)?)
+}
+
+/// The locals Python work started from Rust runs with: those of the current scope, else
+/// the loop running on this thread, else the one running loop (see [`into_future`]).
+pub(crate) fn target_locals(py: Python<'_>) -> PyResult<TaskLocals> {
+    if let Some(locals) = scoped_locals() {
+        return Ok(locals);
+    }
+    match running_loop(py)? {
+        Some(event_loop) => Ok(TaskLocals::new(event_loop)),
+        None => only_running_loop(py),
+    }
 }
 
 /// [`into_future`] on an explicit loop and context.
@@ -104,7 +109,7 @@ pub fn into_future_with_locals(
     schedule(&awaitable, locals)
 }
 
-pub(crate) fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
+fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     let mut running = running_loops(py)?;
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
@@ -147,7 +152,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
     if event_loop.call_method0("is_closed")?.is_truthy()? {
         return Err(PyRuntimeError::new_err("the event loop is closed"));
     }
-    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
+    let on_loop_thread = runs_here(py, &event_loop)?;
     let context = match locals.context(py) {
         Some(context) => context,
         None => py.import("contextvars")?.call_method0("copy_context")?,
@@ -220,7 +225,7 @@ fn start_task(
     // Register the cancellation path before anyone can complete the cell.
     let canceller = Arc::new(CancelTask {
         shared: shared.clone(),
-        task: Mutex::new(Some(task.clone().unbind())),
+        task: Held::new(task.clone().unbind()),
         queued: AtomicBool::new(false),
     });
     let waker = Waker::from(canceller);
@@ -301,9 +306,7 @@ impl DoneCallback {
 /// The producer-side waker: the Rust future was dropped, so cancel the Python task.
 struct CancelTask {
     shared: LoopRef,
-    /// Released if the loop closed first (the task keeps this waker through its
-    /// done-callback, so keeping the task here would be a cycle).
-    task: Mutex<Option<Py<PyAny>>>,
+    task: Held<PyAny>,
     queued: AtomicBool,
 }
 
@@ -313,9 +316,8 @@ impl Wake for CancelTask {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if claim(&self.queued) && !schedule_on(&self.shared, LoopItem::Resume(self.clone())) {
-            let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-            drop(task);
+        if !wake_on_loop(self, &self.shared, &self.queued) {
+            self.task.release();
         }
     }
 }
@@ -323,20 +325,8 @@ impl Wake for CancelTask {
 impl Resume for CancelTask {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|task| task.clone_ref(py));
-        let Some(task) = task else {
-            return;
-        };
-        let task = task.bind(py);
-        if let Err(error) = task.call_method0(pyo3::intern!(py, "cancel")) {
-            if let Ok(event_loop) = task.call_method0("get_loop") {
-                report(py, &event_loop, "pyo3-aio could not cancel a task", error);
-            }
+        if let Some(task) = self.task.get(py) {
+            cancel_task(py, task.bind(py), "pyo3-aio could not cancel a task");
         }
     }
 }

@@ -238,28 +238,19 @@ impl<'py> InterruptWakeup<'py> {
             signal.call_method1("signal", (&sigint, signal.getattr("default_int_handler")?))?;
             this.previous_handler = Some(current);
         }
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe() writes.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        let Ok((read, write)) = crate::event_loop::nonblocking_pipe() else {
             return Ok(this);
-        }
-        for fd in fds {
-            // SAFETY: `fd` was just opened by pipe().
-            unsafe {
-                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        this.pipe = Some((fds[0], fds[1]));
+        };
+        this.pipe = Some((read, write));
         let discard = py.import("os")?.getattr("read")?;
         let reader = py
             .import("functools")?
-            .call_method1("partial", (discard, fds[0], 4096))?;
+            .call_method1("partial", (discard, read, 4096))?;
         if event_loop
-            .call_method1("add_reader", (fds[0], reader))
+            .call_method1("add_reader", (read, reader))
             .is_ok()
         {
-            this.previous_fd = Some(signal.call_method1("set_wakeup_fd", (fds[1],))?);
+            this.previous_fd = Some(signal.call_method1("set_wakeup_fd", (write,))?);
         }
         Ok(this)
     }
@@ -287,11 +278,8 @@ impl Drop for InterruptWakeup<'_> {
             {
                 let _ = self.event_loop.call_method1("remove_reader", (read,));
             }
-            // SAFETY: both ends were opened in `install` and are no longer the wake-up fd.
-            unsafe {
-                libc::close(read);
-                libc::close(write);
-            }
+            // Both ends were opened in `install` and are no longer the wake-up fd.
+            crate::event_loop::close_fds(write, read);
         }
     }
 }

@@ -19,11 +19,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3_aio_core::Spawner;
 
 use crate::coroutine::{FirstPoll, to_python};
+use crate::eager::set_unless_done;
 use crate::event_loop::{
-    LoopItem, LoopRef, is_interrupt, loop_shared, report, running_loop, schedule_on,
+    LoopItem, LoopRef, cancel_task, is_interrupt, loop_shared, report, running_loop, runs_here,
+    schedule_on,
 };
 use crate::generic::local_future_into_py_with;
-use crate::locals::{LocalsSlot, TaskLocals, fill, scoped_locals, with_locals};
+use crate::locals::{LocalsSlot, fill, scoped_locals, with_locals};
 
 /// How many items a stream's producer may run ahead of its consumer by default.
 pub const DEFAULT_CAPACITY: usize = 64;
@@ -238,9 +240,9 @@ where
 /// A Rust stream as a Python async iterator (`async for`, `anext()`, `aclose()`).
 #[pyclass(name = "RustStream", module = "pyo3_aio")]
 pub struct RustStream {
+    /// The channel filled by the runtime's pump, or (`!Send` streams) the stream itself,
+    /// polled on the loop thread by `__anext__`.
     front: Arc<dyn Front>,
-    /// For `!Send` streams: polled on the loop thread by `__anext__` itself.
-    local: Option<Arc<dyn Front>>,
 }
 
 #[pymethods]
@@ -251,7 +253,7 @@ impl RustStream {
 
     /// The next item: an awaitable that is done at once when an item is buffered.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let front = self.local.clone().unwrap_or_else(|| self.front.clone());
+        let front = self.front.clone();
         if let Some(item) = front.next_item(py, None) {
             return ready(py, item);
         }
@@ -274,9 +276,6 @@ impl RustStream {
     /// `StopAsyncIteration`.
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.front.close();
-        if let Some(local) = &self.local {
-            local.close();
-        }
         ready(py, Ok(py.None()))
     }
 }
@@ -284,9 +283,6 @@ impl RustStream {
 impl Drop for RustStream {
     fn drop(&mut self) {
         self.front.close();
-        if let Some(local) = &self.local {
-            local.close();
-        }
     }
 }
 
@@ -309,7 +305,6 @@ unsafe extern "C" fn ready_am_send(
     _arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
-    use pyo3::ffi::PySendResult;
     // SAFETY: CPython calls type slots with the thread attached to the interpreter.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
@@ -325,20 +320,8 @@ unsafe extern "C" fn ready_am_send(
         },
         Err(error) => Err(error.into()),
     };
-    // SAFETY: `result` is a valid out-pointer supplied by CPython.
-    unsafe {
-        match taken {
-            Ok(value) => {
-                *result = value.into_ptr();
-                PySendResult::PYGEN_RETURN
-            }
-            Err(error) => {
-                error.restore(py);
-                *result = std::ptr::null_mut();
-                PySendResult::PYGEN_ERROR
-            }
-        }
-    }
+    // SAFETY: `result` is the out-pointer CPython passed to this slot.
+    unsafe { crate::coroutine::send_result(py, taken.map(crate::coroutine::Step::Return), result) }
 }
 
 fn ready<'py>(py: Python<'py>, item: PyResult<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
@@ -382,16 +365,7 @@ impl Ready {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         self.0 = None;
-        let error = if typ.is_instance_of::<pyo3::types::PyType>() {
-            match val {
-                Some(value) if value.is_instance(typ)? => PyErr::from_value(value.clone()),
-                Some(value) if !value.is_none() => PyErr::from_value(typ.call1((value,))?),
-                _ => PyErr::from_value(typ.call0()?),
-            }
-        } else {
-            PyErr::from_value(typ.clone())
-        };
-        Err(error)
+        Err(crate::coroutine::thrown(typ, val, None)?)
     }
 
     fn close(&mut self) {
@@ -424,7 +398,7 @@ where
         .spawn(Box::pin(pump(Box::pin(stream), shared.clone())))
         .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
     let front: Arc<dyn Front> = shared;
-    Ok(Bound::new(py, RustStream { front, local: None })?.into_any())
+    Ok(Bound::new(py, RustStream { front })?.into_any())
 }
 
 /// A stream polled with its task locals set, like `scope` does for futures.
@@ -457,14 +431,7 @@ where
         )))),
         waiters: Arc::new(Waiters::default()),
     });
-    Ok(Bound::new(
-        py,
-        RustStream {
-            front: front.clone(),
-            local: Some(front),
-        },
-    )?
-    .into_any())
+    Ok(Bound::new(py, RustStream { front })?.into_any())
 }
 
 struct LocalFront<S: ?Sized> {
@@ -596,6 +563,20 @@ struct IntoStreamShared {
     loop_shared: LoopRef,
 }
 
+impl IntoStreamShared {
+    /// The `space()` future a pump waiting for room awaits, if any.
+    fn take_space(&self) -> Option<Py<PyAny>> {
+        self.space.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Lets a pump waiting for room go on (on the loop thread).
+    fn release_space(&self, py: Python<'_>) {
+        if let Some(future) = self.take_space() {
+            let _ = set_unless_done(future.bind(py), Ok(py.None()));
+        }
+    }
+}
+
 /// The Python side of `into_stream`: what the pump coroutine pushes into.
 #[pyclass(frozen, name = "_StreamSink", module = "pyo3_aio")]
 struct StreamSink {
@@ -697,29 +678,14 @@ impl Stream for PyStream {
                 }
             }
         };
-        if room {
-            let waiting = self
-                .shared
-                .space
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(future) = waiting {
-                schedule_on(
-                    &self.shared.loop_shared,
-                    LoopItem::Call(Box::new(move |py| {
-                        let future = future.bind(py);
-                        if !future
-                            .call_method0("done")
-                            .and_then(|d| d.is_truthy())
-                            .unwrap_or(true)
-                        {
-                            let _ = future.call_method1("set_result", (py.None(),));
-                        }
-                        Ok(())
-                    })),
-                );
-            }
+        if room && let Some(future) = self.shared.take_space() {
+            schedule_on(
+                &self.shared.loop_shared,
+                LoopItem::Call(Box::new(move |py| {
+                    let _ = set_unless_done(future.bind(py), Ok(py.None()));
+                    Ok(())
+                })),
+            );
         }
         let is_error = item.is_err();
         if is_error {
@@ -741,34 +707,10 @@ impl Drop for PyStream {
             schedule_on(
                 &self.shared.loop_shared,
                 LoopItem::Call(Box::new(move |py| {
-                    let space = shared
-                        .space
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take();
-                    if let Some(future) = space {
-                        let future = future.bind(py);
-                        if !future
-                            .call_method0("done")
-                            .and_then(|d| d.is_truthy())
-                            .unwrap_or(true)
-                        {
-                            let _ = future.call_method1("set_result", (py.None(),));
-                        }
-                    }
+                    shared.release_space(py);
                     let task = shared.task.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(task) = task {
-                        let task = task.bind(py);
-                        if let Err(error) = task.call_method0("cancel") {
-                            if let Ok(event_loop) = task.call_method0("get_loop") {
-                                report(
-                                    py,
-                                    &event_loop,
-                                    "pyo3-aio could not cancel a stream",
-                                    error,
-                                );
-                            }
-                        }
+                        cancel_task(py, task.bind(py), "pyo3-aio could not cancel a stream");
                     }
                     Ok(())
                 })),
@@ -823,13 +765,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
             iterator.get_type().name()?
         )));
     }
-    let locals = match scoped_locals() {
-        Some(locals) => locals,
-        None => match running_loop(py)? {
-            Some(event_loop) => TaskLocals::new(event_loop),
-            None => crate::into_future::only_running_loop(py)?,
-        },
-    };
+    let locals = crate::into_future::target_locals(py)?;
     let event_loop = locals.event_loop(py);
     let shared = Arc::new(IntoStreamShared {
         channel: Mutex::new(Channel::new(options.capacity)),
@@ -874,7 +810,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
             Ok(())
         }
     };
-    let on_loop_thread = running_loop(py)?.is_some_and(|running| running.is(&event_loop));
+    let on_loop_thread = runs_here(py, &event_loop)?;
     if on_loop_thread {
         start(py)?;
     } else {

@@ -87,22 +87,16 @@ impl Waiter {
 /// Delivers the source's result to `waiter` and runs its done-callbacks inline. Called from
 /// the loop's drain (never from inside a Task step).
 pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
-    let callbacks = {
-        let mut this = waiter.borrow_mut();
+    let result = {
+        let this = waiter.borrow();
         if !matches!(this.outcome, Outcome::Pending) {
             return;
         }
-        let Some(result) = this.source.as_ref().and_then(|source| source.take(py)) else {
-            return;
-        };
-        this.source = None;
-        this.outcome = match result {
-            Ok(value) => Outcome::Done(value),
-            Err(error) => Outcome::Failed(error),
-        };
-        std::mem::take(&mut this.callbacks)
+        this.source.as_ref().and_then(|source| source.take(py))
     };
-    run_callbacks(py, waiter, callbacks);
+    if let Some(result) = result {
+        resolve_with(py, waiter, result);
+    }
 }
 
 /// Resolves `waiter` with a result computed on the loop thread (loop-thread futures).
