@@ -122,10 +122,5 @@ impl<S: Spawner + ?Sized> Spawner for &'static S {
     }
 }
 
-/// Boxes a future for [`Spawner::spawn`].
-pub fn boxed<F: Future<Output = ()> + Send + 'static>(future: F) -> BoxFuture {
-    Box::pin(future)
-}
-
 // The bridge stores spawners as `dyn Spawner`: keep the trait object-safe.
 const _: Option<&dyn Spawner> = None;

@@ -37,9 +37,3 @@ pub use alloc::task::Wake as WakeTarget;
 pub fn waker<W: WakeTarget + Send + Sync + 'static>(target: Arc<W>) -> Waker {
     Waker::from(target)
 }
-
-/// A waker that does nothing, for polls whose wake-up is delivered another way (the
-/// bridge's inline first poll re-registers a real waker before it can be needed).
-pub fn noop() -> &'static Waker {
-    Waker::noop()
-}
