@@ -6,7 +6,8 @@ one process run, so the figures are comparable. Contenders:
 
 - pyo3-aio on tokio, async-std and smol (module ``pyo3_aio_bench``), for the scenarios
   where it matters both with the pending Rust future on the runtime's workers
-  (``home=runtime``, the default) and on the loop thread (``home=loop-thread``);
+  with the default options (``home=default``: ``Home::Auto``), and where it matters also
+  on the runtime's workers (``home=runtime``) and on the loop thread (``home=loop-thread``);
 - pyo3-async-runtimes on tokio and async-std (module ``par_bench``);
 - plain asyncio doing the same work in Python.
 
@@ -64,14 +65,14 @@ class Contender:
 
     family: str  # "asyncio", "pyo3-aio" or "pyo3-async-runtimes"
     runtime: str = ""
-    home: str = "runtime"
+    home: str = "default"
 
     @property
     def label(self) -> str:
         if self.family == "asyncio":
             return "plain asyncio"
         text = f"{self.family} {self.runtime}"
-        if self.home != "runtime":
+        if self.home != "default":
             text += f" ({self.home})"
         return text
 
@@ -97,7 +98,7 @@ def rust_contenders(homes: bool) -> list[Contender]:
 
     found = []
     for module, family in ((pyo3_aio_bench, "pyo3-aio"), (par_bench, "pyo3-async-runtimes")):
-        for home in module.HOMES if homes else ("runtime",):
+        for home in module.HOMES if homes else ("default",):
             for runtime in module.RUNTIMES:
                 found.append(Contender(family, runtime, home))
     return found
@@ -305,7 +306,7 @@ class Scenario:
     sizes: dict
     #: "ns" (per item, from seconds / n) or "ms" (whole run)
     unit: str
-    #: which contenders: "rust" (home runtime only), "homes" (pyo3-aio per home)
+    #: which contenders: "rust" (default home only), "homes" (pyo3-aio per home)
     contenders: str = "rust"
     note: str = ""
     #: size per (family, home) overriding `sizes`
@@ -351,11 +352,13 @@ SCENARIOS = [
         {"asyncio": 100_000, "pyo3-aio": 10_000, "pyo3-async-runtimes": 10_000},
         "ns",
         contenders="homes",
-        home_sizes={("pyo3-aio", "loop-thread"): 100_000},
+        home_sizes={("pyo3-aio", "loop-thread"): 100_000, ("pyo3-aio", "default"): 100_000},
         note="`into_future(noop())` awaited n times by one Rust future. plain asyncio: "
-        "`await loop.create_task(noop())`, what into_future does. Futures living on a worker "
-        "pay two cross-thread wake-ups per round trip, so those rows (and "
-        "pyo3-async-runtimes) run 10,000 instead of 100,000 to fit the time limit.",
+        "`await loop.create_task(noop())`, what into_future does. With the default options "
+        "(`Home::Auto`) the Rust future, left pending on Python work of its loop by its first "
+        "poll, stays on the loop thread. Futures living on a worker (\"(runtime)\") pay two "
+        "cross-thread wake-ups per round trip, so those rows (and pyo3-async-runtimes) run "
+        "10,000 instead of 100,000 to fit the time limit.",
     ),
     Scenario(
         "4",
@@ -411,7 +414,7 @@ SCENARIOS = [
         {"asyncio": 100_000, "pyo3-aio": 20_000, "pyo3-async-runtimes": 20_000},
         "ns",
         contenders="homes",
-        home_sizes={("pyo3-aio", "loop-thread"): 100_000},
+        home_sizes={("pyo3-aio", "loop-thread"): 100_000, ("pyo3-aio", "default"): 100_000},
         note="4 `await_many(noop, n/4)` gathered (scenario 3, four at once). plain asyncio: "
         "4 tasks doing `await loop.create_task(noop())`. Rows with futures on workers (and "
         "pyo3-async-runtimes) run 20,000 to fit the time limit.",
@@ -625,7 +628,7 @@ def target_lines(results: dict, memory: dict) -> list[str]:
         if not cells:
             continue
         rows = sorted({c for (c, _) in cells if c.family == "pyo3-aio"},
-                      key=lambda c: (c.home != "runtime", RUNTIME_ORDER.index(c.runtime)))
+                      key=lambda c: (c.home != "default", RUNTIME_ORDER.index(c.runtime)))
         for c in rows:
             ratios, ok = [], True
             for kind in LOOPS:
@@ -803,7 +806,7 @@ def main() -> int:
         results[s.key] = cells
         sections.append(table(s.title, s.unit, rows, cells, runs, s.note))
         if s.key == "2":
-            mem_rows = [c for c in rows if c.home == "runtime"]
+            mem_rows = [c for c in rows if c.home == "default"]
             for kind in LOOPS:
                 for c in mem_rows:
                     n = max(s.size(c) // scale, TASKS * 2)
@@ -837,9 +840,10 @@ def main() -> int:
         f"{args.budget:.0f} s budget early says how many runs it has. "
         "\"÷ asyncio\" and \"÷ p-a-r\" are this row's figure divided by plain asyncio's and by "
         "pyo3-async-runtimes' on the same loop and runtime: below 1 is faster (0.10 = 10× "
-        "faster). n/a: the contender cannot do this. Rows with \"(loop-thread)\" keep the "
-        "pending Rust future on the event loop's thread (`Options::default().home(Home::"
-        "LoopThread)`); the others keep it on the runtime's workers (the default).",
+        "faster). n/a: the contender cannot do this. Rows without a suffix use the default "
+        "options (`Home::Auto`: a future left pending on Python work of its loop by its inline "
+        "first poll stays on the loop thread, any other goes to the runtime's workers); rows "
+        "with \"(runtime)\" or \"(loop-thread)\" ask for `Home::Runtime` or `Home::LoopThread`.",
         "",
     ]
     targets = ["## Targets (issue 6)", "", *target_lines(results, memory), ""]

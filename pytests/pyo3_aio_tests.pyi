@@ -95,7 +95,7 @@ def context_var_after(runtime: Runtime, seconds: float, var: contextvars.Context
 def where_polled(
     runtime: Runtime,
     seconds: float,
-    home: Literal["runtime", "loop"] = "runtime",
+    home: Literal["auto", "runtime", "loop"] = "runtime",
     first_poll: Literal["inline", "deferred"] = "inline",
 ) -> Coroutine[Any, Any, Tuple[int, int]]:
     """`threading.get_ident()` of the first poll and of the poll after sleeping `seconds`,
@@ -291,3 +291,21 @@ def consume_first(runtime: Runtime, iterable: AsyncIterable[T], k: int) -> Corou
 
 def into_stream_now(iterable: Any, capacity: Optional[int] = None) -> None:
     """Calls `into_stream` synchronously and drops the stream at once (to check errors)."""
+
+def where_polled_after_python(
+    runtime: Runtime,
+    factory: Callable[[], Awaitable[Any]],
+    seconds: float,
+    home: Literal["auto", "runtime", "loop"] = "auto",
+    first_poll: Literal["inline", "deferred"] = "inline",
+) -> Coroutine[Any, Any, Tuple[int, int, int, Any]]:
+    """Awaits `factory()` through into_future, then sleeps `seconds`: `threading.get_ident()`
+    of the first poll, of the poll after the Python await and of the poll after the sleep,
+    and the Python result."""
+
+def python_and_self_wake(
+    runtime: Runtime,
+    factory: Callable[[], Awaitable[Any]],
+    home: Literal["auto", "runtime", "loop"] = "auto",
+) -> Coroutine[Any, Any, Any]:
+    """Waits for `factory()` and for a wake it gave itself on its first poll, at once."""

@@ -39,9 +39,18 @@ use crate::waiter::{Source, Waiter, producer_dropped, resolve, resolve_with};
 /// Where a converted future that is still pending after its first poll lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Home {
+    /// Decided by the inline first poll (the default): a future left pending on Python
+    /// work of its own loop (an [`into_future`](crate::into_future) of a coroutine it
+    /// started there) stays on the loop thread, like [`Home::LoopThread`], so every
+    /// round trip to Python is a plain call with no thread hop; any other pending future
+    /// goes to the runtime, like [`Home::Runtime`]. The choice is made once: a future that
+    /// awaits Python first and then does heavy synchronous work should ask for
+    /// [`Home::Runtime`]. With [`FirstPoll::Deferred`] there is no first poll to decide
+    /// from, and the future goes to the runtime.
+    #[default]
+    Auto,
     /// On the runtime's worker threads: parallel, polled without the GIL. Best for futures
     /// that do CPU work or mostly wait on Rust I/O.
-    #[default]
     Runtime,
     /// On the event loop's thread, re-polled when woken: no thread hop. Best for futures
     /// that mostly await Python or finish quickly. (`!Send` futures always live here.)
@@ -502,29 +511,52 @@ where
     S: Spawner + Clone,
 {
     fn start(mut self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
-        if self.options.home == Home::LoopThread {
-            let this = *self;
-            let entered = Box::pin(Entered {
-                spawner: Box::new(this.spawner),
-                future: this.future,
-            });
-            return start_on_loop_thread(py, entered, this.slot, this.options.first_poll);
-        }
+        let first_poll = match (self.options.home, self.options.first_poll) {
+            (Home::LoopThread, first_poll) => {
+                let this = *self;
+                let entered = Box::pin(Entered {
+                    spawner: Box::new(this.spawner),
+                    future: this.future,
+                });
+                return start_on_loop_thread(py, entered, this.slot, first_poll.into());
+            }
+            (_, FirstPoll::Deferred) => None,
+            // Only a future that may stay on the loop thread needs a waker that can follow it
+            // there; one bound for the runtime is polled again by the runtime anyway.
+            (Home::Auto, FirstPoll::Inline) => Some(Arc::new(FirstWaker::default())),
+            (Home::Runtime, FirstPoll::Inline) => None,
+        };
         // Register the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
         if self.options.first_poll == FirstPoll::Inline {
+            let waker = match &first_poll {
+                Some(first) => Waker::from(first.clone()),
+                None => Waker::noop().clone(),
+            };
+            let waits_before = python_waits();
             let mut polled = Poll::Pending;
             let future = self.future.as_mut();
             let mut future = Some(future);
             self.spawner.enter(&mut || {
                 if let Some(future) = future.take() {
-                    let mut cx = Context::from_waker(Waker::noop());
+                    let mut cx = Context::from_waker(&waker);
                     polled = poll_catching(future, &mut cx);
                 }
             });
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
+            }
+            if let Some(first) = first_poll
+                && python_waits() != waits_before
+            {
+                // Pending on Python work of this loop: it stays here (see `Home::Auto`).
+                let this = *self;
+                let entered = Box::pin(Entered {
+                    spawner: Box::new(this.spawner),
+                    future: this.future,
+                });
+                return start_on_loop_thread(py, entered, this.slot, Begin::Polled(first));
             }
         }
         let event_loop = require_loop(py)?;
@@ -666,7 +698,75 @@ where
                 "a !Send Rust future was awaited on another thread than the one that created it",
             )
         })?;
-        start_on_loop_thread(py, future, this.slot, this.first_poll)
+        start_on_loop_thread(py, future, this.slot, this.first_poll.into())
+    }
+}
+
+/// How a future starts its life on the loop thread.
+enum Begin {
+    /// Poll it now (`FirstPoll::Inline`).
+    Inline,
+    /// Poll it on the next drain (`FirstPoll::Deferred`).
+    Deferred,
+    /// It was polled already with this waker, which now has to reach the loop-thread task.
+    Polled(Arc<FirstWaker>),
+}
+
+impl From<FirstPoll> for Begin {
+    fn from(first_poll: FirstPoll) -> Self {
+        match first_poll {
+            FirstPoll::Inline => Begin::Inline,
+            FirstPoll::Deferred => Begin::Deferred,
+        }
+    }
+}
+
+thread_local! {
+    /// How many times a [`PyFuture`](crate::PyFuture) polled on its own loop's thread was
+    /// left pending: `Home::Auto`'s first poll compares it before and after.
+    static PYTHON_WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn python_waits() -> u64 {
+    PYTHON_WAITS.with(std::cell::Cell::get)
+}
+
+/// Counts a wait on Python work of the loop running on this thread (see `Home::Auto`).
+pub(crate) fn note_python_wait() {
+    PYTHON_WAITS.with(|waits| waits.set(waits.get().wrapping_add(1)));
+}
+
+/// The waker of a `Home::Auto` future's inline first poll. Until the future has a home it
+/// only remembers a wake; once the future stays on the loop thread, wakes go to its task.
+#[derive(Default)]
+struct FirstWaker {
+    target: Mutex<Option<Waker>>,
+    woken: AtomicBool,
+}
+
+impl FirstWaker {
+    /// From now on wakes go to `waker`; a wake that came before is passed on at once.
+    fn forward_to(&self, waker: Waker) {
+        let mut target = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        // Relaxed: both sides touch the flag with the lock held.
+        if self.woken.load(Ordering::Relaxed) {
+            waker.wake_by_ref();
+        }
+        *target = Some(waker);
+    }
+}
+
+impl Wake for FirstWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let target = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        match &*target {
+            Some(waker) => waker.wake_by_ref(),
+            None => self.woken.store(true, Ordering::Relaxed),
+        }
     }
 }
 
@@ -674,7 +774,7 @@ fn start_on_loop_thread<F, T>(
     py: Python<'_>,
     future: Pin<Box<F>>,
     slot: LocalsSlot,
-    first_poll: FirstPoll,
+    begin: Begin,
 ) -> PyResult<Started>
 where
     F: Future<Output = PyResult<T>> + 'static,
@@ -692,12 +792,14 @@ where
         }),
         _output: std::marker::PhantomData,
     });
-    if first_poll == FirstPoll::Inline {
-        if let Poll::Ready(result) = task.poll(py) {
-            return Ok(Started::Ready(result));
+    match begin {
+        Begin::Inline => {
+            if let Poll::Ready(result) = task.poll(py) {
+                return Ok(Started::Ready(result));
+            }
         }
-    } else {
-        task.wake_by_ref();
+        Begin::Deferred => task.wake_by_ref(),
+        Begin::Polled(first) => first.forward_to(Waker::from(task.clone())),
     }
     fill(py, &slot, &event_loop)?;
     let waiter = Py::new(py, Waiter::new(event_loop.unbind(), task.clone()))?;

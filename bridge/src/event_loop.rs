@@ -8,7 +8,7 @@
 //! without `add_reader` (Windows' proactor) fall back to one `call_soon_threadsafe` per
 //! burst, which needs the GIL on the signalling thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -143,6 +143,9 @@ impl LoopShared {
         if unsafe { pyo3::ffi::PyGILState_Check() } != 1 {
             return false;
         }
+        if INLINE_DRAIN.with(|inline| inline.claim(self)) {
+            return true;
+        }
         // SAFETY: PyGILState_Check just said this thread holds the GIL.
         let py = unsafe { Python::assume_attached() };
         let Ok(event_loop) = event_loop.bind(py).call0() else {
@@ -200,6 +203,88 @@ pub(crate) fn schedule_on(shared: &LoopRef, item: LoopItem) -> bool {
         Some(shared) => shared.schedule(item),
         None => false,
     }
+}
+
+/// The loop whose queue a top-level callback on this thread will drain when it returns
+/// (see [`drain_after`]), and whether something was queued for it meanwhile.
+struct InlineDrain {
+    armed: Cell<*const LoopShared>,
+    pending: Cell<bool>,
+}
+
+impl InlineDrain {
+    /// Takes a signal for `shared` if a callback armed for it runs on this thread.
+    fn claim(&self, shared: &LoopShared) -> bool {
+        let mine = std::ptr::eq(self.armed.get(), shared);
+        if mine {
+            self.pending.set(true);
+        }
+        mine
+    }
+}
+
+thread_local! {
+    static INLINE_DRAIN: InlineDrain = const {
+        InlineDrain {
+            armed: Cell::new(std::ptr::null()),
+            pending: Cell::new(false),
+        }
+    };
+}
+
+/// Runs `body`, a callback the loop of `shared` called at the top level (not inside a task
+/// step or a drain), and drains that loop's queue right after it if `body` queued
+/// something there, instead of scheduling the drain for the next loop iteration.
+///
+/// This is for the done-callback of a Python task a Rust future waits for: the future's
+/// task resumes in the same iteration, as an asyncio task awaiting a task does (asyncio
+/// schedules the awaiting task's wake-up as the done-callback; here the done-callback is
+/// ours and resumes it directly). Wakes that happen during the drain itself are not
+/// drained inline: they take the usual `call_soon`, so one callback cannot run the loop's
+/// work unboundedly.
+pub(crate) fn drain_after(py: Python<'_>, shared: &LoopRef, body: impl FnOnce()) -> PyResult<()> {
+    let Some(shared) = shared.upgrade() else {
+        body();
+        return Ok(());
+    };
+    let armed = INLINE_DRAIN.with(|inline| {
+        if !inline.armed.get().is_null() {
+            return false;
+        }
+        inline.armed.set(Arc::as_ptr(&shared));
+        inline.pending.set(false);
+        true
+    });
+    if !armed {
+        body();
+        return Ok(());
+    }
+    /// Disarms; if `body` unwound after claiming a signal, signals the usual way so the
+    /// queued item is not stranded.
+    struct Disarm<'a>(&'a LoopShared);
+    impl Disarm<'_> {
+        fn take_pending(&self) -> bool {
+            INLINE_DRAIN.with(|inline| {
+                inline.armed.set(std::ptr::null());
+                inline.pending.replace(false)
+            })
+        }
+    }
+    impl Drop for Disarm<'_> {
+        fn drop(&mut self) {
+            if self.take_pending() {
+                self.0.signal();
+            }
+        }
+    }
+    let disarm = Disarm(&shared);
+    body();
+    let pending = disarm.take_pending();
+    drop(disarm);
+    if pending {
+        shared.drain(py)?;
+    }
+    Ok(())
 }
 
 /// The `call_soon` callback of `signal_from_loop_thread`: drains the loop's queue if the

@@ -19,8 +19,8 @@ use pyo3::types::PyDict;
 use pyo3_aio_core::{Closed, Consumer, Producer, completion};
 
 use crate::event_loop::{
-    Held, LoopItem, LoopRef, Resume, cancel_task, is_interrupt, loop_shared, report, running_loop,
-    running_loops, runs_here, wake_on_loop,
+    Held, LoopItem, LoopRef, Resume, cancel_task, drain_after, is_interrupt, loop_shared, report,
+    running_loop, running_loops, runs_here, wake_on_loop,
 };
 use crate::locals::{TaskLocals, scoped_locals};
 
@@ -31,6 +31,8 @@ use crate::locals::{TaskLocals, scoped_locals};
 #[must_use = "futures do nothing unless awaited; dropping this cancels the Python task"]
 pub struct PyFuture {
     consumer: Consumer<PyResult<Py<PyAny>>>,
+    /// The thread of the loop the task was started on right away, if it was.
+    loop_thread: Option<std::thread::ThreadId>,
 }
 
 impl std::fmt::Debug for PyFuture {
@@ -45,7 +47,15 @@ impl Future for PyFuture {
     type Output = PyResult<Py<PyAny>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.consumer.poll_result(cx).map(|outcome| match outcome {
+        let polled = self.consumer.poll_result(cx);
+        if polled.is_pending()
+            && self
+                .loop_thread
+                .is_some_and(|thread| thread == std::thread::current().id())
+        {
+            crate::coroutine::note_python_wait();
+        }
+        polled.map(|outcome| match outcome {
             Ok(result) => result,
             Err(Closed::ProducerDropped) => Err(PyRuntimeError::new_err(
                 "the Python awaitable was dropped before it completed: its event loop closed \
@@ -149,28 +159,32 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
     let py = awaitable.py();
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
     let event_loop = locals.event_loop(py);
-    if event_loop.call_method0("is_closed")?.is_truthy()? {
+    // A loop running on this thread is not closed; only other loops need asking.
+    let on_loop_thread = runs_here(py, &event_loop)?;
+    if !on_loop_thread && event_loop.call_method0("is_closed")?.is_truthy()? {
         return Err(PyRuntimeError::new_err("the event loop is closed"));
     }
-    let on_loop_thread = runs_here(py, &event_loop)?;
-    let context = match locals.context(py) {
-        Some(context) => context,
-        None => py.import("contextvars")?.call_method0("copy_context")?,
-    };
+    let context = locals.context(py);
     if on_loop_thread {
+        // Without explicit locals, the task copies the current context by itself: that of
+        // the Python task this Rust future runs in.
         let shared = loop_shared(py, &event_loop)?;
         start_task(
             py,
             &Arc::downgrade(&shared),
             &event_loop,
             awaitable,
-            &context,
+            context.as_ref(),
             producer,
         )?;
     } else {
         let shared = loop_shared(py, &event_loop)?;
         let awaitable = awaitable.clone().unbind();
-        let context = context.unbind();
+        let context = match context {
+            Some(context) => context,
+            None => py.import("contextvars")?.call_method0("copy_context")?,
+        }
+        .unbind();
         let event_loop = event_loop.unbind();
         let target = Arc::downgrade(&shared);
         shared.schedule(LoopItem::Call(Box::new(move |py| {
@@ -180,7 +194,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
                 &target,
                 event_loop,
                 awaitable.bind(py),
-                context.bind(py),
+                Some(context.bind(py)),
                 producer,
             ) {
                 if is_interrupt(py, &error) {
@@ -196,7 +210,10 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
             Ok(())
         })));
     }
-    Ok(PyFuture { consumer })
+    Ok(PyFuture {
+        consumer,
+        loop_thread: on_loop_thread.then(|| std::thread::current().id()),
+    })
 }
 
 fn start_task(
@@ -204,7 +221,7 @@ fn start_task(
     shared: &LoopRef,
     event_loop: &Bound<'_, PyAny>,
     awaitable: &Bound<'_, PyAny>,
-    context: &Bound<'_, PyAny>,
+    context: Option<&Bound<'_, PyAny>>,
     producer: Producer<PyResult<Py<PyAny>>>,
 ) -> PyResult<()> {
     if producer.is_cancelled() {
@@ -220,6 +237,7 @@ fn start_task(
         py,
         DoneCallback {
             producer: Mutex::new(Some(producer)),
+            shared: shared.clone(),
         },
     )?;
     // Register the cancellation path before anyone can complete the cell.
@@ -251,19 +269,26 @@ fn create_task<'py>(
     py: Python<'py>,
     event_loop: &Bound<'py, PyAny>,
     awaitable: &Bound<'py, PyAny>,
-    context: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    // Cached: `version_info` formats and parses the version string on every call.
+    static CREATE_TASK_HAS_CONTEXT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: plain type check on a valid object pointer.
     let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
-    if is_coroutine && py.version_info() >= (3, 11) {
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("context", context)?;
-        return event_loop.call_method(
-            pyo3::intern!(py, "create_task"),
-            (awaitable,),
-            Some(&kwargs),
-        );
+    let create_task = pyo3::intern!(py, "create_task");
+    match context {
+        // No explicit context: the task copies the current one.
+        None if is_coroutine => return event_loop.call_method1(create_task, (awaitable,)),
+        Some(context)
+            if is_coroutine
+                && *CREATE_TASK_HAS_CONTEXT.get_or_init(|| py.version_info() >= (3, 11)) =>
+        {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("context", context)?;
+            return event_loop.call_method(create_task, (awaitable,), Some(&kwargs));
+        }
+        _ => {}
     }
     // Older Pythons, futures and other awaitables: `ensure_future` inside the context, so
     // a task it creates copies that context.
@@ -272,34 +297,46 @@ fn create_task<'py>(
     })?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("loop", event_loop)?;
-    context.call_method(
-        pyo3::intern!(py, "run"),
-        (ensure_future, awaitable),
-        Some(&kwargs),
-    )
+    match context {
+        Some(context) => context.call_method(
+            pyo3::intern!(py, "run"),
+            (ensure_future, awaitable),
+            Some(&kwargs),
+        ),
+        None => ensure_future.bind(py).call((awaitable,), Some(&kwargs)),
+    }
 }
 
 /// Completes the cell from the task's result.
 #[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
 struct DoneCallback {
     producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
+    /// The task's loop: a Rust future waiting there is resumed before this callback returns.
+    shared: LoopRef,
 }
 
 #[pymethods]
 impl DoneCallback {
-    fn __call__(&self, task: &Bound<'_, PyAny>) {
+    fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = task.py();
         let result = task
-            .call_method0(pyo3::intern!(task.py(), "result"))
+            .call_method0(pyo3::intern!(py, "result"))
             .map(Bound::unbind);
         let producer = self
             .producer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(producer) = producer {
+        let Some(producer) = producer else {
+            return Ok(());
+        };
+        // The loop calls this at the top level of an iteration, like the wake-up of a
+        // Python task awaiting `task`: a Rust future on this loop's thread that waits for
+        // the result resumes right here rather than one iteration later.
+        drain_after(py, &self.shared, || {
             // Err: the Rust future was dropped meanwhile; the result is dropped here.
             let _ = producer.complete(result);
-        }
+        })
     }
 }
 

@@ -15,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
+
+mod homes;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
@@ -22,7 +24,7 @@ use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-fn sleep_on(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
+pub(crate) fn sleep_on(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
     let duration = Duration::from_secs_f64(seconds);
     Ok(match runtime {
         "tokio" => Box::pin(async move { tokio::time::sleep(duration).await }),
@@ -257,7 +259,7 @@ fn sleep_now(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
     })
 }
 
-fn convert_with<'py, F, T>(
+pub(crate) fn convert_with<'py, F, T>(
     py: Python<'py>,
     runtime: &str,
     options: Options,
@@ -310,7 +312,7 @@ fn spawn_on<T: Send + 'static>(
 }
 
 /// `threading.get_ident()` of the calling thread.
-fn thread_ident() -> PyResult<u64> {
+pub(crate) fn thread_ident() -> PyResult<u64> {
     Python::attach(|py| {
         py.import("threading")?
             .call_method0("get_ident")?
@@ -318,13 +320,14 @@ fn thread_ident() -> PyResult<u64> {
     })
 }
 
-fn options_from(home: &str, first_poll: &str) -> PyResult<Options> {
+pub(crate) fn options_from(home: &str, first_poll: &str) -> PyResult<Options> {
     let home = match home {
+        "auto" => Home::Auto,
         "runtime" => Home::Runtime,
         "loop" => Home::LoopThread,
         other => {
             return Err(PyValueError::new_err(format!(
-                "unknown home '{other}': expected 'runtime' or 'loop'"
+                "unknown home '{other}': expected 'auto', 'runtime' or 'loop'"
             )));
         }
     };
@@ -427,7 +430,7 @@ fn panic_any_after<'py>(
 }
 
 /// Returns Pending once (waking itself), then Ready: a deterministic suspension point.
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {
@@ -1472,6 +1475,7 @@ fn unit_after<'py>(py: Python<'py>, runtime: &str, seconds: f64) -> PyResult<Bou
 
 #[pymodule]
 fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    homes::register(m)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(raise_after, m)?)?;

@@ -3,7 +3,7 @@
 //!
 //! Same function names and arguments as `bench/pyo3_aio_bench`. pyo3-async-runtimes has
 //! no Rust stream -> Python async iterator conversion (`STREAM = False`) and no choice of
-//! where a pending future lives (`HOMES = ("runtime",)`: it always spawns on the runtime);
+//! where a pending future lives (`HOMES = ("default",)`: it always spawns on the runtime);
 //! Python async iterator -> Rust stream is its `unstable-streams` `into_stream_v2`.
 
 use std::future::Future;
@@ -26,7 +26,7 @@ fn unknown_runtime(name: &str) -> PyErr {
 
 fn check_home(home: &str) -> PyResult<()> {
     match home {
-        "runtime" => Ok(()),
+        "default" => Ok(()),
         other => Err(PyNotImplementedError::new_err(format!(
             "pyo3-async-runtimes has no home '{other}': its futures always run on the runtime"
         ))),
@@ -139,7 +139,7 @@ fn dropped() -> usize {
 
 /// Rust awaits `factory()` (through `into_future`) `n` times in a row; returns `n`.
 #[pyfunction]
-#[pyo3(signature = (runtime, factory, n, home = "runtime"))]
+#[pyo3(signature = (runtime, factory, n, home = "default"))]
 fn await_many<'py>(
     py: Python<'py>,
     runtime: &str,
@@ -161,7 +161,7 @@ fn await_many<'py>(
 /// Not available: pyo3-async-runtimes cannot turn a Rust stream into a Python async
 /// iterator.
 #[pyfunction]
-#[pyo3(signature = (runtime, n, home = "runtime"))]
+#[pyo3(signature = (runtime, n, home = "default"))]
 fn stream(runtime: &str, n: usize, home: &str) -> PyResult<()> {
     let _ = (runtime, n, home);
     Err(PyNotImplementedError::new_err(
@@ -172,7 +172,7 @@ fn stream(runtime: &str, n: usize, home: &str) -> PyResult<()> {
 /// Rust consumes the Python async generator `aiter` (through `into_stream_v2`, feature
 /// `unstable-streams`); returns how many items it saw.
 #[pyfunction]
-#[pyo3(signature = (runtime, aiter, home = "runtime"))]
+#[pyo3(signature = (runtime, aiter, home = "default"))]
 fn consume<'py>(
     py: Python<'py>,
     runtime: &str,
@@ -202,7 +202,7 @@ fn consume<'py>(
 fn par_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NAME", "pyo3-async-runtimes")?;
     m.add("RUNTIMES", RUNTIMES.to_vec())?;
-    m.add("HOMES", vec!["runtime"])?;
+    m.add("HOMES", vec!["default"])?;
     m.add("STREAM", false)?;
     m.add("CONSUME", true)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;

@@ -3,8 +3,8 @@
 //! `bench/par_bench` exposes the same functions on pyo3-async-runtimes, so the driver runs
 //! one scenario body against either module. Every function takes the runtime's name first
 //! (`"tokio"`, `"async-std"` or `"smol"`); those that can place a pending Rust future either
-//! on the runtime's workers or on the loop thread take `home` (`"runtime"`, the default, or
-//! `"loop-thread"`). What a module cannot do is said by its constants (`HOMES`, `STREAM`,
+//! on the runtime's workers or on the loop thread take `home` (`"default"`, which is
+//! `Options::default()`'s `Home::Auto`, `"runtime"` or `"loop-thread"`). What a module cannot do is said by its constants (`HOMES`, `STREAM`,
 //! `CONSUME`), so the driver prints "n/a" instead of guessing.
 
 use std::future::Future;
@@ -28,10 +28,11 @@ fn unknown_runtime(name: &str) -> PyErr {
 
 fn parse_home(home: &str) -> PyResult<Home> {
     match home {
+        "default" => Ok(Home::default()),
         "runtime" => Ok(Home::Runtime),
         "loop-thread" => Ok(Home::LoopThread),
         other => Err(PyValueError::new_err(format!(
-            "unknown home '{other}': expected 'runtime' or 'loop-thread'"
+            "unknown home '{other}': expected 'default', 'runtime' or 'loop-thread'"
         ))),
     }
 }
@@ -144,7 +145,7 @@ fn dropped() -> usize {
 
 /// Rust awaits `factory()` (through `into_future`) `n` times in a row; returns `n`.
 #[pyfunction]
-#[pyo3(signature = (runtime, factory, n, home = "runtime"))]
+#[pyo3(signature = (runtime, factory, n, home = "default"))]
 fn await_many<'py>(
     py: Python<'py>,
     runtime: &str,
@@ -182,7 +183,7 @@ impl Stream for Counting {
 
 /// A Rust stream of the integers `0..n` as a Python async iterator (`async for`).
 #[pyfunction]
-#[pyo3(signature = (runtime, n, home = "runtime"))]
+#[pyo3(signature = (runtime, n, home = "default"))]
 fn stream<'py>(
     py: Python<'py>,
     runtime: &str,
@@ -204,7 +205,7 @@ fn stream<'py>(
 /// Rust consumes the Python async iterable `aiter` (through `into_stream`); returns how many
 /// items it saw.
 #[pyfunction]
-#[pyo3(signature = (runtime, aiter, home = "runtime"))]
+#[pyo3(signature = (runtime, aiter, home = "default"))]
 fn consume<'py>(
     py: Python<'py>,
     runtime: &str,
@@ -228,7 +229,7 @@ fn consume<'py>(
 fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NAME", "pyo3-aio")?;
     m.add("RUNTIMES", RUNTIMES.to_vec())?;
-    m.add("HOMES", vec!["runtime", "loop-thread"])?;
+    m.add("HOMES", vec!["default", "runtime", "loop-thread"])?;
     m.add("STREAM", true)?;
     m.add("CONSUME", true)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;
