@@ -65,6 +65,31 @@ class Bag:
         return Countdown(self.n)
 
 
+class BareCountdown:
+    """An iterator with `__anext__` only (no `__aiter__` of its own): `async for` could not
+    step it, so the pump calls `__anext__` itself."""
+
+    def __init__(self, n):
+        self.n = n
+
+    async def __anext__(self):
+        await asyncio.sleep(0)
+        if self.n == 0:
+            raise StopAsyncIteration
+        self.n -= 1
+        return self.n
+
+
+class BareBag:
+    """An async iterable whose iterator has no `__aiter__`."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __aiter__(self):
+        return BareCountdown(self.n)
+
+
 # Items ---------------------------------------------------------------------------------
 
 
@@ -105,8 +130,36 @@ def test_an_async_iterator_that_is_not_a_generator(run, runtime, from_runtime):
     async def main():
         assert await m.consume(runtime, Countdown(5), from_runtime=from_runtime) == [4, 3, 2, 1, 0]
         assert await m.consume(runtime, Bag(3), from_runtime=from_runtime) == [2, 1, 0]
+        assert await m.consume(runtime, BareBag(3), from_runtime=from_runtime) == [2, 1, 0]
 
     run(main)
+
+
+def test_an_iterator_without_aiter_runs_at_most_capacity_items_ahead_and_stops_when_dropped(
+    run, runtime
+):
+    pulled = []
+
+    class Counting:
+        def __aiter__(self):
+            return self.Iterator()
+
+        class Iterator:
+            async def __anext__(self):
+                pulled.append(len(pulled))
+                return pulled[-1]
+
+    async def main():
+        # consume_first takes one item, then drops the stream (which never ends by itself).
+        first = await m.consume_first(runtime, Counting(), 1)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        return first, len(pulled)
+
+    first, count = run(main)
+    assert first == [0]
+    # The pump pulled at most a buffer's worth (and the one being pushed) before stopping.
+    assert 1 <= count <= m.DEFAULT_CAPACITY + 1, count
 
 
 def test_a_generator_that_awaits_rust_futures_between_items(run, runtime):

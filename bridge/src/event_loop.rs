@@ -195,6 +195,36 @@ impl Drop for LoopShared {
 /// the registry entry, both tied to the loop.
 pub(crate) type LoopRef = std::sync::Weak<LoopShared>;
 
+/// Runs `work` right here if this is the loop's own thread and it holds the GIL (Python
+/// work for the loop needs no trip through the queue then); returns `work` back otherwise.
+pub(crate) fn run_if_attached_here<W: FnOnce(Python<'_>)>(shared: &LoopRef, work: W) -> Option<W> {
+    let attached = shared.upgrade().is_some_and(|shared| {
+        shared
+            .soon
+            .get()
+            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
+    }) && {
+        // SAFETY: PyGILState_Check only reads this thread's state.
+        unsafe { pyo3::ffi::PyGILState_Check() == 1 }
+    };
+    if !attached {
+        return Some(work);
+    }
+    // SAFETY: PyGILState_Check just said this thread holds the GIL.
+    work(unsafe { Python::assume_attached() });
+    None
+}
+
+/// Whether the loop of `shared` runs on this thread.
+pub(crate) fn is_loop_thread(shared: &LoopRef) -> bool {
+    shared.upgrade().is_some_and(|shared| {
+        shared
+            .soon
+            .get()
+            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
+    })
+}
+
 /// Queues `item` on the loop if its state still exists; otherwise the item is dropped here.
 ///
 /// Returns `false` when the loop is gone or closed (see [`LoopShared::schedule`]).

@@ -21,8 +21,8 @@ use pyo3_aio_core::Spawner;
 use crate::coroutine::{FirstPoll, to_python};
 use crate::eager::set_unless_done;
 use crate::event_loop::{
-    LoopItem, LoopRef, cancel_task, is_interrupt, loop_shared, report, running_loop, runs_here,
-    schedule_on,
+    LoopItem, LoopRef, cancel_task, is_interrupt, is_loop_thread, loop_shared, report,
+    run_if_attached_here, running_loop, runs_here, schedule_on,
 };
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, fill, scoped_locals, with_locals};
@@ -519,14 +519,26 @@ where
 
 const PUMP: &str = r#"
 async def pump(iterator, sink):
+    push = sink.push
     try:
-        while not sink.closed:
-            try:
-                item = await iterator.__anext__()
-            except StopAsyncIteration:
-                break
-            if sink.push(item):
-                await sink.space()
+        if not sink.closed:
+            if hasattr(type(iterator), "__aiter__"):
+                # The fast path: `async for` steps the iterator through its type's slot.
+                async for item in iterator:
+                    if push(item):
+                        await sink.space()
+                        if sink.closed:
+                            break
+            else:
+                while True:
+                    try:
+                        item = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if push(item):
+                        await sink.space()
+                        if sink.closed:
+                            break
     except BaseException as error:
         sink.fail(error)
         if not isinstance(error, Exception):
@@ -590,12 +602,14 @@ impl StreamSink {
         lock(&self.shared.channel).closed
     }
 
-    /// Adds an item; returns whether the buffer is now full (the pump must wait).
+    /// Adds an item; returns whether the pump must stop pulling: the buffer is now full,
+    /// or the stream was closed (the item is dropped). Either way it awaits `space()` and
+    /// then checks `closed`.
     fn push(&self, item: Py<PyAny>) -> bool {
         let (full, waker) = {
             let mut channel = lock(&self.shared.channel);
             if channel.closed {
-                return false;
+                return true;
             }
             channel.items.push_back(Ok(item));
             (
@@ -674,18 +688,29 @@ impl Stream for PyStream {
                 None if channel.finished => return Poll::Ready(None),
                 None => {
                     channel.wait(cx.waker());
+                    drop(channel);
+                    if is_loop_thread(&self.shared.loop_shared) {
+                        // Waiting on a pump of the loop running here (see `Home::Auto`).
+                        crate::coroutine::note_python_wait();
+                    }
                     return Poll::Pending;
                 }
             }
         };
         if room && let Some(future) = self.shared.take_space() {
-            schedule_on(
-                &self.shared.loop_shared,
-                LoopItem::Call(Box::new(move |py| {
-                    let _ = set_unless_done(future.bind(py), Ok(py.None()));
-                    Ok(())
-                })),
-            );
+            // On the loop thread the pump can be let go at once; elsewhere the loop does it.
+            let release = move |py: Python<'_>| {
+                let _ = set_unless_done(future.bind(py), Ok(py.None()));
+            };
+            if let Some(release) = run_if_attached_here(&self.shared.loop_shared, release) {
+                schedule_on(
+                    &self.shared.loop_shared,
+                    LoopItem::Call(Box::new(move |py| {
+                        release(py);
+                        Ok(())
+                    })),
+                );
+            }
         }
         let is_error = item.is_err();
         if is_error {
