@@ -12,7 +12,9 @@ import warnings
 import pytest
 
 import pyo3_aio_tests as m
-from harness import wait_until
+import time
+
+from harness import PATIENCE, loop_factory, wait_until
 
 
 async def started_task(coroutine):
@@ -229,3 +231,44 @@ def test_a_python_task_that_wins_the_race_is_not_cancelled(run, runtime):
         assert await m.await_py_with_timeout(runtime, 3600, quick()) == ("done", "quick")
 
     run(main)
+
+
+def test_a_burst_of_cancellations_reaches_the_runtime_in_the_loops_next_round(run, runtime):
+    async def main():
+        before = m.dropped()
+        tasks = [asyncio.ensure_future(m.never(runtime)) for _ in range(100)]
+        await asyncio.sleep(0)  # each one is pending on the runtime now
+        for task in tasks:
+            assert task.cancel()
+        # Not yet passed on: the loop thread finishes its burst first.
+        told_at_once = m.dropped() - before
+        await asyncio.sleep(0)
+        assert await wait_until(lambda: m.dropped() - before == 100)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return told_at_once, results
+
+    told_at_once, results = run(main)
+    assert told_at_once == 0
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+def test_cancellations_left_for_a_loop_that_closes_first_still_drop_the_futures(
+    loop_kind, runtime
+):
+    loop = loop_factory(loop_kind)()
+    before = m.dropped()
+
+    async def main():
+        tasks = [asyncio.ensure_future(m.never(runtime)) for _ in range(20)]
+        await asyncio.sleep(0)
+        for task in tasks:
+            task.cancel()
+        return tasks  # the loop stops before its next round
+
+    tasks = loop.run_until_complete(main())
+    loop.close()
+    deadline = time.monotonic() + PATIENCE
+    while m.dropped() - before < 20 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert m.dropped() - before == 20
+    del tasks

@@ -636,6 +636,15 @@ where
             .unwrap_or_else(|e| e.into_inner())
             .cancel()
     }
+
+    fn arrived(&self) -> Option<bool> {
+        Some(
+            self.consumer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_complete(),
+        )
+    }
 }
 
 /// The waker of a spawned future's consumer: queues the waiter for resolution.

@@ -182,7 +182,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
         let awaitable = awaitable.clone().unbind();
         let context = match context {
             Some(context) => context,
-            None => py.import("contextvars")?.call_method0("copy_context")?,
+            None => crate::locals::copy_current_context(py)?,
         }
         .unbind();
         let event_loop = event_loop.unbind();

@@ -78,8 +78,7 @@ impl TaskLocals {
     ///
     /// When `contextvars.copy_context` fails.
     pub fn copy_context(self, py: Python<'_>) -> PyResult<Self> {
-        let context = py.import("contextvars")?.call_method0("copy_context")?;
-        Ok(self.with_context(context))
+        Ok(self.with_context(copy_current_context(py)?))
     }
 
     /// The event loop.
@@ -215,5 +214,19 @@ pub fn get_current_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     match running_loop(py)? {
         Some(event_loop) => Ok(event_loop),
         None => get_current_locals(py).map(|locals| locals.event_loop(py)),
+    }
+}
+
+/// `contextvars.copy_context()`, without the Python call where the C API is available.
+pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        // SAFETY: the GIL is held (`py`); the call returns a new reference, or NULL with an
+        // exception set, which `from_owned_ptr_or_err` turns into the error.
+        unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent()) }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        py.import("contextvars")?.call_method0("copy_context")
     }
 }

@@ -21,6 +21,115 @@ pub(crate) trait Source: Send + Sync {
     /// Stops the Rust future. Returns `false` when its result has already arrived (the
     /// cancellation lost and the result will be delivered).
     fn cancel(&self, py: Python<'_>) -> bool;
+    /// For a future on a runtime's threads, whose cancellation wakes one of them: whether
+    /// its result has arrived. Such a source is cancelled in a batch ([`soon`]).
+    /// `None` for sources that are cancelled on the spot.
+    fn arrived(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// What cancelled waiters leave for the loop's next round; see [`soon`].
+#[derive(Default)]
+struct Batch {
+    /// Runtime-side futures to stop.
+    sources: Vec<Arc<dyn Source>>,
+    /// Done-callbacks of cancelled waiters, with their waiter.
+    callbacks: Vec<(Callback, Py<Waiter>)>,
+}
+
+/// The batch a loop callback will pass on; `None` inside once it has (later work then
+/// starts a new batch).
+struct SoonBatch(std::sync::Mutex<Option<Batch>>);
+
+impl SoonBatch {
+    fn take(&self) -> Option<Batch> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+thread_local! {
+    static OPEN_BATCH: std::cell::RefCell<Option<Arc<SoonBatch>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The loop callback that passes a batch on. Dropped without running (its loop closed
+/// first), it still stops the futures; the callbacks are dropped, as the loop's own are.
+#[pyclass(frozen, name = "_CancelledWaiters", module = "pyo3_aio")]
+struct Soon(Arc<SoonBatch>);
+
+#[pymethods]
+impl Soon {
+    fn __call__(&self, py: Python<'_>) {
+        let Some(batch) = self.0.take() else {
+            return;
+        };
+        // Stop the futures first: their runtime threads drop them while the callbacks run.
+        for source in batch.sources {
+            source.cancel(py);
+        }
+        for (callback, waiter) in batch.callbacks {
+            run_callbacks(py, waiter.bind(py), vec![callback]);
+        }
+    }
+}
+
+impl Drop for Soon {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.take() {
+            Python::attach(|py| {
+                for source in batch.sources {
+                    source.cancel(py);
+                }
+                drop(batch.callbacks);
+            });
+        }
+    }
+}
+
+/// Leaves what a cancelled waiter owes for the loop's next round, in one batch per round:
+/// `source` (a future on a runtime's threads) to stop, and the waiter's done-callbacks to
+/// run, as `asyncio.Future.cancel` schedules them.
+///
+/// Stopping a runtime-side future wakes a runtime thread to drop it. In a burst (a task
+/// group failing, a server shutting down, `gather` cancelled) the loop thread would wake
+/// one per cancel while still busy cancelling, and on few cores the woken threads take the
+/// CPU from it; batched, the burst runs first and the wakes follow in one go. The
+/// callbacks take one `call_soon` per batch instead of one each.
+fn soon(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    waiter: &Bound<'_, Waiter>,
+    source: Option<Arc<dyn Source>>,
+    callbacks: Vec<Callback>,
+) -> PyResult<()> {
+    if source.is_none() && callbacks.is_empty() {
+        return Ok(());
+    }
+    let add = |batch: &mut Batch, source: Option<Arc<dyn Source>>, callbacks: Vec<Callback>| {
+        batch.sources.extend(source);
+        batch
+            .callbacks
+            .extend(callbacks.into_iter().map(|c| (c, waiter.clone().unbind())));
+    };
+    let open = OPEN_BATCH.with(|open| open.borrow().clone());
+    if let Some(open) = open {
+        let mut guard = open.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(batch) = guard.as_mut() {
+            add(batch, source, callbacks);
+            return Ok(());
+        }
+    }
+    let mut batch = Batch::default();
+    add(&mut batch, source, callbacks);
+    let shared = Arc::new(SoonBatch(std::sync::Mutex::new(Some(batch))));
+    let scheduled = Bound::new(py, Soon(shared.clone()))
+        .and_then(|soon| event_loop.call_method1(pyo3::intern!(py, "call_soon"), (soon,)));
+    // On error (the loop is closed) the futures are stopped as the `Soon` object is
+    // dropped, and the error is the caller's, as `asyncio.Future.cancel`'s would be.
+    scheduled?;
+    OPEN_BATCH.with(|open| *open.borrow_mut() = Some(shared));
+    Ok(())
 }
 
 enum Outcome {
@@ -250,10 +359,17 @@ impl Waiter {
         if !matches!(this.outcome, Outcome::Pending) {
             return Ok(false);
         }
+        let mut stop = None;
         if let Some(source) = this.source.clone() {
-            if !source.cancel(py) {
+            match source.arrived() {
                 // The result is already on its way: the drain will deliver it.
-                return Ok(false);
+                Some(true) => return Ok(false),
+                Some(false) => stop = Some(source),
+                None => {
+                    if !source.cancel(py) {
+                        return Ok(false);
+                    }
+                }
             }
         }
         this.source = None;
@@ -261,9 +377,7 @@ impl Waiter {
         let callbacks = std::mem::take(&mut this.callbacks);
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        for callback in callbacks {
-            schedule_soon(py, event_loop.bind(py), slf, callback)?;
-        }
+        soon(py, event_loop.bind(py), slf, stop, callbacks)?;
         Ok(true)
     }
 
