@@ -7,6 +7,7 @@ the condition never becomes true.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -136,3 +137,34 @@ def traceback_names(error: BaseException) -> List[str]:
         names.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     return names
+
+
+#: "full" runs the stress tests at full size (`cargo xtask stress`); anything else, or
+#: unset, runs them bounded (`cargo xtask test`).
+STRESS = os.environ.get("PYO3_AIO_STRESS", "bounded")
+
+
+def stress_size(bounded: int, full: int) -> int:
+    """The size of a stress test: `full` when PYO3_AIO_STRESS=full, else `bounded`."""
+    return full if STRESS == "full" else bounded
+
+
+def report(test: str, **figures: Any) -> None:
+    """Records the figures of a stress test (counts, RSS...): printed (shown with `-s` or on
+    failure), and appended as one JSON line to the file named by PYO3_AIO_STRESS_REPORT
+    when that is set."""
+    line = json.dumps({"test": test, "size": STRESS, **figures}, sort_keys=True)
+    print(line)
+    path = os.environ.get("PYO3_AIO_STRESS_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process (VmRSS in /proc/self/status), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")

@@ -309,3 +309,46 @@ def python_and_self_wake(
     home: Literal["auto", "runtime", "loop"] = "auto",
 ) -> Coroutine[Any, Any, Any]:
     """Waits for `factory()` and for a wake it gave itself on its first poll, at once."""
+# Stress and fault helpers (src/stress.rs)
+
+def storm_reset(n: int) -> None:
+    """Starts a storm of `n` tracked futures: every drop count back to zero."""
+
+def storm_drops() -> Tuple[int, int, int]:
+    """(never dropped, dropped once, dropped more than once) over the storm's futures."""
+
+def tracked_drops() -> int:
+    """How many tracked futures were dropped since the process started."""
+
+def storm_value(runtime: Runtime, index: int, micros: int, value: T) -> Coroutine[Any, Any, T]:
+    """Tracked (slot `index`): sleeps `micros` us on the runtime (0: ready inline), returns `value`."""
+
+def storm_await_py(
+    runtime: Runtime,
+    index: int,
+    factory: Callable[[], Awaitable[T]],
+    micros: Optional[int] = None,
+    from_runtime: bool = False,
+) -> Coroutine[Any, Any, Tuple[str, Optional[T]]]:
+    """Tracked: Rust awaits `factory()` raced against a `micros` timer; ("done", v) or ("dropped", None)."""
+
+def hop(runtime: Runtime, value: T) -> Coroutine[Any, Any, T]:
+    """Returns `value` after one suspension (completes from a runtime worker)."""
+
+def await_py_times(runtime: Runtime, factory: Callable[[], Awaitable[Any]], count: int) -> Coroutine[Any, Any, int]:
+    """Rust awaits `factory()` `count` times from the runtime, dropping each result; returns `count`."""
+
+def hold_and_tick(runtime: Runtime, micros: int, value: Any) -> Coroutine[Any, Any, None]:
+    """Holds `value` and wakes every `micros` us on the runtime, forever."""
+
+def detach_for(seconds: float) -> None:
+    """Blocks for `seconds` with the GIL released."""
+
+def detach_until_dropped(target: int, timeout: float, linger: float) -> bool:
+    """GIL released: waits until tracked_drops() >= target (then `linger` s); whether reached."""
+
+def hold_gil_until_dropped(target: int, timeout: float, linger: float) -> bool:
+    """GIL held: waits until tracked_drops() >= target (then `linger` s); whether reached."""
+
+def holds() -> int:
+    """How many hold_gil_until_dropped calls have finished."""

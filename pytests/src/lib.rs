@@ -22,6 +22,8 @@ use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
 use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
+mod stress;
+
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 pub(crate) fn sleep_on(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
@@ -1533,6 +1535,7 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(into_stream_now, m)?)?;
     m.add_function(wrap_pyfunction!(unit_after, m)?)?;
     m.add_class::<StreamProbe>()?;
+    stress::register(m)?;
     m.add("DEFAULT_CAPACITY", pyo3_aio::DEFAULT_CAPACITY)?;
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
