@@ -14,7 +14,7 @@ import time
 import pytest
 
 import pyo3_aio_tests as m
-from harness import known_bug, loop_factory, report, run_python, stress_size
+from harness import loop_factory, report, run_python, stress_size
 
 
 def start_everything(runtime, n, values):
@@ -135,10 +135,9 @@ def run_clean(code, *args):
     [
         pytest.param("runtime", 0.0, id="runtime-completes_after_close"),
         pytest.param("into_future", 0.0, id="into_future-after_close"),
-        pytest.param("runtime", 0.05, id="runtime-completes_while_stopped_then_close",
-                     marks=known_bug("results queued on a stopped loop are never released when it closes")),
-        pytest.param("eager", 0.0, id="eager-completes_after_close",
-                     marks=known_bug("an eager future completing into a closed loop keeps its result")),
+        pytest.param("runtime", 0.05, id="runtime-completes_while_stopped_then_close"),
+        pytest.param("eager", 0.0, id="eager-completes_after_close"),
+        pytest.param("eager", 0.05, id="eager-completes_while_stopped_then_close"),
     ],
 )
 def test_objects_held_by_futures_completing_into_a_closed_loop_are_released(

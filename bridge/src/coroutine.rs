@@ -518,6 +518,7 @@ where
                     spawner: Box::new(this.spawner),
                     future: this.future,
                 });
+                let entered = ThreadBound::new_send(entered);
                 return start_on_loop_thread(py, entered, this.slot, first_poll.into());
             }
             (_, FirstPoll::Deferred) => None,
@@ -556,6 +557,7 @@ where
                     spawner: Box::new(this.spawner),
                     future: this.future,
                 });
+                let entered = ThreadBound::new_send(entered);
                 return start_on_loop_thread(py, entered, this.slot, Begin::Polled(first));
             }
         }
@@ -673,6 +675,10 @@ impl Resume for Notify {
             resolve(py, waiter.bind(py));
         }
     }
+
+    fn abandon(&self) {
+        self.waiter.release();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -701,13 +707,13 @@ where
     T: for<'py> IntoPyObject<'py> + 'static,
 {
     fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
-        let this = *self;
-        let future = this.future.into_inner().map_err(|_| {
-            PyRuntimeError::new_err(
+        let mut this = *self;
+        if this.future.get_mut().is_none() {
+            return Err(PyRuntimeError::new_err(
                 "a !Send Rust future was awaited on another thread than the one that created it",
-            )
-        })?;
-        start_on_loop_thread(py, future, this.slot, this.first_poll.into())
+            ));
+        }
+        start_on_loop_thread(py, this.future, this.slot, this.first_poll.into())
     }
 }
 
@@ -781,7 +787,7 @@ impl Wake for FirstWaker {
 
 fn start_on_loop_thread<F, T>(
     py: Python<'_>,
-    future: Pin<Box<F>>,
+    future: ThreadBound<Pin<Box<F>>>,
     slot: LocalsSlot,
     begin: Begin,
 ) -> PyResult<Started>
@@ -795,7 +801,7 @@ where
         shared: Arc::downgrade(&shared),
         queued: AtomicBool::new(false),
         state: Mutex::new(LocalState {
-            future: Some(ThreadBound::new(future)),
+            future: Some(future),
             waiter: None,
             cancelled: false,
         }),
@@ -879,15 +885,7 @@ where
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !wake_on_loop(self, &self.shared, &self.queued) {
-            // The loop closed: nothing will poll this future again. Let go of the
-            // waiter (a cycle through this waker otherwise) and, on its own thread,
-            // of the future.
-            let (future, waiter) = {
-                let mut state = self.lock();
-                (state.future.take(), state.waiter.take())
-            };
-            drop(future);
-            drop(waiter);
+            self.abandon();
         }
     }
 }
@@ -904,6 +902,18 @@ where
                 resolve_with(py, waiter.bind(py), result);
             }
         }
+    }
+
+    /// The loop closed: nothing will poll this future again. Let go of the waiter (a
+    /// cycle through this waker otherwise) and of the future: a `Send` one is dropped
+    /// here, a `!Send` one only on its own thread (else leaked; see `ThreadBound`).
+    fn abandon(&self) {
+        let (future, waiter) = {
+            let mut state = self.lock();
+            (state.future.take(), state.waiter.take())
+        };
+        drop(future);
+        drop(waiter);
     }
 }
 

@@ -40,7 +40,7 @@ where
     let notify = Arc::new(EagerNotify {
         shared: Arc::downgrade(&shared),
         future: Held::new(py_future.clone().unbind()),
-        source: source.clone(),
+        source: Arc::downgrade(&source),
         queued: AtomicBool::new(false),
     });
     let waker = Waker::from(notify);
@@ -62,7 +62,10 @@ where
 struct EagerNotify<T> {
     shared: LoopRef,
     future: Held<PyAny>,
-    source: Arc<SpawnedSource<T>>,
+    /// Weak: the source owns the cell that holds this waker, so a strong reference would
+    /// be a cycle keeping the result alive once the loop is gone. The future's done-callback
+    /// keeps the source while the future lives.
+    source: std::sync::Weak<SpawnedSource<T>>,
     queued: AtomicBool,
 }
 
@@ -76,7 +79,7 @@ where
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !wake_on_loop(self, &self.shared, &self.queued) {
-            self.future.release();
+            self.abandon();
         }
     }
 }
@@ -91,7 +94,7 @@ where
             return;
         };
         let future = future.bind(py);
-        let Some(result) = self.source.take(py) else {
+        let Some(result) = self.source.upgrade().and_then(|source| source.take(py)) else {
             return;
         };
         if let Err(error) = set_unless_done(future, result) {
@@ -104,6 +107,10 @@ where
                 );
             }
         }
+    }
+
+    fn abandon(&self) {
+        self.future.release();
     }
 }
 

@@ -22,6 +22,9 @@ use pyo3_aio_core::{Signal, WakeQueue};
 pub(crate) trait Resume: Send + Sync {
     /// Runs on the loop thread, with the GIL, inside the drain.
     fn resume(self: Arc<Self>, py: Python<'_>);
+    /// The loop closed with this wake-up still queued: nothing will resume it, so let go of
+    /// what is kept for the loop (as when the loop refuses a wake-up). Any thread, no GIL.
+    fn abandon(&self);
 }
 
 /// One item of a loop's wake queue.
@@ -72,7 +75,7 @@ impl LoopShared {
         // Checked after the push (Acquire pairs with `close`'s Release): either `close`
         // drains after our push, or we see the flag and drain ourselves.
         if self.closed.load(Ordering::Acquire) {
-            drop(self.queue.drain());
+            self.discard();
             return false;
         }
         true
@@ -82,7 +85,16 @@ impl LoopShared {
     /// what comes, so that nothing waits forever on a loop that will not run again.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        drop(self.queue.drain());
+        self.discard();
+    }
+
+    /// Drops what is queued on a closed loop; wake-ups let go of what they keep for it.
+    fn discard(&self) {
+        for item in self.queue.drain() {
+            if let LoopItem::Resume(target) = item {
+                target.abandon();
+            }
+        }
     }
 
     fn signal(&self) {

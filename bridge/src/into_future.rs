@@ -354,7 +354,7 @@ impl Wake for CancelTask {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !wake_on_loop(self, &self.shared, &self.queued) {
-            self.task.release();
+            self.abandon();
         }
     }
 }
@@ -365,5 +365,9 @@ impl Resume for CancelTask {
         if let Some(task) = self.task.get(py) {
             cancel_task(py, task.bind(py), "pyo3-aio could not cancel a task");
         }
+    }
+
+    fn abandon(&self) {
+        self.task.release();
     }
 }

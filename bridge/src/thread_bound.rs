@@ -9,11 +9,14 @@ use std::thread::{self, ThreadId};
 /// destructor off its thread would be unsound.
 pub(crate) struct ThreadBound<T> {
     owner: ThreadId,
+    /// Set only for a `Send` value ([`ThreadBound::new_send`]): it may be dropped anywhere.
+    send: bool,
     value: ManuallyDrop<T>,
 }
 
 // SAFETY: the value is only reached through `get_mut`, which checks that the caller runs on
-// `owner`, and is only dropped on `owner`; so it never actually crosses threads.
+// `owner`, and is only dropped on `owner` unless it is `Send` (`send`, set only by
+// `new_send`, which requires it); so a `!Send` value never actually crosses threads.
 unsafe impl<T> Send for ThreadBound<T> {}
 // SAFETY: `&ThreadBound` gives no access to the value at all.
 unsafe impl<T> Sync for ThreadBound<T> {}
@@ -22,6 +25,20 @@ impl<T> ThreadBound<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
             owner: thread::current().id(),
+            send: false,
+            value: ManuallyDrop::new(value),
+        }
+    }
+
+    /// Like [`ThreadBound::new`] for a `Send` value, which its holder may drop on any
+    /// thread (a `Send` future living on the loop thread, dropped when its loop is gone).
+    pub(crate) fn new_send(value: T) -> Self
+    where
+        T: Send,
+    {
+        Self {
+            owner: thread::current().id(),
+            send: true,
             value: ManuallyDrop::new(value),
         }
     }
@@ -30,22 +47,12 @@ impl<T> ThreadBound<T> {
     pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
         (thread::current().id() == self.owner).then(|| &mut *self.value)
     }
-
-    /// The value itself, when called on its owner thread; `self` back otherwise.
-    pub(crate) fn into_inner(self) -> Result<T, Self> {
-        if thread::current().id() != self.owner {
-            return Err(self);
-        }
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped (ManuallyDrop), so the value is moved out once.
-        Ok(unsafe { ManuallyDrop::take(&mut this.value) })
-    }
 }
 
 impl<T> Drop for ThreadBound<T> {
     fn drop(&mut self) {
-        if thread::current().id() == self.owner {
-            // SAFETY: dropped once, here, on the owner thread.
+        if self.send || thread::current().id() == self.owner {
+            // SAFETY: dropped once, here, on the owner thread or (a `Send` value) anywhere.
             unsafe { ManuallyDrop::drop(&mut self.value) }
         }
     }

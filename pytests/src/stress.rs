@@ -143,7 +143,9 @@ fn storm_await_py<'py>(
             if let Poll::Ready(result) = future.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }
-            let timed_out = nap.as_mut().is_some_and(|nap| nap.as_mut().poll(cx).is_ready());
+            let timed_out = nap
+                .as_mut()
+                .is_some_and(|nap| nap.as_mut().poll(cx).is_ready());
             if timed_out {
                 Poll::Ready(None)
             } else {
