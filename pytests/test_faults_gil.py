@@ -15,7 +15,10 @@ from harness import PATIENCE, report, stress_size
 
 def start_tracked(runtime, count, values):
     m.storm_reset(count)
-    return [asyncio.ensure_future(m.storm_value(runtime, i, 1000 + 100 * (i % 10), values[i]))
+    # 20-30 ms: a loaded machine or uvloop (which runs I/O callbacks before a task that
+    # slept(0)) can deliver a 1 ms completion before the test looks. The tests check the
+    # tasks still pending when the loop thread gives up the GIL.
+    return [asyncio.ensure_future(m.storm_value(runtime, i, 20_000 + 1000 * (i % 10), values[i]))
             for i in range(count)]
 
 
@@ -26,12 +29,13 @@ def test_completions_land_while_the_loop_thread_is_inside_detach(run, runtime, l
     async def main():
         base = m.tracked_drops()
         tasks = start_tracked(runtime, count, values)
-        await asyncio.sleep(0)  # all pending on the runtime now
-        assert not any(task.done() for task in tasks)
+        await asyncio.sleep(0)  # pending on the runtime now
+        pending = [task for task in tasks if not task.done()]
+        assert len(pending) > count // 2
         # The loop thread sits in Rust with the GIL released until every future has
         # finished on the runtime (then 50 ms more for their completions to be queued).
         assert m.detach_until_dropped(base + count, PATIENCE, 0.05)
-        assert not any(task.done() for task in tasks)
+        assert not any(task.done() for task in pending)
         return await asyncio.gather(*tasks)
 
     results = run(main)
@@ -58,7 +62,8 @@ def test_completions_land_while_the_loop_thread_waits_for_the_gil(run, runtime, 
         base, holds = m.tracked_drops(), m.holds()
         tasks = start_tracked(runtime, count, values)
         await asyncio.sleep(0)
-        assert not any(task.done() for task in tasks)
+        pending = [task for task in tasks if not task.done()]
+        assert len(pending) > count // 2
         outcome = []
         # Another Python thread enters Rust and keeps the GIL until every future has
         # finished on the runtime, then 50 ms more.
@@ -71,7 +76,7 @@ def test_completions_land_while_the_loop_thread_waits_for_the_gil(run, runtime, 
             pass
         holder.join()
         assert outcome == [True]
-        assert not any(task.done() for task in tasks)
+        assert not any(task.done() for task in pending)
         return await asyncio.gather(*tasks)
 
     results = run(main)

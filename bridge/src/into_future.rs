@@ -48,12 +48,16 @@ impl Future for PyFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let polled = self.consumer.poll_result(cx);
-        if polled.is_pending()
-            && self
+        if polled.is_pending() {
+            if self
                 .loop_thread
                 .is_some_and(|thread| thread == std::thread::current().id())
-        {
-            crate::coroutine::note_python_wait();
+            {
+                crate::coroutine::note_python_wait();
+            }
+            if let Some(error) = crate::panic::blocking_with_the_gil("a PyFuture (into_future)") {
+                return Poll::Ready(Err(error));
+            }
         }
         polled.map(|outcome| match outcome {
             Ok(result) => result,

@@ -36,8 +36,52 @@ pub(crate) fn poll_catching<F, T>(
 where
     F: Future<Output = Result<T, PyErr>> + ?Sized,
 {
+    let _inside = Polling::enter();
     match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
         Ok(poll) => poll,
         Err(payload) => Poll::Ready(Err(panic_to_pyerr(payload))),
     }
+}
+
+thread_local! {
+    /// How deep this thread is inside pyo3-aio's own polls of converted futures.
+    static POLLING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the thread as inside one of pyo3-aio's own polls while it lives.
+pub(crate) struct Polling;
+
+impl Polling {
+    pub(crate) fn enter() -> Self {
+        POLLING.with(|depth| depth.set(depth.get() + 1));
+        Polling
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        POLLING.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
+/// In debug builds: the error for a Python-backed future polled, and left pending, by a
+/// thread that holds the GIL outside pyo3-aio's own polling (a `block_on` inside
+/// `Python::attach` or a `#[pyfunction]`). If that thread now blocks until the future is
+/// done, it deadlocks: the event loop needs the GIL to run the awaitable. `None` when the
+/// poll is fine (release builds never check).
+pub(crate) fn blocking_with_the_gil(what: &str) -> Option<PyErr> {
+    if !cfg!(debug_assertions) || POLLING.with(std::cell::Cell::get) > 0 {
+        return None;
+    }
+    // SAFETY: PyGILState_Check only reads this thread's state.
+    if unsafe { pyo3::ffi::PyGILState_Check() } != 1 {
+        return None;
+    }
+    Some(pyo3::exceptions::PyRuntimeError::new_err(format!(
+        "{what} was polled while this thread holds the GIL, outside a future converted by \
+         pyo3-aio: blocking on it here (block_on inside Python::attach or a #[pyfunction]) \
+         would deadlock, because the event loop needs the GIL to run it. Release the GIL \
+         first (py.detach(|| ...)) or await it inside future_into_py. (Checked in debug \
+         builds only.)"
+    )))
 }

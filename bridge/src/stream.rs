@@ -138,6 +138,8 @@ where
                 break Poll::Pending;
             }
             drop(channel);
+            let _inside = crate::panic::Polling::enter();
+            let _inside = crate::panic::Polling::enter();
             let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 stream.as_mut().poll_next(cx)
             }));

@@ -7,6 +7,8 @@
 //! - `cargo xtask demo` shows what the project can do so far.
 //! - `cargo xtask bench [--quick]` runs the side-by-side benchmarks (bench/) and the core's
 //!   criterion benches.
+//! - `cargo xtask stress` runs the reliability suite at full size (`test` runs it bounded).
+//! - `cargo xtask matrix` runs the pytest suite on every CPython 3.9-3.13 pyenv has.
 //!
 //! Every command is printed before it runs, as a line that can be pasted into a shell from
 //! the workspace root.
@@ -18,6 +20,7 @@ mod fuzz;
 mod matrix;
 mod python;
 mod steps;
+mod stress;
 mod workspace;
 
 use std::process::ExitCode;
@@ -60,6 +63,7 @@ fn dispatch(ws: &Workspace, args: &[String]) -> Result {
         }
         "bench" => bench::run(ws, &bench::Options::parse(rest).map_err(usage_error)?),
         "matrix" => matrix::run(ws, rest),
+        "stress" => stress::run(ws, rest),
         other => Err(usage_error(format!("unknown command `{other}`"))),
     }
 }
@@ -184,6 +188,10 @@ COMMANDS:
                                    then the core's criterion benches
     matrix [3.N]...                pytests/ on each CPython 3.9-3.13 pyenv has (or those named),
                                    default loop and uvloop; venvs and builds in target/matrix
+    stress [--fuzz-seconds N]      the reliability suite at full size: pytests' stress and
+                                   fault tests with PYO3_AIO_STRESS=full (figures to
+                                   target/stress/report.jsonl), then the Python-side fuzzer
+                                   for N seconds (default 300)
     help                           this text
 
 STEPS OF `cargo xtask test` (names for --skip):

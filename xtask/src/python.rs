@@ -47,7 +47,18 @@ const REQUIREMENTS: &[Requirement] = &[
         package: "uvloop",
         probe: Probe::Import("uvloop"),
     },
+    Requirement {
+        package: "atheris",
+        probe: Probe::Import("atheris"),
+    },
 ];
+
+/// The Python-side fuzzer of the test module's public functions (atheris).
+const FUZZ_SCRIPT: &str = "pytests/fuzz/fuzz_bridge.py";
+
+/// How many inputs the `python` step of `cargo xtask test` gives the Python-side fuzzer
+/// (`cargo xtask stress` runs it for minutes).
+const BOUNDED_FUZZ_RUNS: u32 = 2000;
 
 const STEP: &str = "python";
 
@@ -174,8 +185,9 @@ impl Venv {
     }
 }
 
-/// The `python` step of `cargo xtask test`: build [`PY_EXTENSIONS`], then run pytest on
-/// `pytests/`. A suite that collects no tests fails.
+/// The `python` step of `cargo xtask test`: build [`PY_EXTENSIONS`], run pytest on
+/// `pytests/` (a suite that collects no tests fails), then a bounded run of the Python-side
+/// fuzzer.
 pub(crate) fn test_suite(ws: &Workspace) -> Result {
     let tests = files_named(&ws.path("pytests"), &|name| {
         name.starts_with("test_") && name.ends_with(".py")
@@ -204,7 +216,22 @@ pub(crate) fn test_suite(ws: &Workspace) -> Result {
         } else {
             failure
         }
-    })
+    })?;
+    fuzz_script(ws, &venv, STEP, &[format!("-runs={BOUNDED_FUZZ_RUNS}")])
+}
+
+/// Runs the Python-side fuzzer (atheris) with libFuzzer-style `args`; it exits non-zero on
+/// a finding, after printing the input.
+pub(crate) fn fuzz_script(ws: &Workspace, venv: &Venv, step: &str, args: &[String]) -> Result {
+    let script = ws.path(FUZZ_SCRIPT);
+    if !script.is_file() {
+        return Err(Failure::new(format!("{FUZZ_SCRIPT} is missing")));
+    }
+    venv.cmd("python")
+        .arg(&script)
+        .args(args)
+        .dir(ws.path("pytests"))
+        .run(step)
 }
 
 /// Build the extension-module example into the venv and run its `demo.py` with the venv's
