@@ -20,9 +20,9 @@ def stop():
     loop.close()
 "#;
 
+#[cfg(debug_assertions)]
 #[test]
 fn blocking_on_into_future_while_holding_the_gil_is_an_error_not_a_deadlock() {
-    assert!(cfg!(debug_assertions), "this test needs a debug build");
     Python::attach(|py| {
         let module = PyModule::from_code(
             py,
