@@ -511,54 +511,45 @@ where
     S: Spawner + Clone,
 {
     fn start(mut self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
-        let first_poll = match (self.options.home, self.options.first_poll) {
-            (Home::LoopThread, first_poll) => {
-                let this = *self;
-                let entered = Box::pin(Entered {
-                    spawner: Box::new(this.spawner),
-                    future: this.future,
-                });
-                let entered = ThreadBound::new_send(entered);
-                return start_on_loop_thread(py, entered, this.slot, first_poll.into());
-            }
-            (_, FirstPoll::Deferred) => None,
-            // Only a future that may stay on the loop thread needs a waker that can follow it
-            // there; one bound for the runtime is polled again by the runtime anyway.
-            (Home::Auto, FirstPoll::Inline) => Some(Arc::new(FirstWaker::default())),
-            (Home::Runtime, FirstPoll::Inline) => None,
-        };
+        if self.options.home == Home::LoopThread {
+            let this = *self;
+            let entered = Box::pin(Entered {
+                spawner: Box::new(this.spawner),
+                future: this.future,
+            });
+            let entered = ThreadBound::new_send(entered);
+            return start_on_loop_thread(py, entered, this.slot, this.options.first_poll.into());
+        }
         // Register the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
         if self.options.first_poll == FirstPoll::Inline {
-            let waker = match &first_poll {
-                Some(first) => Waker::from(first.clone()),
-                None => Waker::noop().clone(),
-            };
             let waits_before = python_waits();
             let mut polled = Poll::Pending;
             let future = self.future.as_mut();
             let mut future = Some(future);
             self.spawner.enter(&mut || {
                 if let Some(future) = future.take() {
-                    let mut cx = Context::from_waker(&waker);
+                    // A no-op waker: whichever home the future gets polls it again with its
+                    // own waker before it waits (the runtime on spawn, the loop thread at once).
+                    let mut cx = Context::from_waker(Waker::noop());
                     polled = poll_catching(future, &mut cx);
                 }
             });
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
-            if let Some(first) = first_poll
-                && python_waits() != waits_before
-            {
-                // Pending on Python work of this loop: it stays here (see `Home::Auto`).
+            if self.options.home == Home::Auto && python_waits() != waits_before {
+                // Pending on Python work of this loop: it stays here (see `Home::Auto`). Any
+                // wake the no-op waker swallowed happened before this second poll, which sees
+                // its effect; no Python code ran in between.
                 let this = *self;
                 let entered = Box::pin(Entered {
                     spawner: Box::new(this.spawner),
                     future: this.future,
                 });
                 let entered = ThreadBound::new_send(entered);
-                return start_on_loop_thread(py, entered, this.slot, Begin::Polled(first));
+                return start_on_loop_thread(py, entered, this.slot, Begin::Inline);
             }
         }
         let event_loop = require_loop(py)?;
@@ -723,8 +714,6 @@ enum Begin {
     Inline,
     /// Poll it on the next drain (`FirstPoll::Deferred`).
     Deferred,
-    /// It was polled already with this waker, which now has to reach the loop-thread task.
-    Polled(Arc<FirstWaker>),
 }
 
 impl From<FirstPoll> for Begin {
@@ -749,40 +738,6 @@ fn python_waits() -> u64 {
 /// Counts a wait on Python work of the loop running on this thread (see `Home::Auto`).
 pub(crate) fn note_python_wait() {
     PYTHON_WAITS.with(|waits| waits.set(waits.get().wrapping_add(1)));
-}
-
-/// The waker of a `Home::Auto` future's inline first poll. Until the future has a home it
-/// only remembers a wake; once the future stays on the loop thread, wakes go to its task.
-#[derive(Default)]
-struct FirstWaker {
-    target: Mutex<Option<Waker>>,
-    woken: AtomicBool,
-}
-
-impl FirstWaker {
-    /// From now on wakes go to `waker`; a wake that came before is passed on at once.
-    fn forward_to(&self, waker: Waker) {
-        let mut target = self.target.lock().unwrap_or_else(|e| e.into_inner());
-        // Relaxed: both sides touch the flag with the lock held.
-        if self.woken.load(Ordering::Relaxed) {
-            waker.wake_by_ref();
-        }
-        *target = Some(waker);
-    }
-}
-
-impl Wake for FirstWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let target = self.target.lock().unwrap_or_else(|e| e.into_inner());
-        match &*target {
-            Some(waker) => waker.wake_by_ref(),
-            None => self.woken.store(true, Ordering::Relaxed),
-        }
-    }
 }
 
 fn start_on_loop_thread<F, T>(
@@ -814,7 +769,6 @@ where
             }
         }
         Begin::Deferred => task.wake_by_ref(),
-        Begin::Polled(first) => first.forward_to(Waker::from(task.clone())),
     }
     fill(py, &slot, &event_loop)?;
     let waiter = Py::new(py, Waiter::new(event_loop.unbind(), task.clone()))?;

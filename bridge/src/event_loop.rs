@@ -611,31 +611,82 @@ pub(crate) fn running_loops<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyA
 }
 
 thread_local! {
-    /// The loop this thread last registered as its running loop.
-    static REGISTERED: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
+    /// The loop this thread last registered as its running loop, and how to ask it cheaply
+    /// whether it still runs.
+    static REGISTERED: RefCell<Option<(Py<PyAny>, StillRunning)>> = const { RefCell::new(None) };
+}
+
+/// How `register_running_loop` asks a cached loop whether it still runs.
+#[derive(Clone, Copy)]
+enum StillRunning {
+    /// An asyncio `BaseEventLoop` whose `is_running` is the stock one (`_thread_id is not
+    /// None`): read the attribute, without a Python-level call.
+    ThreadId,
+    /// Any other loop (uvloop's is a C method): call `is_running()`.
+    Method,
+}
+
+impl StillRunning {
+    fn of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Self {
+        static STOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let stock = STOCK.get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("asyncio")?
+                    .getattr("BaseEventLoop")?
+                    .getattr("is_running")?
+                    .unbind(),
+            )
+        });
+        let is_stock = stock.is_ok_and(|stock| {
+            event_loop
+                .get_type()
+                .getattr(pyo3::intern!(py, "is_running"))
+                .is_ok_and(|method| method.is(stock.bind(py)))
+        });
+        if is_stock {
+            StillRunning::ThreadId
+        } else {
+            StillRunning::Method
+        }
+    }
+
+    fn check(self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match self {
+            StillRunning::ThreadId => Ok(!event_loop
+                .getattr(pyo3::intern!(py, "_thread_id"))?
+                .is_none()),
+            StillRunning::Method => event_loop
+                .call_method0(pyo3::intern!(py, "is_running"))?
+                .is_truthy(),
+        }
+    }
 }
 
 /// Registers the loop running on this thread (so that `into_future` called from other
 /// threads finds it), cheaply when this thread already did so for a loop that still runs.
 ///
 /// `asyncio._get_running_loop` costs a `getpid` system call on Python 3.11, more than a
-/// whole ready await; `loop.is_running()` on the cached loop avoids it on the fast path.
-/// A thread runs one loop at a time, so a still-running cached loop is this thread's
-/// (unless the loop moved to another thread, which then only skips this registration).
+/// whole ready await; asking the cached loop whether it still runs avoids it on the fast
+/// path (and for asyncio's own loops, without a Python-level call). A thread runs one loop
+/// at a time, so a still-running cached loop is this thread's (unless the loop moved to
+/// another thread, which then only skips this registration).
 pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
-    let cached = REGISTERED.with(|cached| cached.borrow().as_ref().map(|l| l.clone_ref(py)));
-    if let Some(cached) = cached {
-        if cached
-            .bind(py)
-            .call_method0(pyo3::intern!(py, "is_running"))?
-            .is_truthy()?
-        {
-            return Ok(());
-        }
+    let cached = REGISTERED.with(|cached| {
+        cached
+            .borrow()
+            .as_ref()
+            .map(|(event_loop, check)| (event_loop.clone_ref(py), *check))
+    });
+    if let Some((cached, check)) = cached
+        && check.check(py, cached.bind(py))?
+    {
+        return Ok(());
     }
     if let Some(event_loop) = running_loop(py)? {
         loop_shared(py, &event_loop)?;
-        let old = REGISTERED.with(|cached| cached.borrow_mut().replace(event_loop.unbind()));
+        let check = StillRunning::of(py, &event_loop);
+        let old =
+            REGISTERED.with(|cached| cached.borrow_mut().replace((event_loop.unbind(), check)));
         drop(old);
     }
     Ok(())
