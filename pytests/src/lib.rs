@@ -20,6 +20,8 @@ use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
 use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
+mod badinput;
+
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 fn sleep_on(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
@@ -1532,5 +1534,6 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_CAPACITY", pyo3_aio::DEFAULT_CAPACITY)?;
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
+    badinput::register(m)?;
     Ok(())
 }
