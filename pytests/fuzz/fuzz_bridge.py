@@ -8,8 +8,10 @@ end with a result or a Python exception that is not pyo3's PanicException, Syste
 KeyboardInterrupt; the loop's exception handler must not be called; the loop must still
 run a plain coroutine afterwards.
 
-    python pytests/fuzz/fuzz_bridge.py -runs=2000 pytests/fuzz/seeds        # bounded
-    python pytests/fuzz/fuzz_bridge.py -max_total_time=300 pytests/fuzz/seeds  # full
+    python pytests/fuzz/fuzz_bridge.py -runs=2000 "$(mktemp -d)" pytests/fuzz/seeds            # bounded
+    python pytests/fuzz/fuzz_bridge.py -max_total_time=300 "$(mktemp -d)" pytests/fuzz/seeds   # full
+
+(libFuzzer writes new inputs into the first directory: keep it out of the repository.)
 
 Exits 0 when nothing was found. Entry points with a known bridge bug (see
 test_bad_input.py) are left out so the fuzzer looks for new ones.
