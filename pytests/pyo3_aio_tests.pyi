@@ -352,3 +352,22 @@ def hold_gil_until_dropped(target: int, timeout: float, linger: float) -> bool:
 
 def holds() -> int:
     """How many hold_gil_until_dropped calls have finished."""
+# Bad input (badinput.rs) -----------------------------------------------------------------
+
+def await_py_with_locals(
+    runtime: Runtime, event_loop: Any, awaitable: Awaitable[T], context: Optional[contextvars.Context] = None
+) -> Coroutine[Any, Any, T]:
+    """`TaskLocals::new(event_loop)` (`.with_context(context)` when given), then Rust awaits
+    `awaitable` through `into_future_with_locals`."""
+
+def current_loop_now() -> asyncio.AbstractEventLoop:
+    """`pyo3_aio::get_current_loop`, called synchronously."""
+
+def current_locals_now() -> Tuple[asyncio.AbstractEventLoop, Optional[contextvars.Context]]:
+    """`pyo3_aio::get_current_locals`, called synchronously: `(event_loop, context)`."""
+
+def run_until_complete_on(runtime: Runtime, event_loop: Any, value: T) -> T:
+    """`run_until_complete(event_loop, future returning value)` on `runtime`."""
+
+def run_with_factory(runtime: Runtime, factory: Callable[[], Any], value: T) -> T:
+    """`run_with_loop_factory(factory, future returning value)` on `runtime`."""

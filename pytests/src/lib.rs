@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
 use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
+mod badinput;
 mod stress;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -1539,5 +1540,6 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_CAPACITY", pyo3_aio::DEFAULT_CAPACITY)?;
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
+    badinput::register(m)?;
     Ok(())
 }
