@@ -24,7 +24,7 @@ import warnings
 import pytest
 
 import pyo3_aio_tests as m
-from harness import known_bug, loop_factory, run_directly, run_python, wait_until
+from harness import loop_factory, run_directly, run_python, wait_until
 
 # The Rust side calls into_future on the loop thread at once, or later from a runtime thread.
 WHERE = pytest.mark.parametrize("where", ["loop_thread", "runtime_thread"])
@@ -218,11 +218,6 @@ def test_a_future_of_another_loop_raises_value_error_at_the_call(run, runtime, l
         other.close()
 
 
-@known_bug(
-    "into_future off the loop thread of another loop's future: the ValueError goes to the "
-    "loop's exception handler and the Rust side gets 'the Python awaitable was dropped "
-    "before it completed: its event loop closed or stopped' (see /tmp/badinput-fix-1.diff)"
-)
 @pytest.mark.parametrize("how", ["runtime_thread", "plain_thread"])
 def test_a_future_of_another_loop_from_off_the_loop_raises_value_error(run, runtime, loop_kind, how):
     other = loop_factory(loop_kind)()
@@ -610,16 +605,20 @@ def test_anext_attribute_none_ends_the_stream_with_type_error(run, runtime):
     run(main)
 
 
-@known_bug(
-    "a Rust future failing with StopIteration(v) makes the coroutine return v (a silent "
-    "wrong result); Python coroutines raise RuntimeError('coroutine raised StopIteration') "
-    "(see /tmp/badinput-fix-4.diff)"
-)
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "on_runtime"])
 def test_a_rust_future_failing_with_stop_iteration_raises_runtime_error(run, runtime, seconds):
     async def main():
         with pytest.raises(RuntimeError, match="StopIteration"):
             await m.raise_after(runtime, seconds, StopIteration("not a return value"))
+
+    run(main)
+
+
+def test_an_eager_future_failing_with_stop_iteration_raises_runtime_error(run, runtime):
+    async def main():
+        with pytest.raises(RuntimeError, match="StopIteration") as raised:
+            await m.eager_raise_after(runtime, 0.001, StopIteration("not a return value"))
+        assert isinstance(raised.value.__cause__, StopIteration)
 
     run(main)
 
@@ -660,10 +659,6 @@ def test_locals_of_a_closed_loop_raise_runtime_error(run, runtime, loop_kind):
     run(main)
 
 
-@known_bug(
-    "TaskLocals::new accepts any object as the loop: into_future_with_locals then raises "
-    "AttributeError: 'int' object has no attribute 'is_closed' (see /tmp/badinput-fix-2.diff)"
-)
 @pytest.mark.parametrize("junk", [5, None, "loop"], ids=["int", "None", "str"])
 def test_locals_with_a_junk_loop_raise_type_error_naming_it(run, runtime, junk):
     async def main():
@@ -675,11 +670,6 @@ def test_locals_with_a_junk_loop_raise_type_error_naming_it(run, runtime, junk):
     run(main)
 
 
-@known_bug(
-    "TaskLocals::with_context accepts any object: on the loop thread the task is created "
-    "with it, its first step fails in the loop's exception handler (\"'int' object has no "
-    "attribute 'run'\") and the Rust future never completes (see /tmp/badinput-fix-2.diff)"
-)
 def test_locals_with_a_junk_context_raise_type_error_naming_it(loop_kind, runtime):
     # In a subprocess that exits at once: with the bug, the task made with the junk context
     # can neither run nor be cancelled, so the loop could never be shut down.
@@ -734,11 +724,6 @@ def test_run_with_a_good_factory_returns_the_value(runtime, loop_kind):
     assert m.run_with_factory(runtime, loop_factory(loop_kind), "value") == "value"
 
 
-@known_bug(
-    "run_until_complete given a non-loop or a closed loop: AttributeError (\"'int' object "
-    "has no attribute 'create_task'\") or RuntimeError, plus a stray RuntimeWarning "
-    "\"coroutine 'run_until_complete' was never awaited\" (see /tmp/badinput-fix-3.diff)"
-)
 @pytest.mark.parametrize("bad", ["int", "closed_loop"])
 def test_run_until_complete_on_a_bad_loop_raises_a_clear_error_without_warning(runtime, loop_kind, bad):
     if bad == "int":
@@ -755,11 +740,6 @@ def test_run_until_complete_on_a_bad_loop_raises_a_clear_error_without_warning(r
     assert [str(w.message) for w in caught] == []
 
 
-@known_bug(
-    "run_until_complete on a loop that is already running: the RuntimeError comes only "
-    "after the loop thread is blocked for 5 s, and a cancelled task is left on the "
-    "running loop (see /tmp/badinput-fix-3.diff)"
-)
 def test_run_until_complete_on_the_running_loop_raises_at_once_leaving_nothing(run):
     async def main():
         loop = asyncio.get_running_loop()

@@ -151,6 +151,18 @@ pub(crate) fn thrown(
     Ok(error)
 }
 
+/// PEP 479 for Rust futures: a `StopIteration` error would read as a return value to
+/// whoever resumes the coroutine, so it becomes a `RuntimeError` with it as the cause, as
+/// in a Python coroutine.
+pub(crate) fn no_stop_iteration(py: Python<'_>, error: PyErr) -> PyErr {
+    if !error.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) {
+        return error;
+    }
+    let replaced = PyRuntimeError::new_err("coroutine raised StopIteration");
+    replaced.set_cause(py, Some(error));
+    replaced
+}
+
 /// What one step of the coroutine produced.
 pub(crate) enum Step {
     /// Suspend: hand this (the waiter) to the Task.
@@ -308,7 +320,9 @@ impl RustCoroutine {
         match started {
             Ok(Started::Ready(result)) => {
                 slf.borrow_mut().state = State::Done;
-                result.map(Step::Return)
+                result
+                    .map(Step::Return)
+                    .map_err(|error| no_stop_iteration(py, error))
             }
             Ok(Started::Waiting(waiter)) => {
                 let yielded = waiter.clone_ref(py).into_any();

@@ -97,6 +97,8 @@ where
         let Some(result) = self.source.upgrade().and_then(|source| source.take(py)) else {
             return;
         };
+        // asyncio refuses StopIteration as a future's exception (it would read as a return).
+        let result = result.map_err(|error| crate::coroutine::no_stop_iteration(py, error));
         if let Err(error) = set_unless_done(future, result) {
             if let Ok(event_loop) = future.call_method0("get_loop") {
                 report(

@@ -161,6 +161,7 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
 
 fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
+    crate::locals::check_locals(py, locals)?;
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
     let event_loop = locals.event_loop(py);
     // A loop running on this thread is not closed; only other loops need asking.
@@ -179,7 +180,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
             &event_loop,
             awaitable,
             context.as_ref(),
-            producer,
+            &std::cell::Cell::new(Some(producer)),
         )?;
     } else {
         let shared = loop_shared(py, &event_loop)?;
@@ -193,23 +194,29 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
         let target = Arc::downgrade(&shared);
         shared.schedule(LoopItem::Call(Box::new(move |py| {
             let event_loop = event_loop.bind(py);
+            let producer = std::cell::Cell::new(Some(producer));
             if let Err(error) = start_task(
                 py,
                 &target,
                 event_loop,
                 awaitable.bind(py),
                 Some(context.bind(py)),
-                producer,
+                &producer,
             ) {
                 if is_interrupt(py, &error) {
                     return Err(error);
                 }
-                report(
-                    py,
-                    event_loop,
-                    "pyo3-aio could not schedule an awaitable",
-                    error,
-                );
+                // The task could not be made (say, a future of another loop: ValueError):
+                // the Rust side awaiting it gets the error, as it would on the loop thread.
+                match producer.take() {
+                    Some(producer) => drop(producer.complete(Err(error))),
+                    None => report(
+                        py,
+                        event_loop,
+                        "pyo3-aio could not schedule an awaitable",
+                        error,
+                    ),
+                }
             }
             Ok(())
         })));
@@ -226,9 +233,14 @@ fn start_task(
     event_loop: &Bound<'_, PyAny>,
     awaitable: &Bound<'_, PyAny>,
     context: Option<&Bound<'_, PyAny>>,
-    producer: Producer<PyResult<Py<PyAny>>>,
+    producer: &std::cell::Cell<Option<Producer<PyResult<Py<PyAny>>>>>,
 ) -> PyResult<()> {
-    if producer.is_cancelled() {
+    // The producer stays with the caller until the task exists, so that a failure before
+    // then can complete the cell with the error.
+    let Some(unstarted) = producer.take() else {
+        return Ok(());
+    };
+    if unstarted.is_cancelled() {
         // The Rust side gave up before the task started: close a coroutine so Python does
         // not warn that it was never awaited.
         if awaitable.hasattr("close")? {
@@ -236,7 +248,14 @@ fn start_task(
         }
         return Ok(());
     }
-    let task = create_task(py, event_loop, awaitable, context)?;
+    let task = match create_task(py, event_loop, awaitable, context) {
+        Ok(task) => task,
+        Err(error) => {
+            producer.set(Some(unstarted));
+            return Err(error);
+        }
+    };
+    let producer = unstarted;
     let callback = Bound::new(
         py,
         DoneCallback {

@@ -230,3 +230,37 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>>
         py.import("contextvars")?.call_method0("copy_context")
     }
 }
+
+/// Whether `object` is an asyncio event loop (`asyncio.AbstractEventLoop`, which uvloop's
+/// loops also are).
+pub(crate) fn is_event_loop(object: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static ABSTRACT_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let py = object.py();
+    let class = ABSTRACT_LOOP.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("AbstractEventLoop")?.unbind())
+    })?;
+    object.is_instance(class.bind(py))
+}
+
+/// Checks locals that may come from user code (`TaskLocals::new` takes any object): a
+/// junk loop or context would otherwise fail later, far from its cause, or leave a task
+/// that can never run.
+pub(crate) fn check_locals(py: Python<'_>, locals: &TaskLocals) -> PyResult<()> {
+    let event_loop = locals.event_loop(py);
+    if !is_event_loop(&event_loop)? {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "the task locals' event loop must be an asyncio event loop, got '{}'",
+            event_loop.get_type().name()?
+        )));
+    }
+    if let Some(context) = locals.context(py) {
+        // SAFETY: plain type check on a valid object pointer.
+        if unsafe { pyo3::ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "the task locals' context must be a contextvars.Context, got '{}'",
+                context.get_type().name()?
+            )));
+        }
+    }
+    Ok(())
+}

@@ -41,6 +41,28 @@ where
     T: Send + 'static,
 {
     let py = event_loop.py();
+    // Checked before anything is made: a failure after `create_task` would leave a task on
+    // the loop and wait for the runtime to let go of the future.
+    if !crate::locals::is_event_loop(&event_loop)? {
+        return Err(PyTypeError::new_err(format!(
+            "run_until_complete needs an asyncio event loop, got '{}', which is not an asyncio \
+             event loop",
+            event_loop.get_type().name()?
+        )));
+    }
+    if event_loop.call_method0("is_closed")?.is_truthy()? {
+        return Err(PyRuntimeError::new_err(
+            "run_until_complete: the event loop is closed",
+        ));
+    }
+    if event_loop.call_method0("is_running")?.is_truthy()?
+        || crate::event_loop::running_loop(py)?.is_some()
+    {
+        return Err(PyRuntimeError::new_err(
+            "run_until_complete: an event loop is already running on this thread; await the \
+             converted future instead",
+        ));
+    }
     let locals = TaskLocals::new(event_loop.clone()).copy_context(py)?;
     let slot: LocalsSlot = Arc::new(OnceLock::from(locals));
     let (producer, consumer) = completion::<PyResult<T>>();
@@ -67,7 +89,14 @@ where
         *delivered.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         Ok(())
     })?;
-    let task = event_loop.call_method1(pyo3::intern!(py, "create_task"), (waiting,))?;
+    let task = match event_loop.call_method1(pyo3::intern!(py, "create_task"), (&waiting,)) {
+        Ok(task) => task,
+        Err(error) => {
+            // Never started: closed, so that it does not warn it was never awaited.
+            let _ = waiting.call_method0(pyo3::intern!(py, "close"));
+            return Err(error);
+        }
+    };
     if let Err(error) = event_loop.call_method1(pyo3::intern!(py, "run_until_complete"), (&task,)) {
         // Cancelling the task drops the waiting side, which cancels the cell, which makes
         // the runtime drop the Rust future.

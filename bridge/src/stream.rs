@@ -793,6 +793,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
         )));
     }
     let locals = crate::into_future::target_locals(py)?;
+    crate::locals::check_locals(py, &locals)?;
     let event_loop = locals.event_loop(py);
     let shared = Arc::new(IntoStreamShared {
         channel: Mutex::new(Channel::new(options.capacity)),

@@ -222,7 +222,7 @@ pub(crate) fn resolve_with(
         this.source = None;
         this.outcome = match result {
             Ok(value) => Outcome::Done(value),
-            Err(error) => Outcome::Failed(error),
+            Err(error) => Outcome::Failed(crate::coroutine::no_stop_iteration(py, error)),
         };
         std::mem::take(&mut this.callbacks)
     };
