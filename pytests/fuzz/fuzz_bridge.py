@@ -13,8 +13,7 @@ run a plain coroutine afterwards.
 
 (libFuzzer writes new inputs into the first directory: keep it out of the repository.)
 
-Exits 0 when nothing was found. Entry points with a known bridge bug (see
-test_bad_input.py) are left out so the fuzzer looks for new ones.
+Exits 0 when nothing was found.
 """
 
 from __future__ import annotations
@@ -93,11 +92,8 @@ def raise_(exc):
 
 
 def awaitable(fdp, depth, off_loop=False):
-    """A factory of an awaitable. `off_loop`: into_future is called off the loop thread,
-    where another loop's future hits a known bug (test_bad_input.py), so none is made."""
+    """A factory of an awaitable. `off_loop`: into_future is called off the loop thread."""
     kind = fdp.ConsumeIntInRange(0, 11)
-    if off_loop and kind == 6:
-        kind = 0
     value = plain(fdp)
     exc = error(fdp)
     if kind == 0:

@@ -55,6 +55,8 @@ const REQUIREMENTS: &[Requirement] = &[
 
 /// The Python-side fuzzer of the test module's public functions (atheris).
 const FUZZ_SCRIPT: &str = "pytests/fuzz/fuzz_bridge.py";
+/// Its committed seed inputs.
+const FUZZ_SEEDS: &str = "pytests/fuzz/seeds";
 
 /// How many inputs the `python` step of `cargo xtask test` gives the Python-side fuzzer
 /// (`cargo xtask stress` runs it for minutes).
@@ -220,16 +222,22 @@ pub(crate) fn test_suite(ws: &Workspace) -> Result {
     fuzz_script(ws, &venv, STEP, &[format!("-runs={BOUNDED_FUZZ_RUNS}")])
 }
 
-/// Runs the Python-side fuzzer (atheris) with libFuzzer-style `args`; it exits non-zero on
-/// a finding, after printing the input.
+/// Runs the Python-side fuzzer (atheris) with libFuzzer-style `args` over its committed
+/// seeds (`pytests/fuzz/seeds`); the inputs it finds go to `target/pyfuzz/corpus`, outside
+/// the repository. It exits non-zero on a finding, after printing the input.
 pub(crate) fn fuzz_script(ws: &Workspace, venv: &Venv, step: &str, args: &[String]) -> Result {
     let script = ws.path(FUZZ_SCRIPT);
     if !script.is_file() {
         return Err(Failure::new(format!("{FUZZ_SCRIPT} is missing")));
     }
+    let corpus = ws.target().join("pyfuzz").join("corpus");
+    std::fs::create_dir_all(&corpus)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", corpus.display())))?;
     venv.cmd("python")
         .arg(&script)
         .args(args)
+        .arg(&corpus)
+        .arg(ws.path(FUZZ_SEEDS))
         .dir(ws.path("pytests"))
         .run(step)
 }
