@@ -251,6 +251,12 @@ pub(crate) fn install_am_send(py: Python<'_>) {
 
 /// Sets the `am_send` slot of pyclass `T`'s type to `send`, once (`installed` guards it).
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+/// The `am_await` slot of types whose `__await__` returns the object itself.
+unsafe extern "C" fn await_self(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject {
+    // SAFETY: CPython passes a valid object; the slot returns a new reference to it.
+    unsafe { pyo3::ffi::Py_NewRef(slf) }
+}
+
 pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
     py: Python<'_>,
     installed: &PyOnceLock<()>,
@@ -267,6 +273,9 @@ pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
             let methods = (*type_object).tp_as_async;
             if !methods.is_null() {
                 (*methods).am_send = Some(send);
+                // `__await__` returns the object itself: a plain C slot does that without
+                // the trampoline of a Python-visible method.
+                (*methods).am_await = Some(await_self);
                 pyo3::ffi::PyType_Modified(type_object);
             }
         }
