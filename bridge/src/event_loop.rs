@@ -613,7 +613,47 @@ pub(crate) fn running_loops<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyA
 thread_local! {
     /// The loop this thread last registered as its running loop, and how to ask it cheaply
     /// whether it still runs.
-    static REGISTERED: RefCell<Option<(Py<PyAny>, StillRunning)>> = const { RefCell::new(None) };
+    static REGISTERED: RefCell<Option<Registered>> = const { RefCell::new(None) };
+}
+
+/// What `register_running_loop` remembers of the loop it last registered on this thread.
+struct Registered {
+    event_loop: Py<PyAny>,
+    still_running: StillRunning,
+    /// What asyncio's C accelerator kept in the thread state's dict for the running loop
+    /// when it was registered (a holder object made by each `_set_running_loop` on 3.9 to
+    /// 3.11, the loop itself on 3.12), held so its address cannot be reused. While the
+    /// dict still holds this very object, the running loop is the registered one.
+    marker: Option<Py<PyAny>>,
+}
+
+/// The thread state dict's entry for the running loop, where asyncio's C accelerator keeps
+/// it (`None` where it does not: pure-Python asyncio, later CPythons).
+fn running_loop_marker(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        let key = pyo3::intern!(py, "__asyncio_running_event_loop__");
+        // SAFETY: the GIL is held (`py`); PyThreadState_GetDict returns a borrowed dict (or
+        // NULL), and PyDict_GetItemWithError a borrowed value (or NULL), which we turn into
+        // a new reference before anything else runs.
+        unsafe {
+            let dict = pyo3::ffi::PyThreadState_GetDict();
+            if dict.is_null() {
+                return None;
+            }
+            let value = pyo3::ffi::PyDict_GetItemWithError(dict, key.as_ptr());
+            if value.is_null() {
+                pyo3::ffi::PyErr_Clear();
+                return None;
+            }
+            Some(Bound::from_borrowed_ptr(py, value))
+        }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        let _ = py;
+        None
+    }
 }
 
 /// How `register_running_loop` asks a cached loop whether it still runs.
@@ -671,22 +711,36 @@ impl StillRunning {
 /// at a time, so a still-running cached loop is this thread's (unless the loop moved to
 /// another thread, which then only skips this registration).
 pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
+    let marker = running_loop_marker(py);
+    // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
     let cached = REGISTERED.with(|cached| {
-        cached
-            .borrow()
-            .as_ref()
-            .map(|(event_loop, check)| (event_loop.clone_ref(py), *check))
+        let cached = cached.borrow();
+        let registered = cached.as_ref()?;
+        if let (Some(now), Some(then)) = (&marker, &registered.marker)
+            && now.is(then)
+        {
+            return Some(None);
+        }
+        Some(Some((
+            registered.event_loop.clone_ref(py),
+            registered.still_running,
+        )))
     });
-    if let Some((cached, check)) = cached
-        && check.check(py, cached.bind(py))?
-    {
-        return Ok(());
+    match cached {
+        Some(None) => return Ok(()),
+        Some(Some((cached, still_running))) if still_running.check(py, cached.bind(py))? => {
+            return Ok(());
+        }
+        _ => {}
     }
     if let Some(event_loop) = running_loop(py)? {
         loop_shared(py, &event_loop)?;
-        let check = StillRunning::of(py, &event_loop);
-        let old =
-            REGISTERED.with(|cached| cached.borrow_mut().replace((event_loop.unbind(), check)));
+        let registered = Registered {
+            still_running: StillRunning::of(py, &event_loop),
+            event_loop: event_loop.unbind(),
+            marker: marker.map(Bound::unbind),
+        };
+        let old = REGISTERED.with(|cached| cached.borrow_mut().replace(registered));
         drop(old);
     }
     Ok(())
