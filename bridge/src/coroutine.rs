@@ -501,12 +501,18 @@ fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 // ---------------------------------------------------------------------------------------
 // Send futures
 
-pub(crate) struct SendStart<F, T, S> {
-    future: Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>,
-    slot: LocalsSlot,
-    spawner: S,
-    options: Options,
-    _output: std::marker::PhantomData<fn() -> T>,
+pin_project_lite::pin_project! {
+    /// A `Send` future not yet awaited, with what its first await needs. The future is held
+    /// inline, and this box is what later runs it: on the runtime (`drive`) or on the loop
+    /// thread (`Entered`), so a conversion costs one allocation for both.
+    pub(crate) struct SendStart<F, T, S> {
+        #[pin]
+        future: pyo3_aio_core::scope::Scope<LocalsSlot, F>,
+        slot: LocalsSlot,
+        spawner: S,
+        options: Options,
+        _output: std::marker::PhantomData<fn() -> T>,
+    }
 }
 
 impl<F, T, S> SendStart<F, T, S>
@@ -518,7 +524,7 @@ where
     pub(crate) fn new(future: F, spawner: S, options: Options) -> Self {
         let slot: LocalsSlot = Arc::new(OnceLock::new());
         Self {
-            future: Box::pin(scoped(slot.clone(), future)),
+            future: scoped(slot.clone(), future),
             slot,
             spawner,
             options,
@@ -527,31 +533,53 @@ where
     }
 }
 
+impl<F: Future, T, S> Future for SendStart<F, T, S> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+/// A `Send` future living on the loop thread.
+type OnLoopThread<F, T, S> = ThreadBound<Pin<Box<Entered<S, SendStart<F, T, S>>>>>;
+
+/// The future on the loop thread, polled inside its runtime's context.
+fn on_loop_thread<F, T, S>(this: Pin<Box<SendStart<F, T, S>>>) -> OnLoopThread<F, T, S>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+    S: Spawner + Clone,
+{
+    let spawner = this.spawner.clone();
+    ThreadBound::new_send(Box::pin(Entered {
+        spawner: Box::new(spawner),
+        future: this,
+    }))
+}
+
 impl<F, T, S> Start for SendStart<F, T, S>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'py> IntoPyObject<'py> + Send + 'static,
     S: Spawner + Clone,
 {
-    fn start(mut self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
-        if self.options.home == Home::LoopThread {
-            let this = *self;
-            let entered = Box::pin(Entered {
-                spawner: Box::new(this.spawner),
-                future: this.future,
-            });
-            let entered = ThreadBound::new_send(entered);
-            return start_on_loop_thread(py, entered, this.slot, this.options.first_poll.into());
+    fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
+        let mut this = Box::into_pin(self);
+        let options = this.options;
+        if options.home == Home::LoopThread {
+            let slot = this.slot.clone();
+            return start_on_loop_thread(py, on_loop_thread(this), slot, options.first_poll.into());
         }
         // Register the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
-        if self.options.first_poll == FirstPoll::Inline {
+        if options.first_poll == FirstPoll::Inline {
             let waits_before = python_waits();
             let mut polled = Poll::Pending;
-            let future = self.future.as_mut();
-            let mut future = Some(future);
-            self.spawner.enter(&mut || {
+            let projected = this.as_mut().project();
+            let mut future = Some(projected.future);
+            projected.spawner.enter(&mut || {
                 if let Some(future) = future.take() {
                     // A no-op waker: whichever home the future gets polls it again with its
                     // own waker before it waits (the runtime on spawn, the loop thread at once).
@@ -562,26 +590,21 @@ where
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
-            if self.options.home == Home::Auto && python_waits() != waits_before {
+            if options.home == Home::Auto && python_waits() != waits_before {
                 // Pending on Python work of this loop: it stays here (see `Home::Auto`). Any
                 // wake the no-op waker swallowed happened before this second poll, which sees
                 // its effect; no Python code ran in between.
-                let this = *self;
-                let entered = Box::pin(Entered {
-                    spawner: Box::new(this.spawner),
-                    future: this.future,
-                });
-                let entered = ThreadBound::new_send(entered);
-                return start_on_loop_thread(py, entered, this.slot, Begin::Inline);
+                let slot = this.slot.clone();
+                return start_on_loop_thread(py, on_loop_thread(this), slot, Begin::Inline);
             }
         }
         let event_loop = require_loop(py)?;
-        fill(py, &self.slot, &event_loop)?;
+        fill(py, &this.slot, &event_loop)?;
         let shared = loop_shared(py, &event_loop)?;
         let (producer, consumer) = completion::<PyResult<T>>();
         let source = Arc::new(SpawnedSource {
             consumer: Mutex::new(consumer),
-            runtime: self.spawner.name(),
+            runtime: this.spawner.name(),
         });
         let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
         let notify = Arc::new(Notify {
@@ -596,9 +619,9 @@ where
             .unwrap_or_else(|e| e.into_inner())
             .poll_result(&mut Context::from_waker(&waker));
         debug_assert!(registered.is_pending(), "nothing was spawned yet");
-        let this = *self;
-        this.spawner
-            .spawn(Box::pin(drive(this.future, producer)))
+        let spawner = this.spawner.clone();
+        spawner
+            .spawn(Box::pin(drive(this, producer)))
             .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
         Ok(Started::Waiting(waiter))
     }
