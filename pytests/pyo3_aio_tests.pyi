@@ -255,6 +255,7 @@ def probed_stream(
     stall_at: Optional[int] = None,
     delay: float = 0.0,
     local: bool = False,
+    inline: bool = True,
 ) -> Tuple[RustStream[int], StreamProbe]:
     """0..n-1 (endless when `n` is None) and a probe watching the Rust stream. Instead of
     the number `error_at`: an `Err` item (`error`, the same object, or a ValueError made in
@@ -371,3 +372,15 @@ def run_until_complete_on(runtime: Runtime, event_loop: Any, value: T) -> T:
 
 def run_with_factory(runtime: Runtime, factory: Callable[[], Any], value: T) -> T:
     """`run_with_loop_factory(factory, future returning value)` on `runtime`."""
+
+def where_stream_polled(
+    runtime: Runtime, n: int, inline: bool = True, pending_every: int = 0
+) -> AsyncIterator[int]:
+    """A Send stream of `n` items: each the `threading.get_ident()` of the thread that
+    polled it; every `pending_every`-th poll is Pending first (0: never)."""
+
+def parked_stream(n: int) -> AsyncIterator[int]:
+    """`0..n` as a Send stream whose runtime never runs its pump."""
+
+def release_parked() -> int:
+    """Drops the futures the never-running runtime took; how many."""

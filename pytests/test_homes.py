@@ -113,3 +113,46 @@ def test_a_round_trip_to_python_costs_no_more_loop_iterations_than_asyncio(run, 
     # asyncio: the task's step, then the awaiting task's wake-up: 2 iterations a round trip.
     assert python >= 2 * rounds
     assert rust <= python, (rust, python)
+
+
+def test_a_send_stream_with_ready_items_is_polled_on_the_loop_thread(run):
+    # The stream's runtime never runs its pump: every item comes from __anext__'s own polls.
+    async def main():
+        async def drain():
+            return [item async for item in m.parked_stream(1000)]
+
+        # Without the loop thread's own polls nothing would ever come: fail, not hang.
+        return await asyncio.wait_for(drain(), PATIENCE)
+
+    try:
+        assert run(main) == list(range(1000))
+    finally:
+        assert m.release_parked() >= 1
+
+
+def test_a_send_stream_is_polled_on_the_loop_thread_and_the_runtime(run, runtime):
+    async def main():
+        return [t async for t in m.where_stream_polled(runtime, 500)], threading.get_ident()
+
+    threads, loop_thread = run(main)
+    assert len(threads) == 500
+    assert loop_thread in threads
+
+
+def test_inline_false_keeps_a_send_stream_on_the_runtime(run, runtime):
+    async def main():
+        return [t async for t in m.where_stream_polled(runtime, 300, inline=False)], \
+            threading.get_ident()
+
+    threads, loop_thread = run(main)
+    assert len(threads) == 300
+    assert loop_thread not in threads
+
+
+def test_a_stream_that_waits_now_and_then_loses_and_repeats_nothing(run, runtime):
+    # Pending every 7th poll: waits go through the runtime's pump, ready runs are polled on
+    # the loop thread; both fill one buffer.
+    async def main():
+        return [t async for t in m.where_stream_polled(runtime, 2000, pending_every=7)]
+
+    assert len(run(main)) == 2000

@@ -508,13 +508,13 @@ def test_a_reference_cycle_through_the_iterator_is_collected(run, runtime, kind)
 
 @pytest.mark.parametrize("capacity", [0, 1, 5, None], ids=["capacity_0", "capacity_1", "capacity_5", "default"])
 def test_the_producer_runs_at_most_capacity_items_ahead(run, runtime, capacity):
-    """After each item the consumer lets the producer fill the buffer: it gets exactly
-    `capacity` items ahead (capacity 0 counts as 1) and stays there."""
+    """With `inline(false)` the runtime's pump refills after each item: the producer gets
+    exactly `capacity` items ahead (capacity 0 counts as 1) and stays there."""
     bound = m.DEFAULT_CAPACITY if capacity is None else max(1, capacity)
     count = 2 * bound + 2
 
     async def main():
-        stream, probe = m.probed_stream(runtime, count, capacity=capacity)
+        stream, probe = m.probed_stream(runtime, count, capacity=capacity, inline=False)
         received = 0
         assert await wait_until(lambda: probe.produced() >= bound)
         assert probe.produced() == bound
@@ -527,6 +527,29 @@ def test_the_producer_runs_at_most_capacity_items_ahead(run, runtime, capacity):
             await asyncio.sleep(0.001)
             assert probe.produced() == expected
         assert received == count
+
+    run(main)
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 5, None], ids=["capacity_0", "capacity_1", "capacity_5", "default"])
+def test_with_inline_polls_the_producer_is_never_more_than_capacity_ahead(run, runtime, capacity):
+    """By default the pump fills the buffer once; the loop thread then refills it itself
+    when it runs dry, never more than `capacity` items ahead of the consumer."""
+    bound = m.DEFAULT_CAPACITY if capacity is None else max(1, capacity)
+    count = 3 * bound + 2
+
+    async def main():
+        stream, probe = m.probed_stream(runtime, count, capacity=capacity)
+        received = 0
+        assert await wait_until(lambda: probe.produced() >= bound)
+        await asyncio.sleep(0.001)
+        assert probe.produced() == bound
+        async for item in stream:
+            assert item == received
+            received += 1
+            await asyncio.sleep(0)
+            assert received <= probe.produced() <= received + bound
+        assert received == count == probe.produced()
 
     run(main)
 

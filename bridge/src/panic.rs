@@ -43,6 +43,15 @@ where
     }
 }
 
+/// Polls `stream` for its next item, catching a panic (its payload comes back as `Err`).
+pub(crate) fn poll_next_catching<S: futures_core::Stream + ?Sized>(
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+) -> Result<Poll<Option<S::Item>>, Box<dyn Any + Send>> {
+    let _inside = Polling::enter();
+    catch_unwind(AssertUnwindSafe(|| stream.poll_next(cx)))
+}
+
 thread_local! {
     /// How deep this thread is inside pyo3-aio's own polls of converted futures.
     static POLLING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };

@@ -33,20 +33,28 @@ pub const DEFAULT_CAPACITY: usize = 64;
 /// Options of the stream conversions.
 ///
 /// ```
-/// let options = pyo3_aio::StreamOptions::default().capacity(8);
-/// assert_eq!(options.capacity, 8);
+/// let options = pyo3_aio::StreamOptions::default().capacity(8).inline(false);
+/// assert_eq!((options.capacity, options.inline), (8, false));
 /// assert_eq!(pyo3_aio::StreamOptions::default().capacity, pyo3_aio::DEFAULT_CAPACITY);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamOptions {
     /// The most items buffered between the two sides (at least 1).
     pub capacity: usize,
+    /// `stream_into_py` of a `Send` stream: whether `__anext__` may poll the stream itself,
+    /// on the loop thread with the GIL held, when the buffer is empty and the runtime is
+    /// not polling it (default `true`). Items that are ready then cost no thread hop; the
+    /// runtime still does all the waiting. Turn it off for a stream that does heavy
+    /// synchronous work per item, as [`FirstPoll::Deferred`](crate::FirstPoll) does for
+    /// futures.
+    pub inline: bool,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_CAPACITY,
+            inline: true,
         }
     }
 }
@@ -55,6 +63,12 @@ impl StreamOptions {
     /// Sets [`StreamOptions::capacity`] (values below 1 count as 1).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets [`StreamOptions::inline`].
+    pub fn inline(mut self, inline: bool) -> Self {
+        self.inline = inline;
         self
     }
 }
@@ -98,8 +112,6 @@ impl<T> Channel<T> {
     }
 }
 
-type Shared<T> = Arc<Mutex<Channel<T>>>;
-
 fn lock<T>(shared: &Mutex<Channel<T>>) -> MutexGuard<'_, Channel<T>> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -120,43 +132,88 @@ fn close<T>(shared: &Mutex<Channel<T>>) {
 // ---------------------------------------------------------------------------------------
 // Rust Stream -> Python async iterator
 
+/// The boxed stream of a `Send` conversion, with its task locals.
+type SendStream<T> = Pin<Box<dyn Stream<Item = PyResult<T>> + Send>>;
+
+/// A `Send` stream and its buffer. The pump on the runtime fills the buffer and does all
+/// the waiting; `__anext__` on the loop thread polls the stream itself when the buffer is
+/// empty and the pump is not polling it (`StreamOptions::inline`), so items that are
+/// ready need no thread hop.
+struct SendFront<T, Sp> {
+    channel: Mutex<Channel<PyResult<T>>>,
+    /// `None` once the stream ended or was dropped. Whoever polls holds the lock.
+    stream: Mutex<Option<SendStream<T>>>,
+    spawner: Sp,
+    inline: bool,
+}
+
+/// What one poll of the stream did to the channel.
+enum Polled {
+    /// An item was added.
+    Item,
+    /// The stream ended (or panicked: its error is the last item) and was dropped.
+    Ended,
+    Pending,
+}
+
+impl<T, Sp> SendFront<T, Sp> {
+    /// Polls the stream once and records the outcome in the channel; `wake` collects the
+    /// consumers to wake once no lock is held.
+    fn poll_once(
+        &self,
+        stream: &mut Option<SendStream<T>>,
+        cx: &mut Context<'_>,
+        wake: &mut Vec<Waker>,
+    ) -> Polled {
+        let Some(pinned) = stream.as_mut() else {
+            return Polled::Ended;
+        };
+        let polled = crate::panic::poll_next_catching(pinned.as_mut(), cx);
+        let (item, ended) = match polled {
+            Ok(Poll::Ready(Some(item))) => (Some(item), false),
+            Ok(Poll::Ready(None)) => (None, true),
+            Ok(Poll::Pending) => return Polled::Pending,
+            // A panicking stream ends: its error is the last item.
+            Err(payload) => (Some(Err(crate::panic::panic_to_pyerr(payload))), true),
+        };
+        if ended {
+            // Dropped before anyone is told it ended.
+            drop(stream.take());
+        }
+        let mut channel = lock(&self.channel);
+        channel.items.extend(item);
+        channel.finished |= ended;
+        wake.extend(channel.take_consumers());
+        if ended { Polled::Ended } else { Polled::Item }
+    }
+}
+
 /// Pulls items from the stream into the channel on the runtime, until the stream ends,
 /// the consumer closes, or the buffer is full (then it waits for room).
-async fn pump<S, T>(mut stream: Pin<Box<S>>, shared: Shared<PyResult<T>>)
-where
-    S: Stream<Item = PyResult<T>> + ?Sized,
-{
+async fn pump<T, Sp>(front: Arc<SendFront<T, Sp>>) {
     std::future::poll_fn(|cx| {
         let mut wake = Vec::new();
         let outcome = loop {
-            let mut channel = lock(&shared);
-            if channel.closed {
-                break Poll::Ready(());
-            }
-            if channel.items.len() >= channel.capacity {
-                channel.producer = Some(cx.waker().clone());
-                break Poll::Pending;
-            }
-            drop(channel);
-            let _inside = crate::panic::Polling::enter();
-            let _inside = crate::panic::Polling::enter();
-            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                stream.as_mut().poll_next(cx)
-            }));
-            let mut channel = lock(&shared);
-            match polled {
-                Ok(Poll::Ready(Some(item))) => {
-                    channel.items.push_back(item);
-                    wake.extend(channel.take_consumers());
-                }
-                Ok(Poll::Ready(None)) => {
-                    channel.finished = true;
-                    wake.extend(channel.take_consumers());
+            {
+                let mut channel = lock(&front.channel);
+                if channel.closed || channel.finished {
                     break Poll::Ready(());
                 }
-                Ok(Poll::Pending) => {
+                if channel.items.len() >= channel.capacity {
+                    channel.producer = Some(cx.waker().clone());
+                    break Poll::Pending;
+                }
+            }
+            let mut stream = front.stream.lock().unwrap_or_else(|e| e.into_inner());
+            match front.poll_once(&mut stream, cx, &mut wake) {
+                Polled::Item => {}
+                Polled::Ended => break Poll::Ready(()),
+                Polled::Pending => {
+                    drop(stream);
                     // The stream waits for its own event; register too, so that a close
-                    // (aclose, garbage collection, cancelled consumer) wakes us to drop it.
+                    // (aclose, garbage collection, cancelled consumer) or a poll made on
+                    // the loop thread meanwhile wakes us.
+                    let mut channel = lock(&front.channel);
                     if !channel
                         .producer
                         .as_ref()
@@ -166,15 +223,6 @@ where
                     }
                     break Poll::Pending;
                 }
-                Err(payload) => {
-                    // A panicking stream ends: its error is the last item.
-                    channel
-                        .items
-                        .push_back(Err(crate::panic::panic_to_pyerr(payload)));
-                    channel.finished = true;
-                    wake.extend(channel.take_consumers());
-                    break Poll::Ready(());
-                }
             }
         };
         // One wake-up per waiting consumer for everything added in this poll.
@@ -183,9 +231,14 @@ where
     })
     .await;
     // Drop the stream here, on the runtime, before telling anyone it ended.
+    let stream = front
+        .stream
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     drop(stream);
     let wakers = {
-        let mut channel = lock(&shared);
+        let mut channel = lock(&front.channel);
         channel.finished = true;
         channel.take_consumers()
     };
@@ -200,43 +253,126 @@ trait Front: Send + Sync {
     fn close(&self);
 }
 
+impl<T, Sp> SendFront<T, Sp>
+where
+    Sp: Spawner,
+{
+    /// On the loop thread, with the buffer empty: polls the stream here, inside the
+    /// runtime's context, while it has items ready (at most a buffer's worth), unless the
+    /// pump is polling it right now. A wake the stream asks for goes to the pump, which
+    /// does all the waiting: it is either parked with its waker left in the channel, or
+    /// about to poll anyway (its waker is not there then, and a no-op one stands in).
+    fn poll_inline(&self) {
+        let Ok(mut stream) = self.stream.try_lock() else {
+            return;
+        };
+        let (pump, capacity) = {
+            let channel = lock(&self.channel);
+            if channel.closed || channel.finished {
+                return;
+            }
+            (channel.producer.clone(), channel.capacity)
+        };
+        let waker = pump.unwrap_or_else(|| Waker::noop().clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut wake = Vec::new();
+        let mut ended = false;
+        self.spawner.enter(&mut || {
+            for _ in 0..capacity {
+                match self.poll_once(&mut stream, &mut cx, &mut wake) {
+                    Polled::Item => {}
+                    Polled::Ended => {
+                        ended = true;
+                        break;
+                    }
+                    Polled::Pending => break,
+                }
+            }
+        });
+        drop(stream);
+        if ended {
+            // Let a parked pump see the end and finish.
+            let pump = lock(&self.channel).producer.take();
+            wake.extend(pump);
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl<T, Sp> Front for SendFront<T, Sp>
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    Sp: Spawner,
+{
+    fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>> {
+        if !self.inline {
+            return self.channel.next_item(py, waker);
+        }
+        if lock(&self.channel).items.is_empty() {
+            self.poll_inline();
+        }
+        // Room made here does not wake a pump parked on a full buffer: the loop thread
+        // refills it itself when it runs dry. The pump is only needed while the stream
+        // waits for an event, and the stream wakes it then.
+        next_item(&self.channel, py, waker, false)
+    }
+
+    fn close(&self) {
+        close(&self.channel);
+    }
+}
+
 impl<T> Front for Mutex<Channel<PyResult<T>>>
 where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
     fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>> {
-        let (item, producer) = {
-            let mut channel = lock(self);
-            match channel.items.pop_front() {
-                Some(item) => {
-                    // Room again: let a producer waiting on a full buffer go on.
-                    let producer = if channel.items.len() + 1 >= channel.capacity {
-                        channel.producer.take()
-                    } else {
-                        None
-                    };
-                    (Some(item), producer)
-                }
-                None if channel.finished || channel.closed => {
-                    return Some(Err(PyStopAsyncIteration::new_err(())));
-                }
-                None => {
-                    if let Some(waker) = waker {
-                        channel.wait(waker);
-                    }
-                    return None;
-                }
-            }
-        };
-        if let Some(waker) = producer {
-            waker.wake();
-        }
-        item.map(|item| to_python(py, item))
+        next_item(self, py, waker, true)
     }
 
     fn close(&self) {
         close(self);
     }
+}
+
+/// Takes and converts the item at the front; see [`Front::next_item`]. With `make_room`,
+/// taking from a full buffer wakes a producer waiting for room.
+fn next_item<T>(
+    shared: &Mutex<Channel<PyResult<T>>>,
+    py: Python<'_>,
+    waker: Option<&Waker>,
+    make_room: bool,
+) -> Option<PyResult<Py<PyAny>>>
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    let (item, producer) = {
+        let mut channel = lock(shared);
+        match channel.items.pop_front() {
+            Some(item) => {
+                // Room again: let a producer waiting on a full buffer go on.
+                let producer = if make_room && channel.items.len() + 1 >= channel.capacity {
+                    channel.producer.take()
+                } else {
+                    None
+                };
+                (Some(item), producer)
+            }
+            None if channel.finished || channel.closed => {
+                return Some(Err(PyStopAsyncIteration::new_err(())));
+            }
+            None => {
+                if let Some(waker) = waker {
+                    channel.wait(waker);
+                }
+                return None;
+            }
+        }
+    };
+    if let Some(waker) = producer {
+        waker.wake();
+    }
+    item.map(|item| to_python(py, item))
 }
 
 /// A Rust stream as a Python async iterator (`async for`, `anext()`, `aclose()`).
@@ -385,21 +521,27 @@ where
     S: Stream<Item = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    let shared: Shared<PyResult<T>> = Arc::new(Mutex::new(Channel::new(options.capacity)));
     let slot: LocalsSlot = Arc::new(std::sync::OnceLock::new());
     if let Some(event_loop) = running_loop(py)? {
         fill(py, &slot, &event_loop)?;
     } else if let Some(locals) = scoped_locals() {
         let _ = slot.set(locals);
     }
-    let stream = ScopedStream {
+    let stream: SendStream<T> = Box::pin(ScopedStream {
         slot,
         stream: Box::pin(stream),
-    };
-    spawner
-        .spawn(Box::pin(pump(Box::pin(stream), shared.clone())))
+    });
+    let front = Arc::new(SendFront {
+        channel: Mutex::new(Channel::new(options.capacity)),
+        stream: Mutex::new(Some(stream)),
+        spawner,
+        inline: options.inline,
+    });
+    front
+        .spawner
+        .spawn(Box::pin(pump(front.clone())))
         .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
-    let front: Arc<dyn Front> = shared;
+    let front: Arc<dyn Front> = front;
     Ok(Bound::new(py, RustStream { front })?.into_any())
 }
 
@@ -491,9 +633,7 @@ where
         }
         let waker = Waker::from(self.waiters.clone());
         let mut cx = Context::from_waker(&waker);
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            stream.as_mut().poll_next(&mut cx)
-        }));
+        let polled = crate::panic::poll_next_catching(stream.as_mut(), &mut cx);
         match polled {
             Ok(Poll::Ready(Some(item))) => Some(to_python(py, item)),
             Ok(Poll::Ready(None)) => {

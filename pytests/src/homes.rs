@@ -4,7 +4,11 @@ use std::future::Future;
 
 use pyo3::prelude::*;
 
-use crate::{convert_with, options_from, sleep_on, thread_ident, yield_now};
+use std::task::{Context, Poll};
+
+use pyo3_aio::StreamOptions;
+
+use crate::{PollFn, convert_with, options_from, sleep_on, thread_ident, yield_now};
 
 /// Awaits `factory()` through `into_future`, then sleeps `seconds` on the runtime's timer,
 /// and reports the threads it was polled on: `(first poll, after the Python await, after
@@ -64,7 +68,92 @@ fn python_and_self_wake<'py>(
     })
 }
 
+/// A `Send` stream (`stream_into_py_with`) of `n` items, each the `threading.get_ident()`
+/// of the thread that polled it for that item. Every `pending_every`-th poll (0: never)
+/// first returns Pending and wakes itself, so the stream also goes through the runtime.
+#[pyfunction]
+#[pyo3(signature = (runtime, n, inline = true, pending_every = 0))]
+fn where_stream_polled<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    n: u64,
+    inline: bool,
+    pending_every: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = StreamOptions::default().inline(inline);
+    let (mut produced, mut polls) = (0, 0u64);
+    let stream = PollFn(move |cx: &mut Context<'_>| {
+        if produced == n {
+            return Poll::Ready(None);
+        }
+        polls += 1;
+        if pending_every > 0 && polls % pending_every == 0 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        produced += 1;
+        Poll::Ready(Some(thread_ident()))
+    });
+    match runtime {
+        "tokio" => pyo3_aio::tokio::stream_into_py_with(py, options, stream),
+        "async-std" => pyo3_aio::async_std::stream_into_py_with(py, options, stream),
+        "smol" => pyo3_aio::smol::stream_into_py_with(py, options, stream),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown runtime '{other}'"
+        ))),
+    }
+}
+
+/// A runtime that takes every future and never runs it (until `release_parked`).
+#[derive(Clone, Copy)]
+struct Parked;
+
+static PARKED: std::sync::Mutex<Vec<pyo3_aio::generic::BoxFuture>> =
+    std::sync::Mutex::new(Vec::new());
+
+impl pyo3_aio::generic::Spawner for Parked {
+    fn spawn(
+        &self,
+        future: pyo3_aio::generic::BoxFuture,
+    ) -> Result<(), pyo3_aio::generic::SpawnError> {
+        PARKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(future);
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "parked"
+    }
+}
+
+/// The integers `0..n` as a `Send` stream on a runtime that never runs its pump: only
+/// `__anext__`'s own polls on the loop thread can produce them.
+#[pyfunction]
+fn parked_stream(py: Python<'_>, n: u64) -> PyResult<Bound<'_, PyAny>> {
+    let mut next = 0;
+    let stream = PollFn(move |_: &mut Context<'_>| {
+        if next == n {
+            return Poll::Ready(None);
+        }
+        next += 1;
+        Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
+    });
+    pyo3_aio::generic::stream_into_py(py, Parked, stream)
+}
+
+/// Drops the futures `Parked` took; returns how many.
+#[pyfunction]
+fn release_parked() -> usize {
+    let parked = std::mem::take(&mut *PARKED.lock().unwrap_or_else(|e| e.into_inner()));
+    parked.len()
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(parked_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(release_parked, m)?)?;
+    m.add_function(wrap_pyfunction!(where_stream_polled, m)?)?;
     m.add_function(wrap_pyfunction!(where_polled_after_python, m)?)?;
     m.add_function(wrap_pyfunction!(python_and_self_wake, m)?)?;
     Ok(())

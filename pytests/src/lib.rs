@@ -1199,7 +1199,7 @@ impl<S: Stream + Unpin> Stream for LocalOnly<S> {
 }
 
 /// A stream from a closure (like `futures::stream::poll_fn`).
-struct PollFn<F>(F);
+pub(crate) struct PollFn<F>(pub(crate) F);
 
 impl<F, T> Stream for PollFn<F>
 where
@@ -1282,7 +1282,7 @@ fn count_stream<'py>(
 #[pyfunction]
 #[pyo3(signature = (
     runtime, n = None, *, capacity = None, error_at = None, error = None, panic_at = None,
-    stall_at = None, delay = 0.0, local = false
+    stall_at = None, delay = 0.0, local = false, inline = true
 ))]
 #[allow(clippy::too_many_arguments)]
 fn probed_stream<'py>(
@@ -1296,6 +1296,7 @@ fn probed_stream<'py>(
     stall_at: Option<u64>,
     delay: f64,
     local: bool,
+    inline: bool,
 ) -> PyResult<(Bound<'py, PyAny>, StreamProbe)> {
     let state = Arc::new(ProbeState::default());
     let stream = TestStream {
@@ -1322,8 +1323,18 @@ fn probed_stream<'py>(
             _not_send: PhantomData,
         };
         local_stream_to_py(py, runtime, stream)?
-    } else {
+    } else if inline {
         stream_to_py(py, runtime, capacity, stream)?
+    } else {
+        let options = StreamOptions::default()
+            .capacity(capacity.unwrap_or(pyo3_aio::DEFAULT_CAPACITY))
+            .inline(false);
+        match runtime {
+            "tokio" => pyo3_aio::tokio::stream_into_py_with(py, options, stream)?,
+            "async-std" => pyo3_aio::async_std::stream_into_py_with(py, options, stream)?,
+            "smol" => pyo3_aio::smol::stream_into_py_with(py, options, stream)?,
+            other => return Err(unknown_runtime(other)),
+        }
     };
     Ok((iterator, StreamProbe { state }))
 }
