@@ -132,15 +132,7 @@ impl pyo3_aio::generic::Spawner for Parked {
 /// `__anext__`'s own polls on the loop thread can produce them.
 #[pyfunction]
 fn parked_stream(py: Python<'_>, n: u64) -> PyResult<Bound<'_, PyAny>> {
-    let mut next = 0;
-    let stream = PollFn(move |_: &mut Context<'_>| {
-        if next == n {
-            return Poll::Ready(None);
-        }
-        next += 1;
-        Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
-    });
-    pyo3_aio::generic::stream_into_py(py, Parked, stream)
+    pyo3_aio::generic::stream_into_py(py, Parked, crate::counting(n))
 }
 
 /// Drops the futures `Parked` took; returns how many.

@@ -1265,15 +1265,19 @@ fn count_stream<'py>(
     n: u64,
     capacity: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    stream_to_py(py, runtime, capacity, counting(n))
+}
+
+/// The integers `0..n`, every one ready at once.
+pub(crate) fn counting(n: u64) -> impl Stream<Item = PyResult<u64>> + Send + 'static {
     let mut next = 0;
-    let stream = PollFn(move |_: &mut Context<'_>| {
+    PollFn(move |_: &mut Context<'_>| {
         if next == n {
             return Poll::Ready(None);
         }
         next += 1;
         Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
-    });
-    stream_to_py(py, runtime, capacity, stream)
+    })
 }
 
 /// A `TestStream` (see there; `n` None: endless) as a Python async iterator, with a
