@@ -249,14 +249,15 @@ pub(crate) fn install_am_send(py: Python<'_>) {
     let _ = py;
 }
 
-/// Sets the `am_send` slot of pyclass `T`'s type to `send`, once (`installed` guards it).
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
 /// The `am_await` slot of types whose `__await__` returns the object itself.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
 unsafe extern "C" fn await_self(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject {
     // SAFETY: CPython passes a valid object; the slot returns a new reference to it.
     unsafe { pyo3::ffi::Py_NewRef(slf) }
 }
 
+/// Sets the `am_send` slot of pyclass `T`'s type to `send`, once (`installed` guards it).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
 pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
     py: Python<'_>,
     installed: &PyOnceLock<()>,
