@@ -634,7 +634,7 @@ where
     F: Future<Output = PyResult<T>> + ?Sized,
 {
     let outcome = std::future::poll_fn(|cx| {
-        if producer.poll_cancelled(cx).is_ready() {
+        if producer.poll_cancelled(cx).is_ready() || !interpreter_alive() {
             return Poll::Ready(None);
         }
         poll_catching(future.as_mut(), cx).map(Some)
@@ -646,6 +646,14 @@ where
         // Err means the consumer cancelled meanwhile: the result is dropped here.
         let _ = producer.complete(result);
     }
+}
+
+/// Whether the interpreter still runs. Once it has finalized (the program is exiting while
+/// runtime threads still run), a future is dropped instead of polled: a poll could call
+/// into Python, which PyO3 refuses with a panic then.
+pub(crate) fn interpreter_alive() -> bool {
+    // SAFETY: Py_IsInitialized reads a flag of the runtime; it needs no thread state.
+    unsafe { pyo3::ffi::Py_IsInitialized() != 0 }
 }
 
 pub(crate) struct SpawnedSource<T> {

@@ -196,7 +196,7 @@ async fn pump<T, Sp>(front: Arc<SendFront<T, Sp>>) {
         let outcome = loop {
             {
                 let mut channel = lock(&front.channel);
-                if channel.closed || channel.finished {
+                if channel.closed || channel.finished || !crate::coroutine::interpreter_alive() {
                     break Poll::Ready(());
                 }
                 if channel.items.len() >= channel.capacity {
