@@ -151,7 +151,8 @@ struct SendFront<T, Sp> {
 enum Polled {
     /// An item was added.
     Item,
-    /// The stream ended (or panicked: its error is the last item) and was dropped.
+    /// The stream ended (or panicked: its error is the last item) and was dropped, or the
+    /// consumer closed the channel meanwhile: the poller stops.
     Ended,
     Pending,
 }
@@ -181,6 +182,12 @@ impl<T, Sp> SendFront<T, Sp> {
             drop(stream.take());
         }
         let mut channel = lock(&self.channel);
+        if channel.closed {
+            // Closed while this poll ran: the item is not delivered, and the poller stops.
+            drop(channel);
+            drop(item);
+            return Polled::Ended;
+        }
         channel.items.extend(item);
         channel.finished |= ended;
         wake.extend(channel.take_consumers());
