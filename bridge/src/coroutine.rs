@@ -198,12 +198,7 @@ unsafe extern "C" fn am_send(
         let this = this.cast::<RustCoroutine>()?;
         if !arg.is_null() {
             // SAFETY: as above.
-            let value = unsafe { Bound::from_borrowed_ptr(py, arg) };
-            if !value.is_none() && matches!(this.borrow().state, State::Created(_)) {
-                return Err(PyTypeError::new_err(
-                    "can't send non-None value to a just-started coroutine",
-                ));
-            }
+            RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
         }
         RustCoroutine::step(this)
     }));
@@ -346,13 +341,19 @@ impl RustCoroutine {
         }
     }
 
-    /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
-    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    /// A coroutine that has not started takes only `None`, as Python's do.
+    fn check_sent(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
             return Err(PyTypeError::new_err(
                 "can't send non-None value to a just-started coroutine",
             ));
         }
+        Ok(())
+    }
+
+    /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::check_sent(slf, value)?;
         match Self::step(slf)? {
             Step::Yield(yielded) => Ok(yielded),
             Step::Return(value) => Err(stop_iteration(slf.py(), value)),
@@ -504,14 +505,17 @@ fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 pin_project_lite::pin_project! {
     /// A `Send` future not yet awaited, with what its first await needs. The future is held
-    /// inline, and this box is what later runs it: on the runtime (`drive`) or on the loop
-    /// thread (`Entered`), so a conversion costs one allocation for both.
+    /// inline, and this box is what later runs it, on the runtime (`drive`) or on the loop
+    /// thread, so a conversion costs one allocation for both.
     pub(crate) struct SendStart<F, T, S> {
         #[pin]
         future: pyo3_aio_core::scope::Scope<LocalsSlot, F>,
         slot: LocalsSlot,
         spawner: S,
         options: Options,
+        // Polled outside the runtime (on the loop thread): each poll enters its context,
+        // which tokio timers and I/O need there as much as on a worker.
+        outside: bool,
         _output: std::marker::PhantomData<fn() -> T>,
     }
 }
@@ -529,34 +533,51 @@ where
             slot,
             spawner,
             options,
+            outside: false,
             _output: std::marker::PhantomData,
         }
     }
 }
 
-impl<F: Future, T, S> Future for SendStart<F, T, S> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().future.poll(cx)
+impl<F: Future, T, S: Spawner> SendStart<F, T, S> {
+    /// Polls the future inside its runtime's context.
+    fn poll_entered(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut polled = Poll::Pending;
+        let mut future = Some(this.future);
+        this.spawner.enter(&mut || {
+            if let Some(future) = future.take() {
+                polled = future.poll(cx);
+            }
+        });
+        polled
     }
 }
 
-/// A `Send` future living on the loop thread.
-type OnLoopThread<F, T, S> = ThreadBound<Pin<Box<Entered<S, SendStart<F, T, S>>>>>;
+impl<F: Future, T, S: Spawner> Future for SendStart<F, T, S> {
+    type Output = F::Output;
 
-/// The future on the loop thread, polled inside its runtime's context.
-fn on_loop_thread<F, T, S>(this: Pin<Box<SendStart<F, T, S>>>) -> OnLoopThread<F, T, S>
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if self.outside {
+            self.poll_entered(cx)
+        } else {
+            self.project().future.poll(cx)
+        }
+    }
+}
+
+/// The future, to live on the loop thread: polled there inside its runtime's context, and
+/// droppable anywhere (it is `Send`).
+fn on_loop_thread<F, T, S>(
+    mut this: Pin<Box<SendStart<F, T, S>>>,
+) -> ThreadBound<Pin<Box<SendStart<F, T, S>>>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: Send + 'static,
-    S: Spawner + Clone,
+    S: Spawner,
 {
-    let spawner = this.spawner.clone();
-    ThreadBound::new_send(Box::pin(Entered {
-        spawner: Box::new(spawner),
-        future: this,
-    }))
+    *this.as_mut().project().outside = true;
+    ThreadBound::new_send(this)
 }
 
 impl<F, T, S> Start for SendStart<F, T, S>
@@ -577,17 +598,13 @@ where
         register_running_loop(py)?;
         if options.first_poll == FirstPoll::Inline {
             let waits_before = python_waits();
-            let mut polled = Poll::Pending;
-            let projected = this.as_mut().project();
-            let mut future = Some(projected.future);
-            projected.spawner.enter(&mut || {
-                if let Some(future) = future.take() {
-                    // A no-op waker: whichever home the future gets polls it again with its
-                    // own waker before it waits (the runtime on spawn, the loop thread at once).
-                    let mut cx = Context::from_waker(Waker::noop());
-                    polled = poll_catching(future, &mut cx);
-                }
-            });
+            // A no-op waker: whichever home the future gets polls it again with its own
+            // waker before it waits (the runtime on spawn, the loop thread at once).
+            let mut inline = std::future::poll_fn(|cx| this.as_mut().poll_entered(cx));
+            let polled = poll_catching(
+                Pin::new(&mut inline),
+                &mut Context::from_waker(Waker::noop()),
+            );
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
@@ -708,9 +725,7 @@ impl Wake for Notify {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !wake_on_loop(self, &self.shared, &self.queued) {
-            self.waiter.release();
-        }
+        wake_on_loop(self, &self.shared, &self.queued);
     }
 }
 
@@ -893,9 +908,7 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !wake_on_loop(self, &self.shared, &self.queued) {
-            self.abandon();
-        }
+        wake_on_loop(self, &self.shared, &self.queued);
     }
 }
 
@@ -945,23 +958,5 @@ where
         drop(future);
         drop(waiter);
         true
-    }
-}
-
-/// A `Send` future living on the loop thread, polled inside its runtime's context (tokio
-/// timers and I/O need it there as much as on a worker).
-struct Entered<S, F: ?Sized> {
-    spawner: Box<S>,
-    future: Pin<Box<F>>,
-}
-
-impl<S: Spawner, F: Future + ?Sized> Future for Entered<S, F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
-        let mut out = Poll::Pending;
-        let future = &mut this.future;
-        this.spawner.enter(&mut || out = future.as_mut().poll(cx));
-        out
     }
 }

@@ -78,9 +78,7 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !wake_on_loop(self, &self.shared, &self.queued) {
-            self.abandon();
-        }
+        wake_on_loop(self, &self.shared, &self.queued);
     }
 }
 

@@ -145,14 +145,10 @@ impl LoopShared {
     /// future waits for), `loop.call_soon(drain)` wakes the loop for its next iteration
     /// without an eventfd write, a read and an extra trip through the selector.
     fn signal_from_loop_thread(&self) -> bool {
-        let Some((loop_thread, event_loop, drain)) = self.soon.get() else {
+        let Some((_, event_loop, drain)) = self.soon.get() else {
             return false;
         };
-        if *loop_thread != std::thread::current().id() {
-            return false;
-        }
-        // SAFETY: PyGILState_Check only reads this thread's state.
-        if unsafe { pyo3::ffi::PyGILState_Check() } != 1 {
+        if !self.on_loop_thread() || !gil_held() {
             return false;
         }
         if INLINE_DRAIN.with(|inline| inline.claim(self)) {
@@ -167,6 +163,13 @@ impl LoopShared {
             && event_loop
                 .call_method1(pyo3::intern!(py, "call_soon"), (drain.bind(py),))
                 .is_ok()
+    }
+
+    /// Whether this is the loop's thread (known once its wake-up is installed).
+    fn on_loop_thread(&self) -> bool {
+        self.soon
+            .get()
+            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
     }
 
     /// Takes every queued item and resumes it. Runs on the loop thread.
@@ -210,31 +213,25 @@ pub(crate) type LoopRef = std::sync::Weak<LoopShared>;
 /// Runs `work` right here if this is the loop's own thread and it holds the GIL (Python
 /// work for the loop needs no trip through the queue then); returns `work` back otherwise.
 pub(crate) fn run_if_attached_here<W: FnOnce(Python<'_>)>(shared: &LoopRef, work: W) -> Option<W> {
-    let attached = shared.upgrade().is_some_and(|shared| {
-        shared
-            .soon
-            .get()
-            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
-    }) && {
-        // SAFETY: PyGILState_Check only reads this thread's state.
-        unsafe { pyo3::ffi::PyGILState_Check() == 1 }
-    };
-    if !attached {
+    if !is_loop_thread(shared) || !gil_held() {
         return Some(work);
     }
-    // SAFETY: PyGILState_Check just said this thread holds the GIL.
+    // SAFETY: gil_held just said this thread holds the GIL.
     work(unsafe { Python::assume_attached() });
     None
 }
 
 /// Whether the loop of `shared` runs on this thread.
 pub(crate) fn is_loop_thread(shared: &LoopRef) -> bool {
-    shared.upgrade().is_some_and(|shared| {
-        shared
-            .soon
-            .get()
-            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
-    })
+    shared
+        .upgrade()
+        .is_some_and(|shared| shared.on_loop_thread())
+}
+
+/// Whether this thread holds the GIL.
+pub(crate) fn gil_held() -> bool {
+    // SAFETY: PyGILState_Check only reads this thread's state.
+    unsafe { pyo3::ffi::PyGILState_Check() == 1 }
 }
 
 /// Queues `item` on the loop if its state still exists; otherwise the item is dropped here.
@@ -791,16 +788,16 @@ pub(crate) fn report(py: Python<'_>, event_loop: &Bound<'_, PyAny>, message: &st
 }
 
 /// The body of every loop-bound waker's `wake_by_ref`: queues `target` for its loop unless
-/// a wake-up is already queued (`queued`, cleared by the target's `resume`).
-///
-/// Returns `false` when the loop refused it (closed or gone): the caller then lets go of the
-/// Python objects it keeps for the loop.
+/// a wake-up is already queued (`queued`, cleared by the target's `resume`). When the loop
+/// refuses it (closed or gone), the target abandons what it keeps for the loop.
 pub(crate) fn wake_on_loop<T: Resume + 'static>(
     target: &Arc<T>,
     shared: &LoopRef,
     queued: &AtomicBool,
-) -> bool {
-    !claim(queued) || schedule_on(shared, LoopItem::Resume(target.clone()))
+) {
+    if claim(queued) && !schedule_on(shared, LoopItem::Resume(target.clone())) {
+        target.abandon();
+    }
 }
 
 /// A Python object a loop-bound waker keeps for the loop (the waiter to resolve, the task

@@ -87,8 +87,7 @@ pub(crate) fn blocking_with_the_gil(what: &str) -> Option<PyErr> {
     if !cfg!(debug_assertions) || POLLING.with(std::cell::Cell::get) > 0 {
         return None;
     }
-    // SAFETY: PyGILState_Check only reads this thread's state.
-    if unsafe { pyo3::ffi::PyGILState_Check() } != 1 {
+    if !crate::event_loop::gil_held() {
         return None;
     }
     Some(pyo3::exceptions::PyRuntimeError::new_err(format!(

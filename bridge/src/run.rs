@@ -183,8 +183,7 @@ where
 {
     let asyncio = py.import("asyncio")?;
     let event_loop = factory(py)?;
-    let abstract_loop = asyncio.getattr("AbstractEventLoop")?;
-    if !event_loop.is_instance(&abstract_loop)? {
+    if !crate::locals::is_event_loop(&event_loop)? {
         return Err(PyTypeError::new_err(format!(
             "the event loop factory returned '{}', which is not an asyncio event loop",
             event_loop.get_type().name()?
