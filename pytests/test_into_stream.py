@@ -38,14 +38,12 @@ async def numbers(count, every=None):
         yield i
 
 
-class Countdown:
-    """An async iterator that is not a generator (no `aclose`): n-1 down to 0."""
+class BareCountdown:
+    """An iterator with `__anext__` only (no `__aiter__` of its own): `async for` could not
+    step it, so the pump calls `__anext__` itself. n-1 down to 0."""
 
     def __init__(self, n):
         self.n = n
-
-    def __aiter__(self):
-        return self
 
     async def __anext__(self):
         await asyncio.sleep(0)
@@ -53,41 +51,31 @@ class Countdown:
             raise StopAsyncIteration
         self.n -= 1
         return self.n
+
+
+class Countdown(BareCountdown):
+    """An async iterator that is not a generator (no `aclose`): n-1 down to 0."""
+
+    def __aiter__(self):
+        return self
 
 
 class Bag:
     """An async iterable whose `__aiter__` returns a new iterator each time."""
 
+    iterator = Countdown
+
     def __init__(self, n):
         self.n = n
 
     def __aiter__(self):
-        return Countdown(self.n)
+        return self.iterator(self.n)
 
 
-class BareCountdown:
-    """An iterator with `__anext__` only (no `__aiter__` of its own): `async for` could not
-    step it, so the pump calls `__anext__` itself."""
-
-    def __init__(self, n):
-        self.n = n
-
-    async def __anext__(self):
-        await asyncio.sleep(0)
-        if self.n == 0:
-            raise StopAsyncIteration
-        self.n -= 1
-        return self.n
-
-
-class BareBag:
+class BareBag(Bag):
     """An async iterable whose iterator has no `__aiter__`."""
 
-    def __init__(self, n):
-        self.n = n
-
-    def __aiter__(self):
-        return BareCountdown(self.n)
+    iterator = BareCountdown
 
 
 # Items ---------------------------------------------------------------------------------
