@@ -10,6 +10,9 @@ Build the extension module first (from this directory):
 
 from __future__ import annotations
 
+import os
+import resource
+
 import pytest
 
 import pyo3_aio_tests as m
@@ -47,3 +50,16 @@ def patience(request) -> float:
     if marker is not None and str(marker.kwargs.get("reason", "")).startswith(KNOWN_BUG_PREFIX):
         return KNOWN_BUG_PATIENCE
     return PATIENCE
+
+
+#: The address-space ceiling of the test process (GiB; PYO3_AIO_TEST_MEMORY_GIB). A test
+#: whose buffer grows without bound fails with MemoryError (Python) or an allocation
+#: failure abort (Rust) instead of eating the machine until the kernel kills it.
+MEMORY_CEILING_GIB = float(os.environ.get("PYO3_AIO_TEST_MEMORY_GIB", "8"))
+
+
+def pytest_configure(config):
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = int(MEMORY_CEILING_GIB * (1 << 30))
+    if hard == resource.RLIM_INFINITY or hard > ceiling:
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))

@@ -279,7 +279,7 @@ pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
 }
 
 /// The coroutine object returned by `future_into_py`.
-#[pyclass(name = "RustCoroutine", module = "pyo3_aio")]
+#[pyclass(name = "RustCoroutine", module = "pyo3_aio", weakref)]
 pub struct RustCoroutine {
     state: State,
     name: &'static str,
@@ -360,9 +360,20 @@ impl RustCoroutine {
         }
     }
 
-    fn finish(&mut self, py: Python<'_>) {
-        if let State::Waiting(waiter) = std::mem::replace(&mut self.state, State::Done) {
-            waiter.borrow_mut(py).abandon(py);
+    /// `close()` or `throw()` from inside the coroutine's own step, as CPython refuses it.
+    fn not_running(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if matches!(slf.borrow().state, State::Running) {
+            return Err(PyValueError::new_err("coroutine already executing"));
+        }
+        Ok(())
+    }
+
+    /// Ends the coroutine from outside (`close`, `throw`): the Rust future is dropped and
+    /// a Task waiting on it is woken to find the coroutine finished.
+    fn finish(slf: &Bound<'_, Self>) {
+        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
+        if let State::Waiting(waiter) = state {
+            Waiter::coroutine_finished(waiter.bind(slf.py()));
         }
     }
 }
@@ -389,13 +400,22 @@ impl RustCoroutine {
         val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        slf.borrow_mut().finish(slf.py());
+        Self::not_running(slf)?;
+        // As CPython's coroutines: a finished one refuses, whatever is thrown in.
+        if matches!(slf.borrow().state, State::Done) {
+            return Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            ));
+        }
+        Self::finish(slf);
         Err(thrown(typ, val, tb)?)
     }
 
     /// Drops the Rust future; awaiting afterwards raises RuntimeError.
-    fn close(&mut self, py: Python<'_>) {
-        self.finish(py);
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::not_running(slf)?;
+        Self::finish(slf);
+        Ok(())
     }
 
     #[getter]
@@ -457,6 +477,54 @@ impl Drop for RustCoroutine {
                 }
             });
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future or stream polled inside its runtime's context: a `!Send` one lives on the
+    /// loop thread, where tokio's timers and I/O would find no runtime otherwise.
+    pub(crate) struct InRuntime<S, F> {
+        spawner: S,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<S, F> InRuntime<S, F> {
+    pub(crate) fn new(spawner: S, inner: F) -> Self {
+        Self { spawner, inner }
+    }
+}
+
+impl<S: Spawner, F: Future> Future for InRuntime<S, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut polled = Poll::Pending;
+        let mut inner = Some(this.inner);
+        this.spawner.enter(&mut || {
+            if let Some(inner) = inner.take() {
+                polled = inner.poll(cx);
+            }
+        });
+        polled
+    }
+}
+
+impl<S: Spawner, St: futures_core::Stream> futures_core::Stream for InRuntime<S, St> {
+    type Item = St::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<St::Item>> {
+        let this = self.project();
+        let mut polled = Poll::Pending;
+        let mut inner = Some(this.inner);
+        this.spawner.enter(&mut || {
+            if let Some(inner) = inner.take() {
+                polled = inner.poll_next(cx);
+            }
+        });
+        polled
     }
 }
 
@@ -620,9 +688,13 @@ where
         fill(py, &this.slot, &event_loop)?;
         let shared = loop_shared(py, &event_loop)?;
         let (producer, consumer) = completion::<PyResult<T>>();
+        let spawner = this.spawner.clone();
+        let running = Running::new(this);
         let source = Arc::new(SpawnedSource {
             consumer: Mutex::new(consumer),
-            runtime: this.spawner.name(),
+            runtime: spawner.name(),
+            running: Some(running.clone()),
+            waker: OnceLock::new(),
         });
         let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
         let notify = Arc::new(Notify {
@@ -630,6 +702,8 @@ where
             waiter: Held::new(waiter.clone_ref(py)),
             queued: AtomicBool::new(false),
         });
+        let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
+        shared.track(py, tracked);
         let waker = Waker::from(notify);
         let registered = source
             .consumer
@@ -637,28 +711,137 @@ where
             .unwrap_or_else(|e| e.into_inner())
             .poll_result(&mut Context::from_waker(&waker));
         debug_assert!(registered.is_pending(), "nothing was spawned yet");
-        let spawner = this.spawner.clone();
+        let _ = source.waker.set(waker);
         spawner
-            .spawn(Box::pin(drive(this, producer)))
+            .spawn(Box::pin(drive(running, producer)))
             .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
         Ok(Started::Waiting(waiter))
     }
 }
 
+/// How a future is dropped away from its runtime's threads: inside the runtime's context
+/// where the future carries its spawner, so that what its destructor releases (a timer, a
+/// socket) finds the runtime it belongs to.
+pub(crate) trait Dispose {
+    fn dispose(self: Pin<Box<Self>>);
+}
+
+impl<F, T, S: Spawner + Clone> Dispose for SendStart<F, T, S> {
+    fn dispose(self: Pin<Box<Self>>) {
+        let spawner = self.spawner.clone();
+        let mut future = Some(self);
+        spawner.enter(&mut || drop(future.take()));
+        drop(future);
+    }
+}
+
+impl<F> Dispose for pyo3_aio_core::scope::Scope<LocalsSlot, F> {
+    fn dispose(self: Pin<Box<Self>>) {
+        drop(self);
+    }
+}
+
+/// A pending future on a runtime's threads, shared with the loop thread so that a
+/// cancelled one is dropped before its Task sees the cancellation (see [`Discard`]).
+///
+/// States: polled (the runtime thread holds `future`'s lock for each poll), idle (the
+/// lock is free; the loop thread may take the future and drop it), gone (`gone` set, after
+/// the drop, by whichever side dropped it). `on_gone` is the loop thread's request to be
+/// woken at gone, made when it found the future being polled.
+pub(crate) struct Running<F> {
+    future: Mutex<Option<Pin<Box<F>>>>,
+    gone: AtomicBool,
+    on_gone: Mutex<Option<Waker>>,
+}
+
+impl<F: Dispose> Running<F> {
+    pub(crate) fn new(future: Pin<Box<F>>) -> Arc<Self> {
+        Arc::new(Self {
+            future: Mutex::new(Some(future)),
+            gone: AtomicBool::new(false),
+            on_gone: Mutex::new(None),
+        })
+    }
+
+    /// Drops the future (if still here) and reports it gone.
+    fn finish(&self) {
+        let future = self.future.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(future) = future {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.dispose()));
+        }
+        // SeqCst, paired with `when_gone`: either it sees `gone`, or we see its waker.
+        self.gone.store(true, Ordering::SeqCst);
+        let waker = self
+            .on_gone
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The loop thread's hold on a [`Running`] future, whatever its type.
+pub(crate) trait Discard: Send + Sync {
+    /// Drops the future here and now unless a runtime thread is polling it; `true` once it
+    /// is gone (now or before).
+    fn discard(&self) -> bool;
+    /// Asks for `waker` to be woken once the future is gone. `false` when it already is
+    /// (and nothing will be woken).
+    fn when_gone(&self, waker: Waker) -> bool;
+}
+
+impl<F: Dispose + Send> Discard for Running<F> {
+    fn discard(&self) -> bool {
+        if self.gone.load(Ordering::Acquire) {
+            return true;
+        }
+        let future = match self.future.try_lock() {
+            Ok(mut future) => future.take(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        if let Some(future) = future {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.dispose()));
+        }
+        self.finish();
+        true
+    }
+
+    fn when_gone(&self, waker: Waker) -> bool {
+        *self.on_gone.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        if !self.gone.load(Ordering::SeqCst) {
+            return true;
+        }
+        // Gone meanwhile: `finish` either took the waker (and wakes it) or missed it.
+        self.on_gone
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_none()
+    }
+}
+
 /// Runs a pending future on the runtime until it finishes or the Python side cancels.
-pub(crate) async fn drive<F, T>(mut future: Pin<Box<F>>, mut producer: Producer<PyResult<T>>)
+pub(crate) async fn drive<F, T>(running: Arc<Running<F>>, mut producer: Producer<PyResult<T>>)
 where
-    F: Future<Output = PyResult<T>> + ?Sized,
+    F: Future<Output = PyResult<T>> + Dispose,
 {
     let outcome = std::future::poll_fn(|cx| {
         if producer.poll_cancelled(cx).is_ready() || !interpreter_alive() {
             return Poll::Ready(None);
         }
-        poll_catching(future.as_mut(), cx).map(Some)
+        let mut future = running.future.lock().unwrap_or_else(|e| e.into_inner());
+        match future.as_mut() {
+            Some(future) => poll_catching(future.as_mut(), cx).map(Some),
+            // The loop thread dropped it (cancelled).
+            None => Poll::Ready(None),
+        }
     })
     .await;
     // Release the future's resources before Python sees the result.
-    drop(future);
+    running.finish();
     if let Some(result) = outcome {
         // Err means the consumer cancelled meanwhile: the result is dropped here.
         let _ = producer.complete(result);
@@ -676,6 +859,10 @@ pub(crate) fn interpreter_alive() -> bool {
 pub(crate) struct SpawnedSource<T> {
     pub(crate) consumer: Mutex<Consumer<PyResult<T>>>,
     pub(crate) runtime: &'static str,
+    /// The future, for dropping it from the loop thread when cancelled.
+    pub(crate) running: Option<Arc<dyn Discard>>,
+    /// The consumer's waker: woken once a future that could not be dropped at once is gone.
+    pub(crate) waker: OnceLock<Waker>,
 }
 
 impl<T> Source for SpawnedSource<T>
@@ -710,6 +897,24 @@ where
                 .is_complete(),
         )
     }
+
+    fn stop(&self, py: Python<'_>) -> bool {
+        let Some(running) = &self.running else {
+            self.cancel(py);
+            return true;
+        };
+        // Dropped first, then cancelled: the runtime thread, woken by the cancel, finds
+        // nothing left to poll.
+        let gone = running.discard();
+        self.cancel(py);
+        if gone {
+            return true;
+        }
+        match self.waker.get() {
+            Some(waker) => !running.when_gone(waker.clone()),
+            None => true,
+        }
+    }
 }
 
 /// The waker of a spawned future's consumer: queues the waiter for resolution.
@@ -739,6 +944,12 @@ impl Resume for Notify {
 
     fn abandon(&self) {
         self.waiter.release();
+    }
+
+    fn loop_closed(&self, py: Python<'_>) {
+        if let Some(waiter) = self.waiter.take() {
+            Waiter::loop_closed(waiter.bind(py));
+        }
     }
 }
 
@@ -840,6 +1051,8 @@ where
         }
         Begin::Deferred => task.wake_by_ref(),
     }
+    let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&task) as _;
+    shared.track(py, tracked);
     fill(py, &slot, &event_loop)?;
     let waiter = Py::new(py, Waiter::new(event_loop.unbind(), task.clone()))?;
     task.lock().waiter = Some(waiter.clone_ref(py));
@@ -923,6 +1136,20 @@ where
             if let Some(waiter) = waiter {
                 resolve_with(py, waiter.bind(py), result);
             }
+        }
+    }
+
+    /// The loop closed and its Task will never run again: drop the future and free the
+    /// waiter of the Task's wake-up, so the Task, its coroutine and the loop can go.
+    fn loop_closed(&self, py: Python<'_>) {
+        let waiter = self
+            .lock()
+            .waiter
+            .as_ref()
+            .map(|waiter| waiter.clone_ref(py));
+        self.abandon();
+        if let Some(waiter) = waiter {
+            Waiter::loop_closed(waiter.bind(py));
         }
     }
 

@@ -12,7 +12,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_aio_core::{Spawner, completion};
 
-use crate::coroutine::{SpawnedSource, drive};
+use crate::coroutine::{Running, SpawnedSource, drive};
 use crate::event_loop::{Held, LoopRef, Resume, loop_shared, report, wake_on_loop};
 use crate::locals::{LocalsSlot, fill, get_current_loop, scoped};
 use crate::waiter::Source;
@@ -33,9 +33,12 @@ where
     let shared = loop_shared(py, &event_loop)?;
     let py_future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
     let (producer, consumer) = completion::<PyResult<T>>();
+    let running = Running::new(Box::pin(scoped(slot, future)));
     let source = Arc::new(SpawnedSource {
         consumer: Mutex::new(consumer),
         runtime: spawner.name(),
+        running: Some(running.clone()),
+        waker: std::sync::OnceLock::new(),
     });
     let notify = Arc::new(EagerNotify {
         shared: Arc::downgrade(&shared),
@@ -54,7 +57,7 @@ where
         (Bound::new(py, CancelOnDone { source })?,),
     )?;
     spawner
-        .spawn(Box::pin(drive(Box::pin(scoped(slot, future)), producer)))
+        .spawn(Box::pin(drive(running, producer)))
         .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
     Ok(py_future)
 }

@@ -25,6 +25,14 @@ pub(crate) trait Resume: Send + Sync {
     /// The loop closed with this wake-up still queued: nothing will resume it, so let go of
     /// what is kept for the loop (as when the loop refuses a wake-up). Any thread, no GIL.
     fn abandon(&self);
+    /// The loop closed (or was collected) while this conversion was pending and
+    /// [`tracked`](LoopShared::track): stop the Rust side, tell a Rust awaiter, and let go
+    /// of everything kept for the loop. Runs where the loop's reader was released, with
+    /// the GIL.
+    fn loop_closed(&self, py: Python<'_>) {
+        let _ = py;
+        self.abandon();
+    }
 }
 
 /// One item of a loop's wake queue.
@@ -61,6 +69,26 @@ pub(crate) struct LoopShared {
     /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
     /// installed (on the loop thread).
     soon: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
+    /// Conversions bound to this loop that may still be pending, released when it closes.
+    pending: Mutex<Pending>,
+}
+
+/// The conversions a loop must release when it closes, held weakly: a finished one's
+/// entry is dead and is swept out when the list has doubled since the last sweep.
+struct Pending {
+    targets: Vec<std::sync::Weak<dyn Resume>>,
+    sweep_at: usize,
+}
+
+impl Pending {
+    const FIRST_SWEEP: usize = 64;
+
+    fn new() -> Self {
+        Self {
+            targets: Vec::new(),
+            sweep_at: Self::FIRST_SWEEP,
+        }
+    }
 }
 
 impl LoopShared {
@@ -82,10 +110,40 @@ impl LoopShared {
     }
 
     /// The loop closed (its reader callback was released): drop what is queued and refuse
-    /// what comes, so that nothing waits forever on a loop that will not run again.
+    /// what comes, so that nothing waits forever on a loop that will not run again; every
+    /// conversion still pending there is released (its Rust future dropped, a Rust
+    /// awaiter told).
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.discard();
+        let targets = std::mem::take(&mut lock(&self.pending).targets);
+        if targets.is_empty() {
+            return;
+        }
+        Python::attach(|py| {
+            for target in targets {
+                if let Some(target) = target.upgrade() {
+                    target.loop_closed(py);
+                }
+            }
+        });
+    }
+
+    /// Remembers a pending conversion bound to this loop, to release it if the loop closes
+    /// first. On a loop already closed it is released at once.
+    pub(crate) fn track(&self, py: Python<'_>, target: std::sync::Weak<dyn Resume>) {
+        if self.closed.load(Ordering::Acquire) {
+            if let Some(target) = target.upgrade() {
+                target.loop_closed(py);
+            }
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        if pending.targets.len() >= pending.sweep_at {
+            pending.targets.retain(|target| target.strong_count() > 0);
+            pending.sweep_at = (pending.targets.len() * 2).max(Pending::FIRST_SWEEP);
+        }
+        pending.targets.push(target);
     }
 
     /// Drops what is queued on a closed loop; wake-ups let go of what they keep for it.
@@ -420,6 +478,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         wakeup: std::sync::OnceLock::new(),
         closed: AtomicBool::new(false),
         soon: std::sync::OnceLock::new(),
+        pending: Mutex::new(Pending::new()),
     });
     let drain = Bound::new(
         py,
@@ -819,9 +878,18 @@ impl<T> Held<T> {
 
     /// Lets go of the object (without the GIL, PyO3 defers the decrement).
     pub(crate) fn release(&self) {
-        let object = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(object);
+        drop(self.take());
     }
+
+    /// Takes the object out, unless it was released.
+    pub(crate) fn take(&self) -> Option<Py<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Locks a mutex, recovering it from a panic elsewhere (nothing it guards is left half-done).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a wake-up is already queued for a target; cleared by the target's `resume`.

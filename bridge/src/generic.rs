@@ -45,7 +45,9 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{FirstPoll, LocalStart, Options, RustCoroutine, SendStart, future_name};
+use crate::coroutine::{
+    FirstPoll, InRuntime, LocalStart, Options, RustCoroutine, SendStart, future_name,
+};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
 ///
@@ -120,9 +122,43 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
+    local_coroutine(py, first_poll, future, future_name::<F>())
+}
+
+/// [`local_future_into_py`] for a future that needs `spawner`'s runtime around each poll
+/// (tokio's timers and I/O do): the `local_future_into_py` of each runtime module.
+///
+/// # Errors
+///
+/// As [`local_future_into_py`].
+pub fn local_future_into_py_in<'py, S, F, T>(
+    py: Python<'py>,
+    spawner: S,
+    first_poll: FirstPoll,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner + 'static,
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    let name = future_name::<F>();
+    local_coroutine(py, first_poll, InRuntime::new(spawner, future), name)
+}
+
+fn local_coroutine<'py, F, T>(
+    py: Python<'py>,
+    first_poll: FirstPoll,
+    future: F,
+    name: &'static str,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
     crate::coroutine::install_am_send(py);
     let start = LocalStart::new(future, first_poll);
-    let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
+    let coroutine = RustCoroutine::new(Box::new(start), name);
     Ok(Bound::new(py, coroutine)?.into_any())
 }
 
@@ -202,4 +238,23 @@ where
     T: for<'a> IntoPyObject<'a> + 'static,
 {
     crate::stream::local_stream_into_py(py, stream)
+}
+
+/// [`local_stream_into_py`] for a stream that needs `spawner`'s runtime around each poll:
+/// the `local_stream_into_py` of each runtime module.
+///
+/// # Errors
+///
+/// As [`local_stream_into_py`].
+pub fn local_stream_into_py_in<'py, S, St, T>(
+    py: Python<'py>,
+    spawner: S,
+    stream: St,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner + 'static,
+    St: futures_core::Stream<Item = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    crate::stream::local_stream_into_py(py, InRuntime::new(spawner, stream))
 }

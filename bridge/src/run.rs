@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3_aio_core::{Closed, Spawner, completion};
 
-use crate::coroutine::{FirstPoll, drive};
+use crate::coroutine::{FirstPoll, Running, drive};
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, TaskLocals, scoped};
 use crate::waiter::producer_dropped;
@@ -78,7 +78,7 @@ where
         spawner
             .spawn(Box::pin(async move {
                 let _release = release_on_drop;
-                drive(Box::pin(scoped(slot, future)), producer).await
+                drive(Running::new(Box::pin(scoped(slot, future))), producer).await
             }))
             .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
         let result = match consumer.await {

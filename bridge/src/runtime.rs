@@ -58,7 +58,7 @@ macro_rules! runtime_module {
             F: Future<Output = PyResult<T>> + 'static,
             T: for<'a> IntoPyObject<'a> + 'static,
         {
-            crate::generic::local_future_into_py(py, future)
+            crate::generic::local_future_into_py_in(py, $spawner, crate::FirstPoll::Inline, future)
         }
 
         #[doc = concat!("Starts a `Send` Rust future on ", $runtime, " now and returns an `asyncio.Future` (eager semantics).")]
@@ -117,7 +117,7 @@ macro_rules! runtime_module {
             St: futures_core::Stream<Item = PyResult<T>> + 'static,
             T: for<'a> IntoPyObject<'a> + 'static,
         {
-            crate::generic::local_stream_into_py(py, stream)
+            crate::generic::local_stream_into_py_in(py, $spawner, stream)
         }
 
         #[doc = concat!("Runs a Rust future on ", $runtime, " to completion on a new asyncio event loop (like `asyncio.run`), returning its output.")]

@@ -326,6 +326,18 @@ where
 
     fn close(&self) {
         close(&self.channel);
+        // Dropped here when the pump is not polling it, so that after `aclose()` (or a
+        // cancelled `anext`) the stream's destructor has run, as an async generator's
+        // `finally` has; else the pump, which holds it, drops it when its poll returns.
+        let stream = match self.stream.try_lock() {
+            Ok(mut stream) => stream.take(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(stream) = stream {
+            let mut stream = Some(stream);
+            self.spawner.enter(&mut || drop(stream.take()));
+        }
     }
 }
 
@@ -383,7 +395,7 @@ where
 }
 
 /// A Rust stream as a Python async iterator (`async for`, `anext()`, `aclose()`).
-#[pyclass(name = "RustStream", module = "pyo3_aio")]
+#[pyclass(name = "RustStream", module = "pyo3_aio", weakref)]
 pub struct RustStream {
     /// The channel filled by the runtime's pump, or (`!Send` streams) the stream itself,
     /// polled on the loop thread by `__anext__`.
@@ -397,13 +409,19 @@ impl RustStream {
     }
 
     /// The next item: an awaitable that is done at once when an item is buffered.
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let front = self.front.clone();
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let front = slf.borrow().front.clone();
         if let Some(item) = front.next_item(py, None) {
             return ready(py, item);
         }
         let guard = CloseOnDrop(Some(front.clone()));
+        // A pending `anext` keeps its stream alive, as an async generator's does: dropping
+        // the last reference to the stream closes it, so `await anext(make_stream())`
+        // would otherwise lose its item.
+        let stream = slf.clone().unbind();
         local_future_into_py_with(py, FirstPoll::Inline, async move {
+            let _stream = stream;
             let item = std::future::poll_fn(|cx| {
                 Python::attach(|py| match front.next_item(py, Some(cx.waker())) {
                     Some(item) => Poll::Ready(item),
@@ -415,6 +433,13 @@ impl RustStream {
             guard.0 = None;
             item
         })
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        format!(
+            "<pyo3_aio.RustStream object at {:#x}>",
+            slf.as_ptr() as usize
+        )
     }
 
     /// Drops the Rust stream (on its runtime); later `__anext__` raises

@@ -27,15 +27,27 @@ pub(crate) trait Source: Send + Sync {
     fn arrived(&self) -> Option<bool> {
         None
     }
+    /// Cancels and drops the Rust future right here when no other thread is polling it.
+    /// Returns `false` when its drop is still to come (a runtime thread is polling it at
+    /// this instant): that thread drops it when the poll returns and then queues the
+    /// waiter, whose [`resolve`] runs the callbacks parked until then. A cancelled future
+    /// is gone before anyone sees the cancellation, as a coroutine's `finally` has run by
+    /// the time its Task is done.
+    fn stop(&self, py: Python<'_>) -> bool {
+        self.cancel(py);
+        true
+    }
 }
 
 /// What cancelled waiters leave for the loop's next round; see [`soon`].
 #[derive(Default)]
-struct Batch {
-    /// Runtime-side futures to stop.
-    sources: Vec<Arc<dyn Source>>,
-    /// Done-callbacks of cancelled waiters, with their waiter.
-    callbacks: Vec<(Callback, Py<Waiter>)>,
+struct Batch(Vec<Cancelled>);
+
+/// One cancelled waiter's debt: its runtime-side future to stop and its done-callbacks.
+struct Cancelled {
+    waiter: Py<Waiter>,
+    source: Option<Arc<dyn Source>>,
+    callbacks: Vec<Callback>,
 }
 
 /// The batch a loop callback will pass on; `None` inside once it has (later work then
@@ -64,12 +76,24 @@ impl Soon {
         let Some(batch) = self.0.take() else {
             return;
         };
-        // Stop the futures first: their runtime threads drop them while the callbacks run.
-        for source in batch.sources {
-            source.cancel(py);
+        // Stop every future first, then run the callbacks of those that are gone: a Task
+        // must not see its cancellation before its Rust future was dropped. A future a
+        // runtime thread is polling right now parks its callbacks in the waiter instead;
+        // the drain runs them once that thread has dropped it.
+        let mut ready = Vec::with_capacity(batch.0.len());
+        for entry in batch.0 {
+            let Some(source) = entry.source else {
+                ready.push((entry.waiter, entry.callbacks));
+                continue;
+            };
+            entry.waiter.borrow_mut(py).parked = entry.callbacks;
+            if source.stop(py) {
+                let callbacks = std::mem::take(&mut entry.waiter.borrow_mut(py).parked);
+                ready.push((entry.waiter, callbacks));
+            }
         }
-        for (callback, waiter) in batch.callbacks {
-            run_callbacks(py, waiter.bind(py), vec![callback]);
+        for (waiter, callbacks) in ready {
+            run_callbacks(py, waiter.bind(py), callbacks);
         }
     }
 }
@@ -78,10 +102,11 @@ impl Drop for Soon {
     fn drop(&mut self) {
         if let Some(batch) = self.0.take() {
             Python::attach(|py| {
-                for source in batch.sources {
-                    source.cancel(py);
+                for entry in batch.0 {
+                    if let Some(source) = entry.source {
+                        source.stop(py);
+                    }
                 }
-                drop(batch.callbacks);
             });
         }
     }
@@ -107,10 +132,11 @@ fn soon(
         return Ok(());
     }
     let add = |batch: &mut Batch, source: Option<Arc<dyn Source>>, callbacks: Vec<Callback>| {
-        batch.sources.extend(source);
-        batch
-            .callbacks
-            .extend(callbacks.into_iter().map(|c| (c, waiter.clone().unbind())));
+        batch.0.push(Cancelled {
+            waiter: waiter.clone().unbind(),
+            source,
+            callbacks,
+        });
     };
     let open = OPEN_BATCH.with(|open| open.borrow().clone());
     if let Some(open) = open {
@@ -151,6 +177,9 @@ pub struct Waiter {
     outcome: Outcome,
     blocking: bool,
     callbacks: Vec<Callback>,
+    /// Done-callbacks of a cancelled waiter whose Rust future a runtime thread was still
+    /// polling when it was stopped: [`resolve`] runs them once that thread has dropped it.
+    parked: Vec<Callback>,
     source: Option<Arc<dyn Source>>,
 }
 
@@ -161,6 +190,7 @@ impl Waiter {
             outcome: Outcome::Pending,
             blocking: true,
             callbacks: Vec::new(),
+            parked: Vec::new(),
             source: Some(source),
         }
     }
@@ -180,16 +210,51 @@ impl Waiter {
         self.blocking = true;
     }
 
-    /// Stops the Rust side without scheduling callbacks (the coroutine was closed or had an
-    /// exception thrown in).
-    pub(crate) fn abandon(&mut self, py: Python<'_>) {
-        if let Some(source) = self.source.take() {
-            source.cancel(py);
+    /// The coroutine was closed, or had an exception thrown in, while it waited here: the
+    /// Rust future is dropped now (or as soon as a runtime thread polling it lets go), and
+    /// a Task waiting on this waiter is woken, as the future it waits on would wake it
+    /// under a closed native coroutine. The Task then resumes the finished coroutine and
+    /// gets what a native one gives: `RuntimeError: cannot reuse already awaited
+    /// coroutine`, or the CancelledError it throws in.
+    pub(crate) fn coroutine_finished(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let (source, callbacks) = {
+            let mut this = slf.borrow_mut();
+            if !matches!(this.outcome, Outcome::Pending) {
+                return;
+            }
+            this.outcome = Outcome::Done(py.None());
+            (this.source.take(), std::mem::take(&mut this.callbacks))
+        };
+        if let Some(source) = source {
+            source.stop(py);
         }
-        if matches!(self.outcome, Outcome::Pending) {
-            self.outcome = Outcome::Cancelled(None);
+        if callbacks.is_empty() {
+            return;
         }
-        self.callbacks.clear();
+        let event_loop = slf.borrow().event_loop.clone_ref(py);
+        let event_loop = event_loop.bind(py);
+        // `close()` may come from any thread.
+        let method = match crate::event_loop::runs_here(py, event_loop) {
+            Ok(true) => pyo3::intern!(py, "call_soon"),
+            _ => pyo3::intern!(py, "call_soon_threadsafe"),
+        };
+        for callback in callbacks {
+            // Err: the loop closed; its callbacks are dropped, as asyncio drops its handles.
+            let _ = schedule_callback(py, event_loop, method, slf, callback);
+        }
+    }
+
+    /// Its loop closed while it waited: the Rust future is dropped. The waiter itself
+    /// stays pending with the Task's wake-up, as an asyncio future on a closed loop does
+    /// (so `Task.cancel()` then raises "Event loop is closed" as it does there); nothing
+    /// kept from Rust holds it any more, so the Task, its coroutine and this waiter are
+    /// left to the garbage collector together.
+    pub(crate) fn loop_closed(slf: &Bound<'_, Self>) {
+        let source = slf.borrow_mut().source.take();
+        if let Some(source) = source {
+            source.stop(slf.py());
+        }
     }
 }
 
@@ -197,8 +262,12 @@ impl Waiter {
 /// the loop's drain (never from inside a Task step).
 pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
     let result = {
-        let this = waiter.borrow();
+        let mut this = waiter.borrow_mut();
         if !matches!(this.outcome, Outcome::Pending) {
+            // Cancelled earlier, and its runtime thread has now dropped the future.
+            let parked = std::mem::take(&mut this.parked);
+            drop(this);
+            run_callbacks(py, waiter, parked);
             return;
         }
         this.source.as_ref().and_then(|source| source.take(py))
@@ -392,7 +461,7 @@ impl Waiter {
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         visit.call(&self.event_loop)?;
-        for callback in &self.callbacks {
+        for callback in self.callbacks.iter().chain(&self.parked) {
             visit.call(&callback.function)?;
             if let Some(context) = &callback.context {
                 visit.call(context)?;
@@ -406,6 +475,7 @@ impl Waiter {
 
     fn __clear__(&mut self) {
         self.callbacks.clear();
+        self.parked.clear();
     }
 }
 
@@ -415,15 +485,23 @@ fn schedule_soon(
     waiter: &Bound<'_, Waiter>,
     callback: Callback,
 ) -> PyResult<()> {
+    let call_soon = pyo3::intern!(py, "call_soon");
+    schedule_callback(py, event_loop, call_soon, waiter, callback)
+}
+
+/// `event_loop.<method>(callback, waiter, context=...)`.
+fn schedule_callback(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    method: &Bound<'_, pyo3::types::PyString>,
+    waiter: &Bound<'_, Waiter>,
+    callback: Callback,
+) -> PyResult<()> {
     let kwargs = pyo3::types::PyDict::new(py);
     if let Some(context) = callback.context {
         kwargs.set_item("context", context)?;
     }
-    event_loop.call_method(
-        pyo3::intern!(py, "call_soon"),
-        (callback.function, waiter),
-        Some(&kwargs),
-    )?;
+    event_loop.call_method(method, (callback.function, waiter), Some(&kwargs))?;
     Ok(())
 }
 
@@ -432,7 +510,7 @@ impl Drop for Waiter {
         // A waiter dropped while pending (its Task was garbage-collected) stops its future.
         if let Some(source) = self.source.take() {
             Python::attach(|py| {
-                source.cancel(py);
+                source.stop(py);
             });
         }
     }

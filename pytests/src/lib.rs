@@ -23,9 +23,10 @@ use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
 use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
 mod badinput;
+mod edges;
 mod stress;
 
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 pub(crate) fn sleep_on(runtime: &str, seconds: f64) -> PyResult<BoxFuture<()>> {
     let duration = Duration::from_secs_f64(seconds);
@@ -1213,7 +1214,7 @@ where
 }
 
 /// `stream_into_py` (no capacity) or `stream_into_py_with` on the named runtime.
-fn stream_to_py<'py, St, T>(
+pub(crate) fn stream_to_py<'py, St, T>(
     py: Python<'py>,
     runtime: &str,
     capacity: Option<usize>,
@@ -1556,5 +1557,6 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RustPanic", m.py().get_type::<pyo3_aio::RustPanic>())?;
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
     badinput::register(m)?;
+    edges::register(m)?;
     Ok(())
 }

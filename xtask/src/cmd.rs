@@ -4,7 +4,9 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Why a task stopped: a message the user can act on and the exit code `cargo xtask` ends with.
 #[derive(Debug)]
@@ -96,14 +98,37 @@ impl Cmd {
         command
     }
 
-    /// Announce, run with inherited stdio, and fail unless it exits 0.
+    /// Announce, run with inherited stdio, and fail unless it exits 0. Under a [`budget`]
+    /// the command (and every process it started) is killed when the budget runs out.
     pub(crate) fn run(&self, step: &str) -> Result {
         self.announce(step);
-        let status = self
-            .command()
-            .status()
-            .map_err(|e| self.spawn_failure(&e))?;
+        let child = self.command().spawn().map_err(|e| self.spawn_failure(&e))?;
+        let status = self.wait_within_budget(step, child)?;
         self.check(status)
+    }
+
+    /// Waits for `child`; past the budget's deadline kills its whole process tree and fails.
+    fn wait_within_budget(&self, step: &str, mut child: Child) -> Result<ExitStatus> {
+        let Some(budget) = BUDGET.get() else {
+            return child.wait().map_err(|e| self.spawn_failure(&e));
+        };
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| self.spawn_failure(&e))? {
+                return Ok(status);
+            }
+            if Instant::now() >= budget.deadline {
+                kill_tree(child.id());
+                let _ = child.wait();
+                return Err(Failure::new(format!(
+                    "OVER BUDGET: `cargo xtask test` may take at most {} ({} to raise it); \
+                     step `{step}` was still running `{self}` and was killed with every \
+                     process it started",
+                    crate::steps::format_duration(budget.total),
+                    BUDGET_ENV
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Announce and run with output captured: `Some(stdout)` if it exits 0, `None` if it
@@ -175,6 +200,66 @@ impl fmt::Display for Cmd {
     }
 }
 
+/// The environment variable that sets [`budget`]'s minutes for `cargo xtask test`.
+pub(crate) const BUDGET_ENV: &str = "PYO3_AIO_TEST_BUDGET_MINUTES";
+
+struct Budget {
+    total: Duration,
+    deadline: Instant,
+}
+
+static BUDGET: OnceLock<Budget> = OnceLock::new();
+
+/// From now on, every [`Cmd::run`] must end within `total` of this call: a run that hangs
+/// fails loudly, naming the step, well before CI's own limit kills everything silently.
+pub(crate) fn budget(total: Duration) {
+    let _ = BUDGET.set(Budget {
+        total,
+        deadline: Instant::now() + total,
+    });
+}
+
+/// SIGKILL to `root` and all its descendants (found through `/proc`), children first seen
+/// last so that nothing is re-parented out of reach mid-way.
+fn kill_tree(root: u32) {
+    let mut tree = vec![root];
+    let mut i = 0;
+    let parents = process_parents();
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    // One `kill` for the whole tree: they stop at the same instant.
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(tree.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `(pid, parent pid)` of every process `/proc` shows.
+fn process_parents() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
 /// `s` relative to `base` when it is a path under it.
 fn shorten(s: &OsStr, base: Option<&Path>) -> String {
     let path = Path::new(s);
@@ -218,6 +303,40 @@ mod tests {
         assert_eq!(
             cmd.to_string(),
             "(cd /w/pytests && /w/target/venv/bin/maturin develop)"
+        );
+    }
+
+    #[test]
+    fn kill_tree_reaches_grandchildren() {
+        // A shell that starts a sleeping grandchild and prints its pid.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 600 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .expect("reads the pid");
+        let grandchild = line.trim().to_owned();
+        kill_tree(child.id());
+        child.wait().expect("sh is reaped");
+        // A killed grandchild is soon gone or a zombie (its parent died; init reaps it).
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .map(|stat| stat[stat.rfind(')').unwrap() + 2..][..1].to_owned())
+                .unwrap_or_else(|_| "gone".to_owned())
+        };
+        let patience = Instant::now() + Duration::from_secs(10);
+        while !matches!(state().as_str(), "gone" | "Z") && Instant::now() < patience {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let state = state();
+        assert!(
+            state == "gone" || state == "Z",
+            "grandchild {grandchild} survived: state {state}"
         );
     }
 

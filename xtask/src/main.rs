@@ -105,7 +105,28 @@ fn test(ws: &Workspace, args: &[String]) -> Result {
             skip.push(step.name);
         }
     }
+    cmd::budget(test_budget()?);
     steps::run_all(ws, &skip)
+}
+
+/// How long `cargo xtask test` may take in all: [`cmd::BUDGET_ENV`] minutes, default 60
+/// (CI kills the run at 90 without a word; this fails first, naming the step).
+fn test_budget() -> Result<std::time::Duration> {
+    let minutes = match std::env::var(cmd::BUDGET_ENV) {
+        Ok(value) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&m| m > 0)
+            .ok_or_else(|| {
+                usage_error(format!(
+                    "{} must be a whole number of minutes, got `{value}`",
+                    cmd::BUDGET_ENV
+                ))
+            })?,
+        Err(_) => 60,
+    };
+    Ok(std::time::Duration::from_secs(minutes * 60))
 }
 
 /// `cargo xtask fuzz <target> [--seconds N]` or `cargo xtask fuzz --list`.
@@ -206,12 +227,14 @@ STEPS OF `cargo xtask test` (names for --skip):
 ENVIRONMENT:
     {}   seconds per fuzz target in `test` (default 20)
     LOOM_MAX_PREEMPTIONS    loom's preemption bound in `test` (default 3)
+    {}  `test` fails, killing the running step, past this (default 60)
 
 FUZZ LAYOUT:
     seeds (committed) fuzz/seeds/<target>/, corpus (gitignored) fuzz/corpus/<target>/,
     crashing inputs fuzz/artifacts/<target>/, builds target/fuzz/
 ",
-        fuzz::SECONDS_ENV
+        fuzz::SECONDS_ENV,
+        cmd::BUDGET_ENV
     ));
     text
 }

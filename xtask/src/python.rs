@@ -44,6 +44,10 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: Probe::Import("pytest"),
     },
     Requirement {
+        package: "pytest-timeout",
+        probe: Probe::Import("pytest_timeout"),
+    },
+    Requirement {
         package: "uvloop",
         probe: Probe::Import("uvloop"),
     },

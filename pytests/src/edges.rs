@@ -1,0 +1,213 @@
+//! What the differential suite (`test_differential.py`) needs: futures and streams whose
+//! lifetime a test can watch, to hold the bridge to what a native coroutine or async
+//! generator does at the edges (close, throw, cancel, loop close).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use pyo3::prelude::*;
+
+use crate::{BoxFuture, PollFn, convert_with, options_from, sleep_on, stream_to_py};
+
+/// The names of the guards alive now (see [`Guard`]).
+static ALIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Alive from the moment its future is created until its future is dropped: a Rust
+/// future's destructor is its `finally`.
+struct Guard(String);
+
+impl Guard {
+    fn new(name: String) -> Self {
+        ALIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(name.clone());
+        Self(name)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(alive) = ALIVE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            alive.remove(&self.0);
+        }
+    }
+}
+
+/// Whether the future or stream made with guard `name` is still alive (not dropped).
+#[pyfunction]
+fn alive(name: &str) -> bool {
+    ALIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|alive| alive.contains(name))
+}
+
+/// A future that never completes, alive as `name` until dropped, living on `home`
+/// ("auto", "runtime", "loop"; "local" is a `!Send` one on tokio).
+#[pyfunction]
+#[pyo3(signature = (runtime, name, home = "auto"))]
+fn guarded_never<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    name: String,
+    home: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let guard = Guard::new(name);
+    if home == "local" {
+        let local = std::rc::Rc::new(guard);
+        return pyo3_aio::tokio::local_future_into_py(py, async move {
+            let _guard = local;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+    }
+    convert_with(py, runtime, options_from(home, "inline")?, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// Sleeps `seconds` on `runtime` (on `home`), alive as `name` until dropped, then returns
+/// `value`.
+#[pyfunction]
+#[pyo3(signature = (runtime, name, seconds, value, home = "auto"))]
+fn guarded_sleep<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    name: String,
+    seconds: f64,
+    value: Py<PyAny>,
+    home: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let guard = Guard::new(name);
+    let nap = sleep_on(runtime, seconds)?;
+    convert_with(py, runtime, options_from(home, "inline")?, async move {
+        let _guard = guard;
+        nap.await;
+        Ok(value)
+    })
+}
+
+/// Rust awaits `awaitable` (into_future) on `runtime`, alive as `name` until dropped.
+#[pyfunction]
+fn guarded_await_py<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    name: String,
+    awaitable: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let guard = Guard::new(name);
+    let future = pyo3_aio::into_future(awaitable)?;
+    convert_with(py, runtime, options_from("auto", "inline")?, async move {
+        let _guard = guard;
+        future.await
+    })
+}
+
+/// Binds 127.0.0.1:`port` with tokio and accepts forever: the port stays bound exactly
+/// as long as the Rust future lives.
+#[pyfunction]
+fn listen_forever(py: Python<'_>, port: u16) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_aio::tokio::future_into_py(py, async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        loop {
+            drop(listener.accept().await?);
+        }
+        #[allow(unreachable_code)]
+        Ok(())
+    })
+}
+
+/// The integers `0..n`, each after `delay` seconds on `runtime`, alive as `name` until
+/// the stream is dropped.
+#[pyfunction]
+fn slow_stream<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    name: String,
+    n: u64,
+    delay: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    stream_to_py(py, runtime, None, delayed(runtime, name, n, delay)?)
+}
+
+fn delayed(
+    runtime: &str,
+    name: String,
+    n: u64,
+    delay: f64,
+) -> PyResult<impl Stream<Item = PyResult<u64>> + Send + 'static> {
+    let runtime = runtime.to_owned();
+    drop(sleep_on(&runtime, 0.0)?);
+    let guard = Guard::new(name);
+    let mut next = 0;
+    let mut nap: Option<BoxFuture<()>> = None;
+    Ok(PollFn(move |cx: &mut Context<'_>| {
+        let _guard = &guard;
+        if next == n {
+            return Poll::Ready(None);
+        }
+        let sleeping = nap.get_or_insert_with(|| {
+            sleep_on(&runtime, delay).unwrap_or_else(|_| Box::pin(std::future::ready(())))
+        });
+        if sleeping.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        nap = None;
+        next += 1;
+        Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
+    }))
+}
+
+/// A `!Send` future that makes and awaits a `tokio::time::sleep` inside its poll, which
+/// needs tokio's runtime context there, then returns `value`.
+#[pyfunction]
+fn local_tokio_sleep(py: Python<'_>, seconds: f64, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let value = std::rc::Rc::new(value);
+    pyo3_aio::tokio::local_future_into_py(py, async move {
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        Ok(Python::attach(|py| value.clone_ref(py)))
+    })
+}
+
+/// A `!Send` stream of `0..n`, each after a `tokio::time::sleep` made inside its poll.
+#[pyfunction]
+fn local_tokio_stream(py: Python<'_>, n: u64, delay: f64) -> PyResult<Bound<'_, PyAny>> {
+    let marker = std::rc::Rc::new(());
+    let mut next = 0;
+    let mut nap: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let stream = PollFn(move |cx: &mut Context<'_>| {
+        let _local = &marker;
+        if next == n {
+            return Poll::Ready(None);
+        }
+        let sleeping =
+            nap.get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_secs_f64(delay))));
+        if sleeping.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        nap = None;
+        next += 1;
+        Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
+    });
+    pyo3_aio::tokio::local_stream_into_py(py, stream)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(alive, m)?)?;
+    m.add_function(wrap_pyfunction!(guarded_never, m)?)?;
+    m.add_function(wrap_pyfunction!(guarded_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(guarded_await_py, m)?)?;
+    m.add_function(wrap_pyfunction!(listen_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(slow_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(local_tokio_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(local_tokio_stream, m)?)?;
+    Ok(())
+}
