@@ -52,6 +52,11 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: Probe::Import("uvloop"),
     },
     Requirement {
+        // A third asyncio loop (written in Rust) for the differential suite.
+        package: "rloop",
+        probe: Probe::Import("rloop"),
+    },
+    Requirement {
         package: "atheris",
         probe: Probe::Import("atheris"),
     },
