@@ -278,9 +278,10 @@ mod tests {
     extern crate std;
 
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::panic::resume_unwind;
+    use std::sync::{Arc, Condvar, Mutex};
     use std::thread;
+    use std::time::Duration;
     use std::vec::Vec;
 
     #[test]
@@ -318,54 +319,137 @@ mod tests {
         assert_eq!(Arc::strong_count(&value), 1);
     }
 
-    /// Four producers push while a consumer drains whenever signalled: every item is seen
-    /// exactly once, in per-producer order, and signals stay far below the item count.
+    /// Signals sent and not yet consumed, standing in for the event loop's eventfd: a
+    /// producer posts one exactly when its push returns `Signal::Needed`, and the consumer
+    /// takes one before each drain.
+    struct Wakeup {
+        pending: Mutex<usize>,
+        posted: Condvar,
+    }
+
+    impl Wakeup {
+        fn post(&self) {
+            *self.pending.lock().unwrap() += 1;
+            self.posted.notify_one();
+        }
+
+        /// Takes one signal, waiting for it; panics if none comes within `LOST_WAKE_UP`,
+        /// which means an item sits in the queue with no signal on its way.
+        fn take(&self, seen: usize, total: usize) {
+            let pending = self.pending.lock().unwrap();
+            let (mut pending, timeout) = self
+                .posted
+                .wait_timeout_while(pending, LOST_WAKE_UP, |pending| *pending == 0)
+                .unwrap();
+            assert!(
+                !timeout.timed_out(),
+                "lost wake-up: the consumer has seen {seen} of {total} items and no signal \
+                 came for {LOST_WAKE_UP:?}"
+            );
+            *pending -= 1;
+        }
+    }
+
+    /// How long the consumer waits for a signal before declaring it lost. Not a
+    /// performance limit: a signal is normally microseconds away, and this only stops a
+    /// test that would otherwise hang.
+    const LOST_WAKE_UP: Duration = Duration::from_secs(10);
+
+    /// The event loop's protocol under load: four producers push, each posting a signal
+    /// exactly when its push says `Needed`, and the consumer drains once per signal it
+    /// takes. Every item comes out exactly once, in per-producer order; in each drain that
+    /// took anything, exactly the first item's push said `Needed` (the invariant: after a
+    /// drain, every push is seen by it or signals again); the consumer never waits for a
+    /// signal in vain; and afterwards the queue is empty and re-armed.
     #[test]
     fn stress_producers_and_signalled_drains() {
         const PRODUCERS: usize = 4;
         const PER_PRODUCER: usize = 50_000;
+        const TOTAL: usize = PRODUCERS * PER_PRODUCER;
+        // A short pause after each push spreads the pushes over thousands of drains (about
+        // 20,000 here, against 3 without it), so pushes keep racing drains, which is where
+        // a lost signal hides.
+        const PAUSE_SPINS: usize = 50;
         let queue = Arc::new(WakeQueue::new());
-        let signals = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let handles: Vec<_> = (0..PRODUCERS)
+        let wakeup = Arc::new(Wakeup {
+            pending: Mutex::new(0),
+            posted: Condvar::new(),
+        });
+        let producers: Vec<_> = (0..PRODUCERS)
             .map(|producer| {
-                let queue = queue.clone();
-                let signals = signals.clone();
+                let (queue, wakeup) = (queue.clone(), wakeup.clone());
                 thread::spawn(move || {
-                    for index in 0..PER_PRODUCER {
-                        if queue.push((producer, index)) == Signal::Needed {
-                            signals.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
+                    (0..PER_PRODUCER)
+                        .map(|index| {
+                            let signal = queue.push((producer, index));
+                            if signal == Signal::Needed {
+                                wakeup.post();
+                            }
+                            for _ in 0..PAUSE_SPINS {
+                                core::hint::spin_loop();
+                            }
+                            signal
+                        })
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         let consumer = {
-            let queue = queue.clone();
-            let done = done.clone();
+            let (queue, wakeup) = (queue.clone(), wakeup.clone());
             thread::spawn(move || {
-                let mut next_expected = [0usize; PRODUCERS];
+                let mut batches: Vec<Vec<(usize, usize)>> = Vec::new();
                 let mut seen = 0;
-                loop {
-                    let finished = done.load(Ordering::SeqCst);
-                    for (producer, index) in queue.drain() {
-                        assert_eq!(index, next_expected[producer]);
-                        next_expected[producer] += 1;
-                        seen += 1;
+                while seen < TOTAL {
+                    wakeup.take(seen, TOTAL);
+                    let batch: Vec<_> = queue.drain().collect();
+                    seen += batch.len();
+                    if !batch.is_empty() {
+                        batches.push(batch);
                     }
-                    if finished {
-                        break seen;
-                    }
-                    thread::yield_now();
                 }
+                batches
             })
         };
-        for handle in handles {
-            handle.join().unwrap();
+        let signals: Vec<Vec<Signal>> = producers
+            .into_iter()
+            .map(|producer| producer.join().unwrap_or_else(|panic| resume_unwind(panic)))
+            .collect();
+        // The consumer's own panic (a lost wake-up) is the test's failure message.
+        let batches = consumer.join().unwrap_or_else(|panic| resume_unwind(panic));
+
+        let mut next_expected = [0usize; PRODUCERS];
+        for (number, batch) in batches.iter().enumerate() {
+            for (position, &(producer, index)) in batch.iter().enumerate() {
+                assert_eq!(
+                    index, next_expected[producer],
+                    "producer {producer}'s items out of order or repeated in drain {number}"
+                );
+                next_expected[producer] += 1;
+                let expected = if position == 0 {
+                    Signal::Needed
+                } else {
+                    Signal::AlreadyPending
+                };
+                assert_eq!(
+                    signals[producer][index], expected,
+                    "item {index} of producer {producer} is at position {position} of drain \
+                     {number}, but its push said {:?}",
+                    signals[producer][index]
+                );
+            }
         }
-        done.store(true, Ordering::SeqCst);
-        let seen = consumer.join().unwrap();
-        assert_eq!(seen, PRODUCERS * PER_PRODUCER);
-        assert!(signals.load(Ordering::SeqCst) >= 1);
+        assert_eq!(next_expected, [PER_PRODUCER; PRODUCERS], "items lost");
+        let needed = signals.iter().flatten().filter(|&&s| s == Signal::Needed);
+        assert_eq!(
+            needed.count(),
+            batches.len(),
+            "one signal per drain that took items"
+        );
+        assert!(queue.is_empty());
+        assert_eq!(
+            queue.push((0, 0)),
+            Signal::Needed,
+            "the last drain re-armed the signal"
+        );
     }
 }
