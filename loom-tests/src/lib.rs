@@ -14,7 +14,8 @@
 //! - `tests/wake_queue.rs`: push against push, push against drain, drain against drain,
 //!   push against the queue's drop, and the signal protocol the event loop runs;
 //! - `tests/planted_bug.rs`: the proof that the models have teeth: a cell with a planted
-//!   lost wake-up must fail the `complete_vs_poll` story that the real cell passes.
+//!   lost wake-up must fail the `complete_vs_poll` story that the real cell passes, and a
+//!   wake queue that links a node after publishing it must fail `push_vs_drain`.
 //!
 //! # Running
 //!

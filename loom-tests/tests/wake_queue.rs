@@ -19,10 +19,12 @@
 //! `AlreadyPending` (they ride on that one's signal); the models check it in that form.
 //!
 //! Items are `DropCounter`s with distinct tags (`10 * producer + index` where two
-//! producers push several each), made on the thread that pushes them. The queue's nodes
-//! are raw `Box` memory that loom cannot see, but each item carries a loom `UnsafeCell`
-//! that the drainer reads, so a push or drain whose ordering fails to carry the item across
-//! threads shows up as a loom causality violation. Every model checks that each item is
+//! producers push several each), made on the thread that pushes them. Both the queue's
+//! links and its items are visible to loom: each node keeps its `next` in a loom
+//! `UnsafeCell` (through the core's `sync` shim), and each item carries one that the
+//! drainer reads, so a push or drain whose ordering fails to carry a link or an item
+//! across threads shows up as a loom causality violation (`tests/planted_bug.rs` proves it
+//! for a link written after its node was published). Every model checks that each item is
 //! dropped exactly once, and the exact set of outcomes its race may end in (and that loom
 //! reached each one).
 //!

@@ -3,6 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -129,6 +130,38 @@ impl Cmd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Announce and run like [`run`](Cmd::run), echoing stdout line by line as it comes and
+    /// returning it, for steps that read what the command reported.
+    pub(crate) fn run_keeping_stdout(&self, step: &str) -> Result<String> {
+        self.announce(step);
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_failure(&e))?;
+        let stdout = child.stdout.take();
+        // Read on a thread of its own, so that the budget can still kill a silent hang.
+        let reader = std::thread::spawn(move || {
+            let mut kept = String::new();
+            if let Some(stdout) = stdout {
+                let mut out = std::io::stdout().lock();
+                for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+                    // Echoing is best effort: a closed stdout must not stop the command.
+                    let _ = out.write_all(&line);
+                    let _ = out.write_all(b"\n");
+                    let _ = out.flush();
+                    kept.push_str(&String::from_utf8_lossy(&line));
+                    kept.push('\n');
+                }
+            }
+            kept
+        });
+        let status = self.wait_within_budget(step, child)?;
+        let kept = reader.join().unwrap_or_default();
+        self.check(status)?;
+        Ok(kept)
     }
 
     /// Announce and run with output captured: `Some(stdout)` if it exits 0, `None` if it

@@ -119,16 +119,90 @@ fn no_std(_: &Workspace) -> Result {
 }
 
 fn loom(ws: &Workspace) -> Result {
+    let models = LoomModels::count(ws)?;
     // Preemption bound 3 finishes in minutes; a developer may raise it for a deeper search.
     let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".to_owned());
-    Cmd::new("cargo")
+    let stdout = Cmd::new("cargo")
         .args(["test", "-p", "pyo3-aio-loom-tests", "--release"])
         .env("RUSTFLAGS", with_flags("RUSTFLAGS", "--cfg loom"))
         .env("LOOM_MAX_PREEMPTIONS", preemptions)
         // Its own target dir: `--cfg loom` in RUSTFLAGS would otherwise rebuild the main one.
         .env("CARGO_TARGET_DIR", ws.target().join("loom"))
-        .run("loom")?;
-    Ok(())
+        .run_keeping_stdout("loom")?;
+    models.check_ran(passed_tests(&stdout))
+}
+
+/// The loom models the source holds: every file in `loom-tests/tests/` starts with
+/// `#![cfg(loom)]`, so a build that lost `--cfg loom` compiles them all away and cargo
+/// reports success with nothing run. Counting the `#[test]`s in the source and comparing
+/// with what passed turns that into a failure.
+#[derive(Debug, PartialEq, Eq)]
+struct LoomModels {
+    /// `#[test]` functions in `loom-tests/tests/*.rs`.
+    tests: usize,
+    /// Of those, the `#[ignore]`d ones (planted bugs, run in a child process by others).
+    ignored: usize,
+}
+
+impl LoomModels {
+    fn count(ws: &Workspace) -> Result<Self> {
+        let dir = ws.path("loom-tests/tests");
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Failure::new(format!("cannot list {}: {e}", dir.display())))?;
+        let mut models = Self::in_source("");
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.extension().is_some_and(|ext| ext == "rs") {
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+                let file = Self::in_source(&source);
+                models.tests += file.tests;
+                models.ignored += file.ignored;
+            }
+        }
+        if models.tests == 0 {
+            return Err(Failure::new(format!(
+                "no #[test] found in {}/*.rs: the loom models are missing",
+                dir.display()
+            )));
+        }
+        Ok(models)
+    }
+
+    /// The attributes on lines of their own, as rustfmt leaves them.
+    fn in_source(source: &str) -> Self {
+        let lines = || source.lines().map(str::trim);
+        Self {
+            tests: lines().filter(|line| *line == "#[test]").count(),
+            ignored: lines().filter(|line| line.starts_with("#[ignore")).count(),
+        }
+    }
+
+    /// `Ok` if at least every model that is not ignored passed.
+    fn check_ran(&self, passed: usize) -> Result {
+        let expected = self.tests - self.ignored;
+        if passed >= expected {
+            println!("==> loom: {passed} models passed of the {expected} in loom-tests/tests/");
+            return Ok(());
+        }
+        Err(Failure::new(format!(
+            "only {passed} loom tests passed, but loom-tests/tests/*.rs has {} #[test]s of which \
+             {expected} should run ({} are #[ignore]d): the models were compiled out or \
+             filtered. Does `--cfg loom` reach rustc? (CARGO_ENCODED_RUSTFLAGS or a \
+             `build.rustflags` setting overrides RUSTFLAGS.)",
+            self.tests, self.ignored
+        )))
+    }
+}
+
+/// The sum of `N passed` over the `test result:` lines cargo test printed.
+fn passed_tests(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("test result:"))
+        .flat_map(|summary| summary.split(';'))
+        .filter_map(|part| part.trim().strip_suffix(" passed"))
+        .filter_map(|count| count.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum()
 }
 
 fn examples(ws: &Workspace) -> Result {
@@ -262,6 +336,43 @@ mod tests {
                 step.name
             );
         }
+    }
+
+    #[test]
+    fn loom_models_are_counted_from_their_attributes() {
+        let source = "#![cfg(loom)]\n\n#[test]\nfn a() {}\n\n    #[test]\n    \
+                      #[ignore = \"fails by design\"]\n    fn b() {}\n// #[test] in a comment\n";
+        assert_eq!(
+            LoomModels::in_source(source),
+            LoomModels {
+                tests: 2,
+                ignored: 1
+            }
+        );
+    }
+
+    #[test]
+    fn passed_counts_add_up_over_test_binaries() {
+        let stdout = "running 15 tests\n\
+            test result: ok. 15 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.06s\n\
+            test result: ok. 4 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.05s\n\
+            test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n";
+        assert_eq!(passed_tests(stdout), 19);
+    }
+
+    #[test]
+    fn fewer_loom_models_than_in_the_source_fail() {
+        let models = LoomModels {
+            tests: 27,
+            ignored: 2,
+        };
+        assert!(models.check_ran(25).is_ok());
+        let failure = models.check_ran(0).unwrap_err();
+        assert!(
+            failure.message.contains("--cfg loom"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]
