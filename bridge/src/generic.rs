@@ -96,10 +96,54 @@ where
 /// Converts a `!Send` Rust future into a Python coroutine. The future lives on the event
 /// loop's thread and is polled there, with the GIL, whenever it is woken.
 ///
+/// Call it on the thread of the loop that will await the coroutine (a `#[pyfunction]`
+/// called from Python code on that loop runs there). A coroutine made on another thread,
+/// such as a runtime worker, is refused where it is awaited; see Errors.
+///
 /// # Errors
 ///
 /// As [`future_into_py`]. Awaiting the coroutine on another thread than the one that
-/// created it raises `RuntimeError`.
+/// created it raises `RuntimeError: a !Send Rust future was awaited on another thread than
+/// the one that created it`; the future is then never polled, and it is leaked rather than
+/// dropped off its thread.
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// use pyo3::exceptions::PyRuntimeError;
+/// use pyo3::prelude::*;
+///
+/// Python::attach(|py| -> PyResult<()> {
+///     let asyncio = py.import("asyncio")?;
+///
+///     // Made on this thread, which then runs the loop that awaits it: fine.
+///     let shared = Rc::new(21);
+///     let coroutine =
+///         pyo3_aio::generic::local_future_into_py(py, async move { Ok(*shared * 2) })?;
+///     assert_eq!(asyncio.call_method1("run", (coroutine,))?.extract::<i32>()?, 42);
+///
+///     // Made on another thread: refused when this thread's loop awaits it.
+///     let elsewhere = py.detach(|| {
+///         std::thread::spawn(|| {
+///             Python::attach(|py| {
+///                 let shared = Rc::new(());
+///                 pyo3_aio::generic::local_future_into_py(py, async move { Ok(*shared) })
+///                     .map(Bound::unbind)
+///             })
+///         })
+///         .join()
+///         .unwrap()
+///     })?;
+///     let error = asyncio.call_method1("run", (elsewhere,)).unwrap_err();
+///     assert!(error.is_instance_of::<PyRuntimeError>(py));
+///     assert_eq!(
+///         error.value(py).to_string(),
+///         "a !Send Rust future was awaited on another thread than the one that created it"
+///     );
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub fn local_future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + 'static,

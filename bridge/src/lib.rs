@@ -80,7 +80,9 @@ pub mod tokio {
     /// A test for [`crate::testing::main`], run on tokio.
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::tokio_test as test;
-    pub use pyo3_aio_tokio::{TokioSpawner, get_runtime, init, init_with_runtime};
+    pub use pyo3_aio_tokio::{
+        InitError, TokioSpawner, get_runtime, init, init_with_runtime, try_runtime,
+    };
 }
 
 /// The bridge on async-std (feature `async-std-runtime`).

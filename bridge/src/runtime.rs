@@ -50,9 +50,26 @@ macro_rules! runtime_module {
 
         /// Converts a `!Send` Rust future into a Python coroutine polled on the loop thread.
         ///
+        /// Call it on the thread of the event loop that will await the coroutine, as a
+        /// `#[pyfunction]` called from Python code running on that loop is. The future stays
+        /// on that thread: it is polled there, with the GIL held, when first awaited and each
+        /// time it is woken. Nothing else is needed (no `LocalSet`, no `spawn_local`), and
+        /// the runtime is not involved.
+        ///
+        /// A coroutine made on any other thread, such as a runtime worker (where the bodies
+        /// of `#[main]` and `#[test]` functions run) or a `spawn_blocking` thread, cannot be
+        /// run by the loop: see Errors. Make it on the loop thread instead, for example by
+        /// having Python call the function that makes it. The example on
+        /// [`generic::local_future_into_py`](crate::generic::local_future_into_py) shows both
+        /// cases.
+        ///
         /// # Errors
         ///
-        /// As [`future_into_py`].
+        /// Only if the coroutine object cannot be allocated. Awaiting the coroutine on
+        /// another thread than the one that called this function raises
+        /// `RuntimeError: a !Send Rust future was awaited on another thread than the one
+        /// that created it` at the `await`; the future is then never polled, and it is
+        /// leaked rather than dropped, since its destructor may only run on its own thread.
         pub fn local_future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
         where
             F: Future<Output = PyResult<T>> + 'static,
@@ -63,9 +80,16 @@ macro_rules! runtime_module {
 
         #[doc = concat!("Starts a `Send` Rust future on ", $runtime, " now and returns an `asyncio.Future` (eager semantics).")]
         ///
+        /// The returned object is a real `asyncio.Future` of the loop, with `cancel`,
+        /// `add_done_callback`, `result` and `done`; cancelling it drops the Rust future.
+        /// Prefer [`future_into_py`] unless callers need those.
+        ///
         /// # Errors
         ///
-        /// `RuntimeError` outside a running event loop.
+        /// `RuntimeError` when neither task locals (inside a converted future or a
+        /// [`scope`]) nor an event loop running on this thread say which loop to use. Unlike
+        /// [`into_future`], it does not fall back to the one loop running in the process.
+        /// `RuntimeError` too when the runtime refuses the future.
         pub fn future_into_py_eager<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
         where
             F: Future<Output = PyResult<T>> + Send + 'static,

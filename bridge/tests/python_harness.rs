@@ -20,6 +20,9 @@ async def fail_later(message):
 
 async def running_loop():
     return asyncio.get_running_loop()
+
+async def call_and_await(function, *args):
+    return await function(*args)
 "#;
 
 fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -151,6 +154,79 @@ async fn run_propagates_values_errors_and_panics() -> PyResult<()> {
     .join()
     .map_err(|_| PyValueError::new_err("the thread panicked"))??;
     assert_eq!(outcome, vec![1, 2, 3]);
+    Ok(())
+}
+
+/// The body of a test runs on the runtime's workers, never on the loop's (main) thread.
+#[pyo3_aio::tokio::test]
+async fn tokio_test_body_runs_on_a_worker() -> PyResult<()> {
+    let on_worker = || std::thread::current().name() == Some("pyo3-aio-tokio");
+    assert!(on_worker(), "the body starts on a tokio worker");
+    double_in_python(1).await?;
+    assert!(on_worker(), "and resumes on one after awaiting Python");
+    Ok(())
+}
+
+/// A test with a blocking part: the locals are taken in the async part, where `run` set
+/// them, and handed to the blocking pool, which has none of its own.
+#[pyo3_aio::tokio::test]
+async fn tokio_blocking_part_awaits_python_with_locals() -> PyResult<()> {
+    let locals = Python::attach(pyo3_aio::get_current_locals)?;
+    let doubled = tokio::task::spawn_blocking(move || -> PyResult<i64> {
+        let outside = Python::attach(|py| pyo3_aio::get_current_loop(py).map(drop));
+        assert!(
+            outside.is_err(),
+            "a blocking-pool thread has no task locals"
+        );
+        let future = Python::attach(|py| {
+            let awaitable = helpers(py)?.call_method1("double_later", (21,))?;
+            pyo3_aio::into_future_with_locals(&locals, awaitable)
+        })?;
+        let value = tokio::runtime::Handle::current().block_on(future)?;
+        Python::attach(|py| value.extract::<i64>(py))
+    })
+    .await
+    .map_err(|error| PyValueError::new_err(error.to_string()))??;
+    assert_eq!(doubled, 42);
+    Ok(())
+}
+
+#[pyfunction]
+fn triple_on_loop_thread(py: Python<'_>, x: i64) -> PyResult<Bound<'_, PyAny>> {
+    let x = std::rc::Rc::new(x);
+    pyo3_aio::tokio::local_future_into_py(py, async move { Ok(*x * 3) })
+}
+
+/// A `!Send` future made by a function that Python calls: the call, and so the future,
+/// is on the loop thread.
+#[pyo3_aio::tokio::test]
+async fn tokio_local_future_made_on_the_loop_thread() -> PyResult<()> {
+    let future = Python::attach(|py| {
+        let function = wrap_pyfunction!(triple_on_loop_thread, py)?;
+        let call = helpers(py)?.call_method1("call_and_await", (function, 7))?;
+        pyo3_aio::into_future(call)
+    })?;
+    let value = future.await?;
+    assert_eq!(Python::attach(|py| value.extract::<i64>(py))?, 21);
+    Ok(())
+}
+
+/// A `!Send` future made in the test body (a runtime worker) is refused by the loop.
+#[pyo3_aio::tokio::test]
+async fn tokio_local_future_made_off_the_loop_thread_is_refused() -> PyResult<()> {
+    let future = Python::attach(|py| {
+        let x = std::rc::Rc::new(1);
+        let coroutine = pyo3_aio::tokio::local_future_into_py(py, async move { Ok(*x) })?;
+        pyo3_aio::into_future(coroutine)
+    })?;
+    let error = future.await.expect_err("the loop refuses the coroutine");
+    Python::attach(|py| {
+        assert!(error.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py));
+        assert_eq!(
+            error.value(py).to_string(),
+            "a !Send Rust future was awaited on another thread than the one that created it"
+        );
+    });
     Ok(())
 }
 
