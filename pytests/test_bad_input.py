@@ -364,10 +364,9 @@ def test_close_twice_then_send_and_throw(run, runtime):
             coroutine.send(None)
         with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
             coroutine.__next__()
-        error = AppError("after close")
-        with pytest.raises(AppError) as raised:
-            coroutine.throw(error)
-        assert raised.value is error
+        # As CPython's coroutines (3.9-3.13): a finished one refuses whatever is thrown in.
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            coroutine.throw(AppError("after close"))
 
     run(main)
 
