@@ -29,7 +29,7 @@ use pyo3::types::PyType;
 use pyo3_aio_core::{Closed, Consumer, Producer, Spawner, completion};
 
 use crate::event_loop::{
-    Held, LoopRef, Resume, loop_shared, register_running_loop, running_loop, wake_on_loop,
+    Held, LoopRef, Resume, lock, loop_shared, register_running_loop, running_loop, wake_on_loop,
 };
 use crate::locals::{LocalsSlot, fill, scoped};
 use crate::panic::poll_catching;
@@ -480,6 +480,20 @@ impl Drop for RustCoroutine {
     }
 }
 
+/// Runs `work` inside `spawner`'s runtime context (tokio's timers and I/O need it on a
+/// thread that is not one of the runtime's) and returns what it returned.
+pub(crate) fn entered<R>(spawner: &(impl Spawner + ?Sized), work: impl FnOnce() -> R) -> R {
+    let mut work = Some(work);
+    let mut output = None;
+    spawner.enter(&mut || {
+        if let Some(work) = work.take() {
+            output = Some(work());
+        }
+    });
+    // A spawner that does not call the closure (it has no context to enter) still runs it.
+    output.unwrap_or_else(|| work.take().map(|work| work()).expect("runs once"))
+}
+
 pin_project_lite::pin_project! {
     /// A future or stream polled inside its runtime's context: a `!Send` one lives on the
     /// loop thread, where tokio's timers and I/O would find no runtime otherwise.
@@ -501,14 +515,7 @@ impl<S: Spawner, F: Future> Future for InRuntime<S, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let mut polled = Poll::Pending;
-        let mut inner = Some(this.inner);
-        this.spawner.enter(&mut || {
-            if let Some(inner) = inner.take() {
-                polled = inner.poll(cx);
-            }
-        });
-        polled
+        entered(this.spawner, || this.inner.poll(cx))
     }
 }
 
@@ -517,14 +524,7 @@ impl<S: Spawner, St: futures_core::Stream> futures_core::Stream for InRuntime<S,
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<St::Item>> {
         let this = self.project();
-        let mut polled = Poll::Pending;
-        let mut inner = Some(this.inner);
-        this.spawner.enter(&mut || {
-            if let Some(inner) = inner.take() {
-                polled = inner.poll_next(cx);
-            }
-        });
-        polled
+        entered(this.spawner, || this.inner.poll_next(cx))
     }
 }
 
@@ -611,14 +611,7 @@ impl<F: Future, T, S: Spawner> SendStart<F, T, S> {
     /// Polls the future inside its runtime's context.
     fn poll_entered(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let mut polled = Poll::Pending;
-        let mut future = Some(this.future);
-        this.spawner.enter(&mut || {
-            if let Some(future) = future.take() {
-                polled = future.poll(cx);
-            }
-        });
-        polled
+        entered(this.spawner, || this.future.poll(cx))
     }
 }
 
@@ -729,9 +722,7 @@ pub(crate) trait Dispose {
 impl<F, T, S: Spawner + Clone> Dispose for SendStart<F, T, S> {
     fn dispose(self: Pin<Box<Self>>) {
         let spawner = self.spawner.clone();
-        let mut future = Some(self);
-        spawner.enter(&mut || drop(future.take()));
-        drop(future);
+        entered(&spawner, || drop(self));
     }
 }
 
@@ -765,18 +756,18 @@ impl<F: Dispose> Running<F> {
 
     /// Drops the future (if still here) and reports it gone.
     fn finish(&self) {
-        let future = self.future.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let future = lock(&self.future).take();
+        self.gone_after(future);
+    }
+
+    /// Drops `future` (a destructor's panic stays here) and reports the future gone.
+    fn gone_after(&self, future: Option<Pin<Box<F>>>) {
         if let Some(future) = future {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.dispose()));
         }
         // SeqCst, paired with `when_gone`: either it sees `gone`, or we see its waker.
         self.gone.store(true, Ordering::SeqCst);
-        let waker = self
-            .on_gone
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(waker) = waker {
+        if let Some(waker) = lock(&self.on_gone).take() {
             waker.wake();
         }
     }
@@ -802,24 +793,17 @@ impl<F: Dispose + Send> Discard for Running<F> {
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        if let Some(future) = future {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.dispose()));
-        }
-        self.finish();
+        self.gone_after(future);
         true
     }
 
     fn when_gone(&self, waker: Waker) -> bool {
-        *self.on_gone.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        *lock(&self.on_gone) = Some(waker);
         if !self.gone.load(Ordering::SeqCst) {
             return true;
         }
         // Gone meanwhile: `finish` either took the waker (and wakes it) or missed it.
-        self.on_gone
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .is_none()
+        lock(&self.on_gone).take().is_none()
     }
 }
 
@@ -832,7 +816,7 @@ where
         if producer.poll_cancelled(cx).is_ready() || !interpreter_alive() {
             return Poll::Ready(None);
         }
-        let mut future = running.future.lock().unwrap_or_else(|e| e.into_inner());
+        let mut future = lock(&running.future);
         match future.as_mut() {
             Some(future) => poll_catching(future.as_mut(), cx).map(Some),
             // The loop thread dropped it (cancelled).

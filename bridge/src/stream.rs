@@ -335,8 +335,7 @@ where
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         if let Some(stream) = stream {
-            let mut stream = Some(stream);
-            self.spawner.enter(&mut || drop(stream.take()));
+            crate::coroutine::entered(&self.spawner, || drop(stream));
         }
     }
 }
