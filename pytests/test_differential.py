@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
 import socket
+import subprocess
 import sys
+import textwrap
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -537,3 +540,56 @@ def test_cancelled_anext_finalizes_the_iterator(diff_loop, runtime):
         return task.cancelled(), finalized(), after
 
     both(diff_loop, scenario, native_stream, bridge_stream(runtime))
+
+
+@pytest.mark.parametrize("message", [None, "why"])
+def test_cancel_message_reaches_the_task_rust_awaits(diff_loop, runtime, message):
+    """`Task.cancel(msg)` on a task awaiting Rust that awaits a Python coroutine: the inner
+    task gets the same CancelledError args, as through a chain of native coroutines."""
+
+    async def scenario(chain):
+        seen = []
+
+        async def inner():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError as error:
+                seen.append(error.args)
+                raise
+
+        task = asyncio.ensure_future(chain(inner()))
+        await asyncio.sleep(0.01)
+        task.cancel(message)
+        try:
+            await task
+        except asyncio.CancelledError as error:
+            outer = error.args
+        await wait_until(lambda: bool(seen))
+        return seen, outer
+
+    async def native(coroutine):
+        return await asyncio.ensure_future(coroutine)
+
+    both(diff_loop, scenario, native, lambda coroutine: m.await_py(runtime, coroutine))
+
+
+def test_a_caught_panic_is_not_printed_and_carries_its_location(runtime):
+    """A panic that becomes RustPanic is the exception's business: nothing on stderr, even
+    with RUST_BACKTRACE set; `location` says where it happened."""
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        import pyo3_aio_tests as m
+        try:
+            asyncio.run(m.panic_after(sys.argv[1], 0.001, "boom"))
+        except m.RustPanic as error:
+            print(error.args, error.location.rsplit("/", 1)[-1].split(":")[0])
+        """
+    )
+    env = dict(os.environ, RUST_BACKTRACE="1")
+    process = subprocess.run(
+        [sys.executable, "-c", code, runtime], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == "('boom',) lib.rs", process.stdout
+    assert "panicked" not in process.stderr and "backtrace" not in process.stderr, process.stderr

@@ -825,8 +825,18 @@ pub(crate) fn is_interrupt(py: Python<'_>, error: &PyErr) -> bool {
 }
 
 /// `task.cancel()` from the drain; a failure goes to the task's loop's exception handler.
-pub(crate) fn cancel_task(py: Python<'_>, task: &Bound<'_, PyAny>, message: &str) {
-    if let Err(error) = task.call_method0(pyo3::intern!(py, "cancel")) {
+pub(crate) fn cancel_task(
+    py: Python<'_>,
+    task: &Bound<'_, PyAny>,
+    msg: Option<&Py<PyAny>>,
+    message: &str,
+) {
+    let cancel = pyo3::intern!(py, "cancel");
+    let cancelled = match msg {
+        Some(msg) => task.call_method1(cancel, (msg,)),
+        None => task.call_method0(cancel),
+    };
+    if let Err(error) = cancelled {
         if let Ok(event_loop) = task.call_method0("get_loop") {
             report(py, &event_loop, message, error);
         }

@@ -268,6 +268,7 @@ fn start_task(
         shared: shared.clone(),
         task: Held::new(task.clone().unbind()),
         queued: AtomicBool::new(false),
+        message: Mutex::new(None),
     });
     let waker = Waker::from(canceller);
     let already_cancelled = callback
@@ -368,6 +369,8 @@ struct CancelTask {
     shared: LoopRef,
     task: Held<PyAny>,
     queued: AtomicBool,
+    /// The message of the `cancel(msg)` that dropped the Rust future, if any.
+    message: Mutex<Option<crate::waiter::CancelMessage>>,
 }
 
 impl Wake for CancelTask {
@@ -376,6 +379,11 @@ impl Wake for CancelTask {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        // Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task
+        // is cancelled with that message too.
+        if let Some(msg) = crate::waiter::cancel_message() {
+            *crate::event_loop::lock(&self.message) = Some(msg);
+        }
         wake_on_loop(self, &self.shared, &self.queued);
     }
 }
@@ -384,7 +392,9 @@ impl Resume for CancelTask {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
         if let Some(task) = self.task.get(py) {
-            cancel_task(py, task.bind(py), "pyo3-aio could not cancel a task");
+            let msg = crate::event_loop::lock(&self.message).take();
+            let msg = msg.as_deref();
+            cancel_task(py, task.bind(py), msg, "pyo3-aio could not cancel a task");
         }
     }
 

@@ -16,7 +16,9 @@ pyo3::create_exception!(
     "A Rust future or stream panicked; the message is the panic's message."
 );
 
-/// Turns a panic payload into a `RustPanic` error carrying its message.
+/// Turns a panic payload into a `RustPanic` error carrying its message (its args) and,
+/// when the panic happened inside one of pyo3-aio's polls, where (`location`,
+/// `"file:line:column"`).
 pub(crate) fn panic_to_pyerr(payload: Box<dyn Any + Send>) -> PyErr {
     let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
         (*text).to_owned()
@@ -25,7 +27,40 @@ pub(crate) fn panic_to_pyerr(payload: Box<dyn Any + Send>) -> PyErr {
     } else {
         "Rust panic with a non-string payload".to_owned()
     };
-    RustPanic::new_err(message)
+    let error = RustPanic::new_err(message);
+    if let Some(location) = LOCATION.with(std::cell::RefCell::take) {
+        pyo3::Python::attach(|py| {
+            let _ =
+                pyo3::types::PyAnyMethods::setattr(error.value(py).as_any(), "location", location);
+        });
+    }
+    error
+}
+
+thread_local! {
+    /// Where the last panic caught by pyo3-aio on this thread happened.
+    static LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A panic that pyo3-aio catches becomes a `RustPanic` exception, so Rust's panic hook
+/// should not also print it (and a whole backtrace under `RUST_BACKTRACE`) to stderr: the
+/// exception carries the message and location, and printing it is the user's choice. This
+/// hook, put in front of the one in place on the first catching poll, records the location
+/// of a panic inside pyo3-aio's polls and passes every other panic to that hook.
+fn install_quiet_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if POLLING.with(std::cell::Cell::get) == 0 {
+                return previous(info);
+            }
+            let location = info
+                .location()
+                .map(|at| format!("{}:{}:{}", at.file(), at.line(), at.column()));
+            LOCATION.with(|last| *last.borrow_mut() = location);
+        }));
+    });
 }
 
 /// Polls `future`, turning a panic into `Ready(Err(RustPanic))`.
@@ -53,7 +88,8 @@ pub(crate) fn poll_next_catching<S: futures_core::Stream + ?Sized>(
 }
 
 thread_local! {
-    /// How deep this thread is inside pyo3-aio's own polls of converted futures.
+    /// How deep this thread is inside pyo3-aio's own polls of converted futures (which
+    /// catch panics).
     static POLLING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
@@ -61,20 +97,17 @@ thread_local! {
 pub(crate) struct Polling;
 
 impl Polling {
-    /// Only debug builds keep count (only they check); release builds pay nothing.
+    /// Counted in every build: the panic hook reads it (and debug builds' GIL check).
     pub(crate) fn enter() -> Self {
-        if cfg!(debug_assertions) {
-            POLLING.with(|depth| depth.set(depth.get() + 1));
-        }
+        install_quiet_hook();
+        POLLING.with(|depth| depth.set(depth.get() + 1));
         Polling
     }
 }
 
 impl Drop for Polling {
     fn drop(&mut self) {
-        if cfg!(debug_assertions) {
-            POLLING.with(|depth| depth.set(depth.get() - 1));
-        }
+        POLLING.with(|depth| depth.set(depth.get() - 1));
     }
 }
 

@@ -908,7 +908,12 @@ impl Drop for PyStream {
                     shared.release_space(py);
                     let task = shared.task.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(task) = task {
-                        cancel_task(py, task.bind(py), "pyo3-aio could not cancel a stream");
+                        cancel_task(
+                            py,
+                            task.bind(py),
+                            None,
+                            "pyo3-aio could not cancel a stream",
+                        );
                     }
                     Ok(())
                 })),

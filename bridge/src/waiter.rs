@@ -43,11 +43,40 @@ pub(crate) trait Source: Send + Sync {
 #[derive(Default)]
 struct Batch(Vec<Cancelled>);
 
-/// One cancelled waiter's debt: its runtime-side future to stop and its done-callbacks.
+/// One cancelled waiter's debt: its runtime-side future to stop (with the message of the
+/// cancel, passed on to Python tasks the future awaits) and its done-callbacks.
 struct Cancelled {
     waiter: Py<Waiter>,
     source: Option<Arc<dyn Source>>,
+    message: Option<CancelMessage>,
     callbacks: Vec<Callback>,
+}
+
+/// The `msg` of a `cancel(msg)`, shareable without the GIL.
+pub(crate) type CancelMessage = Arc<Py<PyAny>>;
+
+thread_local! {
+    /// The message of the cancel whose Rust future is being dropped on this thread.
+    static CANCEL_MESSAGE: std::cell::RefCell<Option<CancelMessage>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `stop` (which drops a cancelled Rust future) with `message` in effect, so that a
+/// Python task the future awaits is cancelled with the same message, as a chain of native
+/// coroutines passes `Task.cancel(msg)` down.
+fn with_cancel_message<R>(message: Option<CancelMessage>, stop: impl FnOnce() -> R) -> R {
+    if message.is_none() {
+        return stop();
+    }
+    let outer = CANCEL_MESSAGE.with(|current| current.replace(message));
+    let result = stop();
+    CANCEL_MESSAGE.with(|current| current.replace(outer));
+    result
+}
+
+/// The message of the cancel dropping a Rust future on this thread right now, if any.
+pub(crate) fn cancel_message() -> Option<CancelMessage> {
+    CANCEL_MESSAGE.with(|current| current.borrow().clone())
 }
 
 /// The batch a loop callback will pass on; `None` inside once it has (later work then
@@ -87,7 +116,7 @@ impl Soon {
                 continue;
             };
             entry.waiter.borrow_mut(py).parked = entry.callbacks;
-            if source.stop(py) {
+            if with_cancel_message(entry.message, || source.stop(py)) {
                 let callbacks = std::mem::take(&mut entry.waiter.borrow_mut(py).parked);
                 ready.push((entry.waiter, callbacks));
             }
@@ -104,7 +133,7 @@ impl Drop for Soon {
             Python::attach(|py| {
                 for entry in batch.0 {
                     if let Some(source) = entry.source {
-                        source.stop(py);
+                        with_cancel_message(entry.message, || source.stop(py));
                     }
                 }
             });
@@ -126,28 +155,29 @@ fn soon(
     event_loop: &Bound<'_, PyAny>,
     waiter: &Bound<'_, Waiter>,
     source: Option<Arc<dyn Source>>,
+    message: Option<CancelMessage>,
     callbacks: Vec<Callback>,
 ) -> PyResult<()> {
     if source.is_none() && callbacks.is_empty() {
         return Ok(());
     }
-    let add = |batch: &mut Batch, source: Option<Arc<dyn Source>>, callbacks: Vec<Callback>| {
-        batch.0.push(Cancelled {
-            waiter: waiter.clone().unbind(),
-            source,
-            callbacks,
-        });
-    };
+    let mut entry = Some(Cancelled {
+        waiter: waiter.clone().unbind(),
+        source,
+        message,
+        callbacks,
+    });
+    let mut add = |batch: &mut Batch| batch.0.extend(entry.take());
     let open = OPEN_BATCH.with(|open| open.borrow().clone());
     if let Some(open) = open {
         let mut guard = open.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(batch) = guard.as_mut() {
-            add(batch, source, callbacks);
+            add(batch);
             return Ok(());
         }
     }
     let mut batch = Batch::default();
-    add(&mut batch, source, callbacks);
+    add(&mut batch);
     let shared = Arc::new(SoonBatch(std::sync::Mutex::new(Some(batch))));
     let scheduled = Bound::new(py, Soon(shared.clone()))
         .and_then(|soon| event_loop.call_method1(pyo3::intern!(py, "call_soon"), (soon,)));
@@ -435,18 +465,23 @@ impl Waiter {
                 Some(true) => return Ok(false),
                 Some(false) => stop = Some(source),
                 None => {
-                    if !source.cancel(py) {
+                    let message = msg.as_ref().map(|msg| Arc::new(msg.clone_ref(py)));
+                    if !with_cancel_message(message, || source.cancel(py)) {
                         return Ok(false);
                     }
                 }
             }
         }
         this.source = None;
+        let message = stop
+            .as_ref()
+            .and(msg.as_ref())
+            .map(|msg| Arc::new(msg.clone_ref(py)));
         this.outcome = Outcome::Cancelled(msg);
         let callbacks = std::mem::take(&mut this.callbacks);
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        soon(py, event_loop.bind(py), slf, stop, callbacks)?;
+        soon(py, event_loop.bind(py), slf, stop, message, callbacks)?;
         Ok(true)
     }
 
