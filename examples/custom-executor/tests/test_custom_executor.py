@@ -97,17 +97,30 @@ def test_a_bad_duration_is_refused(executor):
 # -- cancellation, Python -> Rust ---------------------------------------------------------
 
 
-def test_cancelling_the_task_drops_the_rust_future(run, executor):
-    probe = DropProbe()
+@pytest.mark.parametrize("made_in", ["python", "rust"])
+def test_a_cancelled_awaitable_is_finalized_before_its_task_is_done(run, executor, made_in):
+    """A Rust future's destructor is its `finally`: cancelling the Task that awaits it has
+    dropped it by the time the Task is done, as a native coroutine's `finally` has run."""
+
+    async def native_pending_forever(finalized):
+        try:
+            await asyncio.Event().wait()
+        finally:
+            finalized.append(True)
 
     async def main():
-        task = asyncio.ensure_future(executor.pending_forever(probe))
+        if made_in == "python":
+            finalized = []
+            awaitable = native_pending_forever(finalized)
+        else:
+            probe = DropProbe()
+            awaitable = executor.pending_forever(probe)
+        task = asyncio.ensure_future(awaitable)
         await asyncio.sleep(0.01)
-        assert not probe.dropped
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return await wait_until(lambda: probe.dropped)
+        return bool(finalized) if made_in == "python" else probe.dropped
 
     assert run(main)
 
