@@ -303,7 +303,7 @@ impl Shared {
 
     /// Puts a woken task at the back of the run queue; after shutdown the task is left
     /// alone (shutdown drops it).
-    pub(crate) fn schedule(&self, task: Arc<Task>) {
+    pub(crate) fn enqueue(&self, task: Arc<Task>) {
         let mut state = self.lock();
         if state.closed {
             return;

@@ -1,12 +1,12 @@
 //! A task: one spawned future, its stage, and its waker.
 //!
 //! ```text
-//!              wake                      a worker pops it
-//!   Idle ---------------> Scheduled ------------------------> Running
-//!    ^                        ^                                 |  |
-//!    |  poll Pending          |  poll Pending, woken meanwhile  |  | wake
-//!    +------------------------|---------------------------------+  v
-//!                             +------------------------------ Notified
+//!            woken                a worker pops it
+//!   Idle -------------> Queued ----------------------> Running
+//!    ^                    ^                             |    |
+//!    |                    |     poll Pending            |    | woken
+//!    +--------------------|-----------------------------+    v
+//!                         +------- poll Pending ------- Notified
 //!
 //!   Running/Notified --poll Ready or panic--> Done
 //!   any stage --shutdown--> Done          (wakes of a Done task do nothing)
@@ -43,7 +43,7 @@ enum Stage {
     /// Waiting for a wake-up; held by its wakers and the executor's list of live tasks.
     Idle,
     /// In the run queue (or about to be put there by the thread that woke it).
-    Scheduled,
+    Queued,
     /// A worker polls it.
     Running,
     /// A worker polls it, and it was woken meanwhile: it goes back to the queue after.
@@ -53,13 +53,13 @@ enum Stage {
 }
 
 impl Task {
-    /// A new task, `Scheduled`: the caller queues it.
+    /// A new task, `Queued`: the caller queues it.
     pub(crate) fn new(id: u64, executor: Arc<Shared>, future: BoxFuture) -> Self {
         Self {
             id,
             executor,
             slot: Mutex::new(Slot {
-                stage: Stage::Scheduled,
+                stage: Stage::Queued,
                 future: Some(future),
             }),
         }
@@ -74,7 +74,7 @@ impl Task {
     pub(crate) fn run(self: Arc<Self>) {
         let mut future = {
             let mut slot = self.slot();
-            if slot.stage != Stage::Scheduled {
+            if slot.stage != Stage::Queued {
                 // Shut down after it was queued.
                 return;
             }
@@ -100,10 +100,10 @@ impl Task {
                 slot.future = Some(future);
             }
             Stage::Notified => {
-                slot.stage = Stage::Scheduled;
+                slot.stage = Stage::Queued;
                 slot.future = Some(future);
                 drop(slot);
-                self.executor.schedule(self.clone());
+                self.executor.enqueue(self.clone());
             }
             Stage::Done => {
                 // Finished, or shut down while polled: dropped here, with no lock held.
@@ -115,7 +115,7 @@ impl Task {
                     self.executor.finished(self.id);
                 }
             }
-            Stage::Idle | Stage::Scheduled => {
+            Stage::Idle | Stage::Queued => {
                 unreachable!("only this worker moves a Running task out of Running")
             }
         }
@@ -139,12 +139,12 @@ impl Wake for Task {
         let mut slot = self.slot();
         match slot.stage {
             Stage::Idle => {
-                slot.stage = Stage::Scheduled;
+                slot.stage = Stage::Queued;
                 drop(slot);
-                self.executor.schedule(self.clone());
+                self.executor.enqueue(self.clone());
             }
             Stage::Running => slot.stage = Stage::Notified,
-            Stage::Scheduled | Stage::Notified | Stage::Done => {}
+            Stage::Queued | Stage::Notified | Stage::Done => {}
         }
     }
 }
