@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, List
 import pytest
 
 from custom_executor_example import Executor
-from loops import LOOP_KINDS, run_directly
+from harness import LOOP_KINDS, run_directly
 
 
 @pytest.fixture(params=LOOP_KINDS)
@@ -34,8 +34,11 @@ def run(loop_kind):
     def run(coro_factory: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         errors: List[dict] = []
 
+        def collect(_loop, context):
+            errors.append(context)
+
         async def main():
-            asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+            asyncio.get_running_loop().set_exception_handler(collect)
             return await coro_factory(*args)
 
         result = run_directly(loop_kind, main())
