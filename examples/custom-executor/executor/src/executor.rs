@@ -208,7 +208,7 @@ impl Executor {
         f()
     }
 
-    /// Stops the executor: refuses new tasks, stops the timer and the workers, and drops
+    /// Stops the executor: refuses new tasks, stops the workers and the timer, and drops
     /// every task that has not finished, on this thread.
     ///
     /// Workers finish the poll they are in; `shutdown` waits up to `timeout` for them. A
@@ -232,7 +232,6 @@ impl Executor {
             )
         };
         self.shared.work.notify_all();
-        self.shared.timer.shutdown();
 
         let own = usize::from(WORKER_OF.with(Cell::get) == Arc::as_ptr(&self.shared) as usize);
         let mut state = self.shared.lock();
@@ -256,6 +255,8 @@ impl Executor {
                 let _ = worker.join();
             }
         }
+        // Only now: the polls the workers finished above may still have set timers.
+        self.shared.timer.shutdown();
 
         // Inside `enter`, so that destructors that look for the executor find it.
         let dropped = self.enter(|| {
