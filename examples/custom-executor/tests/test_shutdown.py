@@ -51,6 +51,26 @@ def test_shutdown_ends_pending_conversions_with_an_error_naming_the_executor(run
     assert cancelled, "the Python task awaited from Rust was never cancelled"
 
 
+def test_shutdown_in_the_middle_of_a_burst_ends_every_conversion(run, executor):
+    async def main():
+        # Half end around the shutdown, half would never end.
+        seconds = [3600 if i % 2 else 0.0005 * (i % 20) for i in range(500)]
+        tasks = [asyncio.ensure_future(executor.sleep(s, i)) for i, s in enumerate(seconds)]
+        await asyncio.sleep(0.005)
+        executor.shutdown()
+        return await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), PATIENCE
+        )
+
+    outcomes = run(main)
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, RuntimeError):
+            assert str(outcome).startswith(DROPPED)
+        else:
+            assert outcome == i
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes[1::2])
+
+
 def test_a_future_living_on_the_loop_thread_needs_no_executor(run, executor):
     async def main():
         # Its first poll is left pending by the Python coroutine it awaits, so the bridge
