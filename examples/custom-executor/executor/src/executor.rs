@@ -225,6 +225,7 @@ impl Executor {
                 return ShutdownReport::default();
             }
             state.closed = true;
+            // Every queued task is also in `live`: clearing the queue drops no future here.
             state.queue.clear();
             (
                 std::mem::take(&mut state.live),
@@ -247,7 +248,7 @@ impl Executor {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let busy_workers = state.workers_running - own;
+        let busy_workers = state.workers_running.saturating_sub(own);
         drop(state);
         for worker in workers {
             // The others are still polling (or are this thread): they exit on their own.
