@@ -2,7 +2,7 @@
 //! awaited from Python through [`pyo3_aio::generic`].
 //!
 //! minipool knows nothing of Python: it implements `pyo3_aio_core::spawn::Spawner`, and
-//! this module hands an `minipool::Executor` to the generic bridge wherever a runtime
+//! this module hands a `minipool::Executor` to the generic bridge wherever a runtime
 //! module (`pyo3_aio::tokio`) would fill in its own. Each Python `Executor` object owns its
 //! thread pool, so tests make one each and shut it down.
 //!
