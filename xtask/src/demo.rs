@@ -19,6 +19,10 @@ const DEMO_STEPS: &[DemoStep] = &[
         run: extension,
     },
     DemoStep {
+        name: "custom executor",
+        run: custom_executor,
+    },
+    DemoStep {
         name: "application",
         run: application,
     },
@@ -54,7 +58,14 @@ pub(crate) fn run(ws: &Workspace) -> Result {
 /// pyo3-asyncio's README examples as a maturin extension module, awaited from Python on
 /// asyncio's default loop and on uvloop (examples/extension/demo.py).
 fn extension(ws: &Workspace) -> Result {
-    python::run_extension_example(ws, "demo")
+    python::run_example(ws, "demo", &python::EXTENSION_EXAMPLE)
+}
+
+/// minipool, an executor built on pyo3-aio-core alone, carrying an extension module through
+/// `pyo3_aio::generic`: Python awaiting Rust and Rust awaiting Python on it, cancellation
+/// both ways, and shutdown (examples/custom-executor/demo.py).
+fn custom_executor(ws: &Workspace) -> Result {
+    python::run_example(ws, "demo", &python::CUSTOM_EXECUTOR_EXAMPLE)
 }
 
 /// Rust programs that embed Python (examples/app): build them once, then run each with the
@@ -87,9 +98,6 @@ fn summary(ws: &Workspace) {
     let members = ws.members();
     let fuzz_targets = fuzz::targets(ws);
     let loom_models = files_named(&ws.path("loom-tests/tests"), &|n| n.ends_with(".rs"));
-    let pytest_files = files_named(&ws.path("pytests"), &|n| {
-        n.starts_with("test_") && n.ends_with(".py")
-    });
     let list = |items: &[String]| {
         if items.is_empty() {
             "none yet".to_owned()
@@ -106,6 +114,9 @@ fn summary(ws: &Workspace) {
         "    loom files:       {} in loom-tests/tests/",
         loom_models.len()
     );
-    println!("    pytest files:     {} in pytests/", pytest_files.len());
+    println!(
+        "    pytest files:     {} in pytests/ and examples/custom-executor/tests/",
+        python::test_file_count(ws)
+    );
     println!("    app programs:     {}", APP_PROGRAMS.join(", "));
 }

@@ -199,9 +199,10 @@ COMMANDS:
                                    failure; --skip (repeatable) is for local iteration only
     fuzz <TARGET> [--seconds N]    fuzz one target for N seconds (default 60)
     fuzz --list                    list the fuzz targets (fuzz/fuzz_targets/*.rs)
-    demo                           build examples/extension into target/venv and run its
-                                   demo.py (default loop and uvloop), then build and run the
-                                   Rust programs of examples/app, then list what exists
+    demo                           build examples/extension and examples/custom-executor into
+                                   target/venv and run their demo.py (default loop and uvloop),
+                                   then build and run the Rust programs of examples/app, then
+                                   list what exists
     bench [--quick] [--only KEYS]  build bench/'s modules into target/venv, run bench/driver.py
                                    (every scenario against pyo3-async-runtimes and plain
                                    asyncio, default loop and uvloop; tables to bench/RESULTS.md,

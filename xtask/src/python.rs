@@ -1,6 +1,6 @@
 //! The Python side: a virtualenv at `target/venv` with maturin, pytest and uvloop, the
-//! extension modules built into it, the pytest suite in `pytests/`, and the extension-module
-//! example in `examples/extension/`.
+//! extension modules built into it, the pytest suites ([`PY_SUITES`]), and the examples
+//! with a `demo.py` ([`EXTENSION_EXAMPLE`], [`CUSTOM_EXECUTOR_EXAMPLE`]).
 //!
 //! [`Venv`] is shared by `cargo xtask test` and `cargo xtask demo`. Every extension module is
 //! built the same way (`maturin develop --release` into `<root>/target`), so the two commands
@@ -13,11 +13,33 @@ use crate::workspace::{Workspace, files_named};
 
 /// Python extension crates (directories with a pyproject.toml, relative to the root) that are
 /// built into the venv with `maturin develop --release` before pytest runs.
-pub(crate) const PY_EXTENSIONS: &[&str] = &["pytests"];
+pub(crate) const PY_EXTENSIONS: &[&str] = &["pytests", "examples/custom-executor/module"];
 
-/// The extension-module example: a maturin crate with a `demo.py` that exits non-zero when a
-/// result is wrong.
-const EXTENSION_EXAMPLE: &str = "examples/extension";
+/// The directories pytest runs, one pytest run each (each has its own pytest.ini and
+/// conftest.py); each must collect tests.
+const PY_SUITES: &[&str] = &["pytests", "examples/custom-executor/tests"];
+
+/// An example to show: a maturin crate built into the venv, and a `demo.py` that exits
+/// non-zero when a result is wrong.
+pub(crate) struct Example {
+    /// The extension crate (with its pyproject.toml), relative to the root.
+    pub(crate) crate_dir: &'static str,
+    /// The script run with the venv's python, relative to the root.
+    pub(crate) demo: &'static str,
+}
+
+/// pyo3-asyncio's README examples as an extension module, on tokio, async-std and smol.
+pub(crate) const EXTENSION_EXAMPLE: Example = Example {
+    crate_dir: "examples/extension",
+    demo: "examples/extension/demo.py",
+};
+
+/// An extension module whose futures run on minipool, an executor written on pyo3-aio-core
+/// alone, through `pyo3_aio::generic`.
+pub(crate) const CUSTOM_EXECUTOR_EXAMPLE: Example = Example {
+    crate_dir: "examples/custom-executor/module",
+    demo: "examples/custom-executor/demo.py",
+};
 
 /// A package the venv must have, and how to tell it is there.
 struct Requirement {
@@ -196,39 +218,55 @@ impl Venv {
     }
 }
 
-/// The `python` step of `cargo xtask test`: build [`PY_EXTENSIONS`], run pytest on
-/// `pytests/` (a suite that collects no tests fails), then a bounded run of the Python-side
-/// fuzzer.
+/// The `python` step of `cargo xtask test`: build [`PY_EXTENSIONS`], run pytest on each of
+/// [`PY_SUITES`] (a suite that collects no tests fails), then a bounded run of the
+/// Python-side fuzzer.
 pub(crate) fn test_suite(ws: &Workspace) -> Result {
-    let tests = files_named(&ws.path("pytests"), &|name| {
-        name.starts_with("test_") && name.ends_with(".py")
-    });
-    if tests.is_empty() {
-        return Err(Failure::new(
-            "pytests/ has no test_*.py: the Python suite must exist and test something",
-        ));
+    for suite in PY_SUITES {
+        let tests = files_named(&ws.path(suite), &|name| {
+            name.starts_with("test_") && name.ends_with(".py")
+        });
+        if tests.is_empty() {
+            return Err(Failure::new(format!(
+                "{suite}/ has no test_*.py: the Python suite must exist and test something"
+            )));
+        }
     }
     let venv = Venv::ensure(ws, STEP)?;
     for dir in PY_EXTENSIONS {
         venv.develop(ws, STEP, &ws.path(dir))?;
     }
-    let pytest = venv.cmd("python").args(["-m", "pytest", "pytests", "-q"]);
-    pytest.run(STEP).map_err(|failure| {
-        // pytest's 5 means it collected nothing: a suite that tests nothing is not a pass.
-        if failure.code == 5 {
-            Failure::with_code(
-                format!(
-                    "{}: pytest collected no tests (exit code 5) although pytests/ has {} test_*.py file(s)",
-                    failure.message,
-                    tests.len()
-                ),
-                5,
-            )
-        } else {
-            failure
-        }
-    })?;
+    for suite in PY_SUITES {
+        let pytest = venv.cmd("python").args(["-m", "pytest", suite, "-q"]);
+        pytest.run(STEP).map_err(|failure| {
+            // pytest's 5 means it collected nothing: a suite that tests nothing is not a pass.
+            if failure.code == 5 {
+                Failure::with_code(
+                    format!(
+                        "{}: pytest collected no tests (exit code 5) from {suite}/",
+                        failure.message
+                    ),
+                    5,
+                )
+            } else {
+                failure
+            }
+        })?;
+    }
     fuzz_script(ws, &venv, STEP, &[format!("-runs={BOUNDED_FUZZ_RUNS}")])
+}
+
+/// The number of `test_*.py` files of every pytest suite.
+pub(crate) fn test_file_count(ws: &Workspace) -> usize {
+    PY_SUITES
+        .iter()
+        .map(|suite| {
+            files_named(&ws.path(suite), &|name| {
+                name.starts_with("test_") && name.ends_with(".py")
+            })
+            .len()
+        })
+        .sum()
 }
 
 /// Runs the Python-side fuzzer (atheris) with libFuzzer-style `args` over its committed
@@ -251,15 +289,14 @@ pub(crate) fn fuzz_script(ws: &Workspace, venv: &Venv, step: &str, args: &[Strin
         .run(step)
 }
 
-/// Build the extension-module example into the venv and run its `demo.py` with the venv's
+/// Build an example's extension crate into the venv and run its `demo.py` with the venv's
 /// python. `cargo xtask demo` shows this; the `examples` step of `cargo xtask test` runs it
-/// as an end-to-end check, since `demo.py` fails when a result is wrong.
-pub(crate) fn run_extension_example(ws: &Workspace, step: &str) -> Result {
+/// as an end-to-end check, since a `demo.py` fails when a result is wrong.
+pub(crate) fn run_example(ws: &Workspace, step: &str, example: &Example) -> Result {
     let venv = Venv::ensure(ws, step)?;
-    let dir = ws.path(EXTENSION_EXAMPLE);
-    venv.develop(ws, step, &dir)?;
+    venv.develop(ws, step, &ws.path(example.crate_dir))?;
     venv.cmd("python")
-        .arg(dir.join("demo.py"))
+        .arg(ws.path(example.demo))
         .run(step)
         .map_err(|failure| {
             Failure::with_code(

@@ -59,12 +59,12 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         name: "python",
-        about: "build pytests/ into target/venv with maturin, then pytest pytests (0 tests fails)",
+        about: "build the modules into target/venv; pytest pytests/, examples/custom-executor/tests/",
         run: python::test_suite,
     },
     Step {
         name: "examples",
-        about: "build examples/extension into target/venv with maturin, then run its demo.py",
+        about: "build examples/extension and examples/custom-executor into target/venv, run their demo.py",
         run: examples,
     },
 ];
@@ -206,7 +206,8 @@ fn passed_tests(stdout: &str) -> usize {
 }
 
 fn examples(ws: &Workspace) -> Result {
-    python::run_extension_example(ws, "examples")
+    python::run_example(ws, "examples", &python::EXTENSION_EXAMPLE)?;
+    python::run_example(ws, "examples", &python::CUSTOM_EXECUTOR_EXAMPLE)
 }
 
 /// `extra` appended to the flags already in `var`, so a developer's own flags survive.
