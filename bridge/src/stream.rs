@@ -197,7 +197,11 @@ impl<T, Sp> SendFront<T, Sp> {
 
 /// Pulls items from the stream into the channel on the runtime, until the stream ends,
 /// the consumer closes, or the buffer is full (then it waits for room).
-async fn pump<T, Sp>(front: Arc<SendFront<T, Sp>>) {
+async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
+    let mut dropped = PumpDropped {
+        front: front.clone(),
+        ended: false,
+    };
     std::future::poll_fn(|cx| {
         let mut wake = Vec::new();
         let outcome = loop {
@@ -244,12 +248,40 @@ async fn pump<T, Sp>(front: Arc<SendFront<T, Sp>>) {
         .unwrap_or_else(|e| e.into_inner())
         .take();
     drop(stream);
+    dropped.ended = true;
+    finish_channel(&front.channel, None);
+}
+
+/// Marks the channel finished (after `last`, an item to deliver before the end) and wakes
+/// the consumers.
+fn finish_channel<T>(channel: &Mutex<Channel<PyResult<T>>>, last: Option<PyErr>) {
     let wakers = {
-        let mut channel = lock(&front.channel);
+        let mut channel = lock(channel);
+        if let Some(error) = last.filter(|_| !channel.finished && !channel.closed) {
+            channel.items.push_back(Err(error));
+        }
         channel.finished = true;
         channel.take_consumers()
     };
     wakers.into_iter().for_each(Waker::wake);
+}
+
+/// Dropped with an unfinished pump (its runtime shut down, or dropped the task): the
+/// consumer gets the error a future gets then, instead of waiting forever.
+struct PumpDropped<T, Sp: Spawner> {
+    front: Arc<SendFront<T, Sp>>,
+    /// The pump ran to its end and finished the channel itself.
+    ended: bool,
+}
+
+impl<T, Sp: Spawner> Drop for PumpDropped<T, Sp> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let runtime = self.front.spawner.name();
+            let error = crate::waiter::producer_dropped(runtime);
+            finish_channel(&self.front.channel, Some(error));
+        }
+    }
 }
 
 /// Converts the item at the front, if any, on the loop thread.

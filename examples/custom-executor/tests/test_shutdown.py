@@ -10,7 +10,6 @@ import pytest
 from custom_executor_example import DropProbe, Executor, RustPanic
 from harness import (
     DROPPED,
-    KNOWN_BUG_PATIENCE,
     PATIENCE,
     REFUSED,
     double_later,
@@ -83,22 +82,14 @@ def test_a_future_living_on_the_loop_thread_needs_no_executor(run, executor):
     assert run(main) == ({"dropped": 0, "busy_workers": 0}, 42)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bridge bug: a stream whose pump the runtime drops unfinished (at shutdown) "
-    "never wakes the pending __anext__ (bridge/src/stream.rs: the pump ends the channel only "
-    "when it returns, not when it is dropped)",
-)
 def test_a_stream_pending_at_shutdown_ends_with_an_error_naming_the_executor(run, executor):
     async def main():
         numbers = executor.count(10, 3600)
         step = asyncio.ensure_future(numbers.__anext__())
         await asyncio.sleep(0.05)
         executor.shutdown()
-        # Short: while the bug stands this wait always runs out. Once it is fixed the test
-        # passes (XPASS, a failure under `strict`): remove the mark and wait PATIENCE.
         with pytest.raises(RuntimeError, match="minipool"):
-            await asyncio.wait_for(step, KNOWN_BUG_PATIENCE)
+            await asyncio.wait_for(step, PATIENCE)
 
     run(main)
 
