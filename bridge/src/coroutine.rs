@@ -233,8 +233,10 @@ pub(crate) unsafe fn send_result(
     status
 }
 
-/// Puts [`am_send`] on the `RustCoroutine` type, once per process.
+/// Puts [`am_send`] on the `RustCoroutine` type, once per process (and registers the
+/// classes with the shared `pyo3_aio` module).
 pub(crate) fn install_am_send(py: Python<'_>) {
+    crate::shared::register_types(py);
     #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
     {
         static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
@@ -433,6 +435,37 @@ impl RustCoroutine {
         matches!(self.state, State::Running)
     }
 
+    /// Whether it waits for its Rust future (3.11's `cr_suspended`).
+    #[getter]
+    fn cr_suspended(&self) -> bool {
+        matches!(self.state, State::Waiting(_))
+    }
+
+    /// A stand-in frame while not finished (see `introspect.rs`), `None` once finished, as
+    /// `inspect.getcoroutinestate` reads it.
+    #[getter]
+    fn cr_frame(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let started = match self.state {
+            State::Created(_) => false,
+            State::Running | State::Waiting(_) => true,
+            State::Done => return Ok(None),
+        };
+        let frame = crate::introspect::RustFrame::new(py, short_name(self.name), started)?;
+        Ok(Some(Py::new(py, frame)?.into_any()))
+    }
+
+    /// `None`: there is no Python code; asyncio then shows the coroutine by name.
+    #[getter]
+    fn cr_code(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    /// `None`, as for coroutines created without origin tracking.
+    #[getter]
+    fn cr_origin(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
     #[getter]
     fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         match &self.state {
@@ -561,7 +594,8 @@ where
 /// The running loop, or the error for awaiting a pending future outside one.
 fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     running_loop(py)?.ok_or_else(|| {
-        PyRuntimeError::new_err(
+        crate::locals::no_running_loop(
+            py,
             "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \
              or another coroutine running on a loop)",
         )
@@ -880,6 +914,12 @@ where
                 .unwrap_or_else(|e| e.into_inner())
                 .is_complete(),
         )
+    }
+
+    fn discard(&self) {
+        if let Some(running) = &self.running {
+            running.discard();
+        }
     }
 
     fn stop(&self, py: Python<'_>) -> bool {

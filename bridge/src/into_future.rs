@@ -127,7 +127,8 @@ fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     let mut running = running_loops(py)?;
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
-        0 => Err(PyRuntimeError::new_err(
+        0 => Err(crate::locals::no_running_loop(
+            py,
             "no running event loop for into_future or into_stream: call it inside a future converted with \
              future_into_py, on the loop's thread, or wrap the future in \
              pyo3_aio::scope(locals, future)",

@@ -42,6 +42,7 @@ mod eager;
 mod event_loop;
 pub mod generic;
 mod into_future;
+mod introspect;
 mod locals;
 mod panic;
 #[cfg(feature = "attributes")]
@@ -49,6 +50,7 @@ mod panic;
 pub mod private;
 mod run;
 mod runtime;
+mod shared;
 mod stream;
 #[cfg(feature = "attributes")]
 pub mod testing;

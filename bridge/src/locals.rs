@@ -264,3 +264,25 @@ pub(crate) fn check_locals(py: Python<'_>, locals: &TaskLocals) -> PyResult<()> 
     }
     Ok(())
 }
+
+/// The error for a conversion that needs an asyncio event loop where none runs. Under trio
+/// (or anyio's trio backend) it says so: only asyncio-compatible loops are supported. The
+/// check runs only on this error path, and imports nothing: trio is asked only if it is
+/// already loaded.
+pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
+    let under_trio = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|modules| modules.get_item("trio"))
+        .and_then(|trio| trio.getattr("lowlevel"))
+        .and_then(|lowlevel| lowlevel.call_method0("current_trio_token"))
+        .is_ok();
+    if under_trio {
+        return PyRuntimeError::new_err(format!(
+            "no running asyncio event loop: this runs under trio, and pyo3-aio supports \
+             asyncio-compatible event loops only (asyncio, uvloop, ...); run it on asyncio, \
+             e.g. with anyio's asyncio backend or trio-asyncio ({message})"
+        ));
+    }
+    PyRuntimeError::new_err(message.to_owned())
+}

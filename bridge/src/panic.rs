@@ -7,14 +7,31 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pyo3::PyErr;
-use pyo3::exceptions::PyException;
 
-pyo3::create_exception!(
-    pyo3_aio,
-    RustPanic,
-    PyException,
-    "A Rust future or stream panicked; the message is the panic's message."
-);
+/// A Rust future or stream panicked; the message is the panic's message, and `location`
+/// (when known) says where, as `"file:line:column"`.
+///
+/// In Python it is `pyo3_aio.RustPanic`, one class for every extension built with pyo3-aio
+/// in the process (see the `shared` module), so `except` catches the panics of them all.
+#[repr(transparent)]
+pub struct RustPanic(pyo3::PyAny);
+
+pyo3::impl_exception_boilerplate!(RustPanic);
+pyo3::pyobject_native_type_named!(RustPanic);
+
+// SAFETY: `type_object_raw` returns a type object that lives for the rest of the process
+// (held by the static below) and that is a subclass of `Exception`, whose instances have
+// the layout `PyAny` describes, as `create_exception!` arranges for its own types.
+unsafe impl pyo3::type_object::PyTypeInfo for RustPanic {
+    fn type_object_raw(py: pyo3::Python<'_>) -> *mut pyo3::ffi::PyTypeObject {
+        static TYPE_OBJECT: pyo3::sync::PyOnceLock<pyo3::Py<pyo3::types::PyType>> =
+            pyo3::sync::PyOnceLock::new();
+        TYPE_OBJECT
+            .get_or_init(py, || crate::shared::panic_class(py))
+            .as_ptr()
+            .cast()
+    }
+}
 
 /// Turns a panic payload into a `RustPanic` error carrying its message (its args) and,
 /// when the panic happened inside one of pyo3-aio's polls, where (`location`,

@@ -605,6 +605,7 @@ where
         .spawn(Box::pin(pump(front.clone())))
         .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
     let front: Arc<dyn Front> = front;
+    crate::shared::register_types(py);
     Ok(Bound::new(py, RustStream { front })?.into_any())
 }
 
@@ -638,6 +639,7 @@ where
         )))),
         waiters: Arc::new(Waiters::default()),
     });
+    crate::shared::register_types(py);
     Ok(Bound::new(py, RustStream { front })?.into_any())
 }
 

@@ -79,6 +79,11 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: Probe::Import("rloop"),
     },
     Requirement {
+        // The test that pyo3-aio names trio when it finds itself under trio.
+        package: "trio",
+        probe: Probe::Import("trio"),
+    },
+    Requirement {
         package: "atheris",
         probe: Probe::Import("atheris"),
     },

@@ -1,0 +1,20 @@
+# Type stubs for `pyo3_aio`, the module every extension built with pyo3-aio shares in one
+# process (it appears in sys.modules once such an extension is imported). Put this file
+# next to your extension's own stubs (or in a `pyo3_aio-stubs` package) for type checkers.
+
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+class RustPanic(Exception):
+    """A Rust future or stream panicked. `args[0]` is the panic's message."""
+
+    location: str
+    """Where the panic happened, as "file:line:column" (absent when unknown)."""
+
+class RustCoroutine(Coroutine[Any, None, _T]):
+    """The coroutine a pyo3-aio extension returns for a Rust future (any extension's)."""
+
+class RustStream(AsyncIterator[_T]):
+    """The async iterator a pyo3-aio extension returns for a Rust stream."""
