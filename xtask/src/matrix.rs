@@ -3,8 +3,10 @@
 //!
 //! For each minor version, the latest patch `pyenv versions --bare` lists:
 //! 1. a venv at `target/matrix/venv-<version>`, made with that interpreter, with maturin,
-//!    pytest and uvloop (each package installed on its own, so a missing wheel is named);
-//! 2. `pytests/` built into it with `maturin develop --release`, `PYO3_PYTHON` set to the
+//!    pytest, pytest-timeout and uvloop (each installed on its own, so a missing wheel is
+//!    named);
+//! 2. every extension `cargo xtask test` builds (`pytests/` and the custom-executor module)
+//!    built into it with `maturin develop --release`, `PYO3_PYTHON` set to the
 //!    venv's python and one target directory for every version, `target/matrix/target`
 //!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared);
 //! 3. `python -m pytest pytests -q -p no:randomly` with a small reporting plugin (written to
@@ -34,6 +36,7 @@ const MINORS: std::ops::RangeInclusive<u32> = 9..=13;
 const PACKAGES: &[(&str, Installed)] = &[
     ("maturin", Installed::Binary("maturin")),
     ("pytest", Installed::Module("pytest")),
+    ("pytest-timeout", Installed::Module("pytest_timeout")),
     ("uvloop", Installed::Module("uvloop")),
 ];
 
@@ -41,9 +44,6 @@ enum Installed {
     Module(&'static str),
     Binary(&'static str),
 }
-
-/// The extension module the suite imports, relative to the root.
-const TEST_CRATE: &str = "pytests";
 
 /// The reporting plugin's module name (`-p` takes it) and its source.
 const PLUGIN: &str = "pyo3_aio_matrix_report";
@@ -422,13 +422,16 @@ fn prepare(
     let plugin = Path::new(&site_packages).join(format!("{PLUGIN}.py"));
     fs::write(&plugin, PLUGIN_SOURCE)
         .map_err(|e| format!("cannot write {}: {e}", plugin.display()))?;
-    venv.cmd("maturin")
-        .args(["develop", "--release"])
-        .env("PYO3_PYTHON", venv.python())
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .dir(ws.path(TEST_CRATE))
-        .run(step)
-        .map_err(|f| format!("building {TEST_CRATE}/ failed: {}", f.message))?;
+    // Every extension `cargo xtask test` builds: the suite imports more than one.
+    for crate_dir in crate::python::PY_EXTENSIONS {
+        venv.cmd("maturin")
+            .args(["develop", "--release"])
+            .env("PYO3_PYTHON", venv.python())
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .dir(ws.path(crate_dir))
+            .run(step)
+            .map_err(|f| format!("building {crate_dir}/ failed: {}", f.message))?;
+    }
     Ok(venv)
 }
 
