@@ -36,6 +36,12 @@ try:
 except ImportError:  # pragma: no cover - rloop has no wheel for this platform
     rloop = None
 
+#: The scenarios use TaskGroup, asyncio.timeout and anext (3.11, 3.11, 3.10): on 3.9 and
+#: 3.10 the matrix runs the rest of the suite.
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="the scenarios use TaskGroup and asyncio.timeout (3.11+)"
+)
+
 #: rloop 0.5 leaves its own self-pipe sockets unclosed (a ResourceWarning of its own, not
 #: of the bridge), which the suite's `filterwarnings = error` would turn into failures.
 LOOPS = ["asyncio", "uvloop"] + (
