@@ -599,3 +599,26 @@ def test_a_caught_panic_is_not_printed_and_carries_its_location(runtime):
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "('boom',) lib.rs", process.stdout
     assert "panicked" not in process.stderr and "backtrace" not in process.stderr, process.stderr
+
+
+def test_athrow_ends_the_iterator(diff_loop, runtime):
+    """athrow() on an iterator that does not catch: the exception comes out of the await,
+    the iterator is finished and finalized, and anext then raises StopAsyncIteration."""
+
+    async def scenario(make):
+        stream, finalized = make(3, 0.001)
+        first = await anext(stream)
+        thrown = None
+        try:
+            await stream.athrow(KeyError("thrown in"))
+        except KeyError as error:
+            thrown = outcome(error)
+        await wait_until(finalized)
+        after = None
+        try:
+            await anext(stream)
+        except StopAsyncIteration as error:
+            after = outcome(error)
+        return first, thrown, finalized(), after
+
+    both(diff_loop, scenario, native_stream, bridge_stream(runtime))

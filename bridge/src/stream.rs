@@ -479,6 +479,22 @@ impl RustStream {
         self.front.close();
         ready(py, Ok(py.None()))
     }
+
+    /// As an async generator that does not catch what is thrown in: the Rust stream is
+    /// dropped and awaiting the result raises the exception (built from `typ`, `val`,
+    /// `tb` as `throw` builds it); later `__anext__` raises `StopAsyncIteration`.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn athrow<'py>(
+        &self,
+        py: Python<'py>,
+        typ: &Bound<'py, PyAny>,
+        val: Option<&Bound<'py, PyAny>>,
+        tb: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let error = crate::coroutine::thrown(typ, val, tb)?;
+        self.front.close();
+        ready(py, Err(error))
+    }
 }
 
 impl Drop for RustStream {
