@@ -682,6 +682,11 @@ where
     S: Spawner + Clone,
 {
     fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
+        // A runtime that cannot work here (shut down for good, or inherited through fork)
+        // says why before anything polls the future, rather than leaving it to hang.
+        self.spawner
+            .usable()
+            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
         let mut this = Box::into_pin(self);
         let options = this.options;
         if options.home == Home::LoopThread {

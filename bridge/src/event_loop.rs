@@ -71,6 +71,10 @@ pub(crate) struct LoopShared {
     soon: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
     /// Conversions bound to this loop that may still be pending, released when it closes.
     pending: Mutex<Pending>,
+    /// The fork generation this state was made in. In a forked child the loop's eventfd is
+    /// the parent's too, and the loop thread does not exist: nothing is queued or signalled
+    /// there (see [`LoopShared::schedule`]).
+    generation: usize,
 }
 
 /// The conversions a loop must release when it closes, held weakly: a finished one's
@@ -97,6 +101,14 @@ impl LoopShared {
     /// Returns `false` when the loop closed: the item was dropped, and the caller should let
     /// go of the Python objects it keeps for the loop (nothing will resume it).
     pub(crate) fn schedule(&self, item: LoopItem) -> bool {
+        if !self.is_current() {
+            // Inherited through fork: acts as a closed loop, without touching the
+            // descriptor the parent still reads.
+            if let LoopItem::Resume(target) = item {
+                target.abandon();
+            }
+            return false;
+        }
         if self.queue.push(item) == Signal::Needed {
             self.signal();
         }
@@ -221,6 +233,11 @@ impl LoopShared {
             && event_loop
                 .call_method1(pyo3::intern!(py, "call_soon"), (drain.bind(py),))
                 .is_ok()
+    }
+
+    /// Whether this state was made in this process (not inherited through fork).
+    fn is_current(&self) -> bool {
+        pyo3_aio_core::fork::is_current(self.generation)
     }
 
     /// Whether this is the loop's thread (known once its wake-up is installed).
@@ -479,6 +496,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         closed: AtomicBool::new(false),
         soon: std::sync::OnceLock::new(),
         pending: Mutex::new(Pending::new()),
+        generation: pyo3_aio_core::fork::generation(),
     });
     let drain = Bound::new(
         py,
@@ -577,21 +595,53 @@ thread_local! {
     static LAST: RefCell<Option<(Py<PyAny>, Arc<LoopShared>)>> = const { RefCell::new(None) };
 }
 
+/// Per-process state kept with the GIL: made again in a forked child, where the
+/// parent's entries (loops that do not run there, their eventfds) must not be found.
+///
+/// Its lock is only taken with the GIL held, never across a Python call, so no other thread
+/// holds it when `os.fork()` (which holds the GIL) forks.
+struct PerProcess<T>(Mutex<Option<(usize, Py<T>)>>);
+
+impl<T> PerProcess<T> {
+    const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    fn get_or_try_init<'py>(
+        &self,
+        py: Python<'py>,
+        init: impl FnOnce() -> PyResult<Py<T>>,
+    ) -> PyResult<Bound<'py, T>> {
+        let generation = pyo3_aio_core::fork::generation();
+        let mut slot = lock(&self.0);
+        if let Some((made_in, value)) = slot.as_ref()
+            && *made_in == generation
+        {
+            return Ok(value.bind(py).clone());
+        }
+        let value = init()?;
+        let bound = value.bind(py).clone();
+        // The parent's value (if any) is only this process's copy of it: dropping it here
+        // releases the child's references, nothing of the parent's.
+        let old = slot.replace((generation, value));
+        drop(slot);
+        drop(old);
+        Ok(bound)
+    }
+}
+
 /// `weakref.WeakKeyDictionary` from loop to its `_LoopWakeup`: an entry lives as long as
 /// its loop does.
-static REGISTRY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static REGISTRY: PerProcess<PyAny> = PerProcess::new();
 
-fn registry(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    REGISTRY
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("weakref")?
-                    .getattr("WeakKeyDictionary")?
-                    .call0()?
-                    .unbind(),
-            )
-        })
-        .map(|registry| registry.bind(py))
+fn registry(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    REGISTRY.get_or_try_init(py, || {
+        Ok(py
+            .import("weakref")?
+            .getattr("WeakKeyDictionary")?
+            .call0()?
+            .unbind())
+    })
 }
 
 /// The shared state of `event_loop`, created (and registered with the loop) on first use.
@@ -603,7 +653,9 @@ pub(crate) fn loop_shared(
     let cached = LAST.with(|last| {
         last.borrow()
             .as_ref()
-            .filter(|(cached, _)| cached.as_ptr() == event_loop.as_ptr())
+            .filter(|(cached, shared)| {
+                cached.as_ptr() == event_loop.as_ptr() && shared.is_current()
+            })
             .map(|(_, shared)| shared.clone())
     });
     if let Some(shared) = cached {
@@ -640,12 +692,10 @@ pub(crate) fn loop_shared(
     Ok(shared)
 }
 
-static FALLBACK: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static FALLBACK: PerProcess<PyDict> = PerProcess::new();
 
-fn fallback_registry(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
-    Ok(FALLBACK
-        .get_or_init(py, || PyDict::new(py).unbind())
-        .bind(py))
+fn fallback_registry(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    FALLBACK.get_or_try_init(py, || Ok(PyDict::new(py).unbind()))
 }
 
 /// Every loop that hosted a conversion and is running now (for `into_future` called from a
@@ -681,6 +731,9 @@ struct Registered {
     /// 3.11, the loop itself on 3.12), held so its address cannot be reused. While the
     /// dict still holds this very object, the running loop is the registered one.
     marker: Option<Py<PyAny>>,
+    /// The fork generation of the registration: a forked child registers afresh (the
+    /// parent's loop may still look running there, its `_thread_id` copied).
+    generation: usize,
 }
 
 /// The thread state dict's entry for the running loop, where asyncio's C accelerator keeps
@@ -771,7 +824,9 @@ pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
     // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
     let cached = REGISTERED.with(|cached| {
         let cached = cached.borrow();
-        let registered = cached.as_ref()?;
+        let registered = cached
+            .as_ref()
+            .filter(|registered| pyo3_aio_core::fork::is_current(registered.generation))?;
         if let (Some(now), Some(then)) = (&marker, &registered.marker)
             && now.is(then)
         {
@@ -795,6 +850,7 @@ pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
             still_running: StillRunning::of(py, &event_loop),
             event_loop: event_loop.unbind(),
             marker: marker.map(Bound::unbind),
+            generation: pyo3_aio_core::fork::generation(),
         };
         let old = REGISTERED.with(|cached| cached.borrow_mut().replace(registered));
         drop(old);

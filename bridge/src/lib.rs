@@ -74,7 +74,7 @@ pub use waiter::Waiter;
 /// lazily built global one.
 #[cfg(feature = "tokio-runtime")]
 pub mod tokio {
-    crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner, "tokio");
+    crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner::global(), "tokio");
     /// Runs `async fn main` on tokio with Python's loop on the main thread; see the
     /// crate-level docs of `pyo3-aio-macros` for options.
     #[cfg(feature = "attributes")]
@@ -83,7 +83,7 @@ pub mod tokio {
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::tokio_test as test;
     pub use pyo3_aio_tokio::{
-        InitError, TokioSpawner, get_runtime, init, init_with_runtime, try_runtime,
+        InitError, Shutdown, TokioSpawner, handle, init, init_with_runtime, shutdown, try_handle,
     };
 }
 
@@ -103,12 +103,12 @@ pub mod async_std {
 /// The bridge on smol (feature `smol-runtime`).
 #[cfg(feature = "smol-runtime")]
 pub mod smol {
-    crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner, "smol");
+    crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner::global(), "smol");
     /// Runs `async fn main` on smol with Python's loop on the main thread.
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::smol_main as main;
     /// A test for [`crate::testing::main`], run on smol.
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::smol_test as test;
-    pub use pyo3_aio_smol::SmolSpawner;
+    pub use pyo3_aio_smol::{Shutdown, SmolSpawner, shutdown};
 }

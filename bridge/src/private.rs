@@ -7,27 +7,17 @@ pub use tokio;
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
 use pyo3::prelude::*;
 
-/// Configures the tokio runtime from the attribute's options; a current-thread runtime
-/// gets a thread of its own to drive it, since Python owns the main thread.
+/// Configures the tokio runtime from the attribute's options (a current-thread runtime
+/// gets a thread of its own to drive it from `pyo3_aio_tokio`, since Python owns the main
+/// thread).
 #[cfg(feature = "tokio-runtime")]
 pub fn init_tokio(builder: tokio::runtime::Builder, current_thread: bool) {
     if let Err(error) = pyo3_aio_tokio::init(builder) {
         eprintln!("pyo3-aio: {error}");
         std::process::exit(1);
     }
-    if current_thread {
-        let runtime = match pyo3_aio_tokio::try_runtime() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("pyo3-aio: {error}");
-                std::process::exit(1);
-            }
-        };
-        std::thread::Builder::new()
-            .name("pyo3-aio-tokio-current-thread".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .expect("spawning the thread that drives the current-thread runtime");
-    }
+    // A current-thread runtime gets its driving thread from pyo3-aio-tokio itself.
+    let _ = current_thread;
 }
 
 /// asyncio's default loop.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-const DRIVER: &str = "tokio-current-thread";
+const DRIVER: &str = "pyo3-aio-tokio-current-thread";
 
 #[pyo3_aio::tokio::test]
 async fn body_runs_on_the_driving_thread() -> PyResult<()> {
@@ -39,11 +39,6 @@ fn main() {
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
     pyo3_aio::tokio::init(builder).expect("nothing has used the runtime yet");
-    // A current-thread runtime runs its tasks only while a thread blocks on it.
-    let runtime = pyo3_aio::tokio::get_runtime();
-    std::thread::Builder::new()
-        .name(DRIVER.into())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))
-        .expect("spawning the thread that drives the runtime");
+    // pyo3-aio-tokio drives a current-thread runtime on a thread of its own.
     pyo3_aio::testing::main()
 }

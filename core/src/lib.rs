@@ -20,6 +20,8 @@ extern crate std;
 
 pub mod cell;
 #[cfg(feature = "std")]
+pub mod fork;
+#[cfg(feature = "std")]
 pub mod scope;
 pub mod spawn;
 mod sync;

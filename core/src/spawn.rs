@@ -64,6 +64,18 @@ pub trait Spawner: Send + Sync + 'static {
 
     /// A short name for messages ("tokio", "async-std", "smol").
     fn name(&self) -> &'static str;
+
+    /// Whether the executor can run futures in this process now. The bridge asks before
+    /// it first polls a converted future, so that an executor that cannot work (shut
+    /// down, or inherited through `fork()` without its threads) is reported with its own
+    /// reason instead of the future hanging or failing obscurely. The default says yes.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] saying why the executor cannot run futures here.
+    fn usable(&self) -> Result<(), SpawnError> {
+        Ok(())
+    }
 }
 
 /// The executor refused a future.
@@ -108,6 +120,9 @@ impl<S: Spawner + ?Sized> Spawner for alloc::sync::Arc<S> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
+    fn usable(&self) -> Result<(), SpawnError> {
+        (**self).usable()
+    }
 }
 
 impl<S: Spawner + ?Sized> Spawner for &'static S {
@@ -119,6 +134,9 @@ impl<S: Spawner + ?Sized> Spawner for &'static S {
     }
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+    fn usable(&self) -> Result<(), SpawnError> {
+        (**self).usable()
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 
 mod homes;
+mod lifecycle;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture as SpawnedFuture, SpawnError, Spawner};
@@ -161,7 +162,7 @@ fn await_py_from_spawned<'py>(
     awaitable: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     pyo3_aio::tokio::future_into_py(py, async move {
-        let outcome = pyo3_aio::tokio::get_runtime()
+        let outcome = pyo3_aio::tokio::handle()
             .spawn(async move {
                 let future = Python::attach(|py| pyo3_aio::into_future(awaitable.into_bound(py)))?;
                 future.await
@@ -248,7 +249,7 @@ fn into_future_now(awaitable: Bound<'_, PyAny>) -> PyResult<()> {
 /// the loop thread, where no tokio context is entered). The guard is not held across the
 /// await: guards of interleaved futures on one thread would be dropped out of order.
 fn tokio_sleep_now(duration: Duration) -> tokio::time::Sleep {
-    let _guard = pyo3_aio::tokio::get_runtime().enter();
+    let _guard = pyo3_aio::tokio::handle().enter();
     tokio::time::sleep(duration)
 }
 
@@ -302,7 +303,7 @@ fn spawn_on<T: Send + 'static>(
 ) -> PyResult<BoxFuture<PyResult<T>>> {
     Ok(match runtime {
         "tokio" => {
-            let handle = pyo3_aio::tokio::get_runtime().spawn(future);
+            let handle = pyo3_aio::tokio::handle().spawn(future);
             Box::pin(async move {
                 handle
                     .await
@@ -909,6 +910,9 @@ impl<S: Spawner> Spawner for Counting<S> {
     fn name(&self) -> &'static str {
         self.0.name()
     }
+    fn usable(&self) -> Result<(), SpawnError> {
+        self.0.usable()
+    }
 }
 
 fn convert_counted<'py, F, T>(
@@ -922,9 +926,13 @@ where
 {
     use pyo3_aio::generic::future_into_py;
     match runtime {
-        "tokio" => future_into_py(py, Counting(pyo3_aio::tokio::TokioSpawner), future),
+        "tokio" => future_into_py(
+            py,
+            Counting(pyo3_aio::tokio::TokioSpawner::global()),
+            future,
+        ),
         "async-std" => future_into_py(py, Counting(pyo3_aio::async_std::AsyncStdSpawner), future),
-        "smol" => future_into_py(py, Counting(pyo3_aio::smol::SmolSpawner), future),
+        "smol" => future_into_py(py, Counting(pyo3_aio::smol::SmolSpawner::global()), future),
         other => Err(unknown_runtime(other)),
     }
 }
@@ -1495,6 +1503,7 @@ fn unit_after<'py>(py: Python<'py>, runtime: &str, seconds: f64) -> PyResult<Bou
 #[pymodule]
 fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     homes::register(m)?;
+    lifecycle::register(m)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(raise_after, m)?)?;
