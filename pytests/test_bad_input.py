@@ -356,7 +356,9 @@ def test_throw_of_a_class_that_cannot_be_built_without_arguments_raises_its_type
 
 def test_close_twice_then_send_and_throw(run, runtime):
     async def main():
-        coroutine = m.sleep(runtime, 0.001, 1)
+        # Long: the sleep starts when the coroutine is made, and must still be pending at
+        # the first send even on a loaded machine (1 ms was ready there now and then).
+        coroutine = m.sleep(runtime, 3600, 1)
         coroutine.send(None)
         coroutine.close()
         coroutine.close()
@@ -388,7 +390,7 @@ def test_awaiting_one_coroutine_from_two_tasks_gives_one_value_and_one_runtime_e
 
 
 def test_next_of_a_pending_coroutine_outside_a_loop_then_it_is_finished(runtime):
-    coroutine = m.sleep(runtime, 0.001, 1)
+    coroutine = m.sleep(runtime, 3600, 1)  # pending at the first poll, however loaded
     with pytest.raises(RuntimeError, match="no running event loop"):
         coroutine.__next__()
     with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
@@ -400,7 +402,7 @@ def test_next_of_a_pending_coroutine_outside_a_loop_then_it_is_finished(runtime)
 
 def test_waiter_result_and_exception_before_done_raise_invalid_state_error(run, runtime):
     async def main():
-        coroutine = m.sleep(runtime, 0.05, 1)
+        coroutine = m.sleep(runtime, 3600, 1)  # pending at the first send, however loaded
         waiter = coroutine.send(None)
         with pytest.raises(asyncio.InvalidStateError, match="Result is not set"):
             waiter.result()
