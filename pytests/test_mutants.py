@@ -127,6 +127,40 @@ def test_closing_during_a_pending_poll_still_drops_the_stream(run, patience):
 
 
 # ---------------------------------------------------------------------------------------
+# Python async iterators consumed from Rust
+
+
+@pytest.mark.parametrize("capacity", [1, 4])
+def test_a_python_iterator_runs_at_most_capacity_items_ahead_of_rust(run, runtime, capacity):
+    """The Python pump stops pulling once the buffer is full. The iterator gives the loop a
+    turn between items, so a pump that never stopped would show here as a count, not as a
+    process that fills memory until its ceiling."""
+    pulled = []
+    ahead = []
+
+    async def numbers():
+        i = 0
+        while True:
+            pulled.append(i)
+            await asyncio.sleep(0)
+            yield i
+            i += 1
+
+    async def hold(item):
+        # Rust pulls nothing while it awaits this; the pump gets a turn in each iteration.
+        for _ in range(10 * capacity + 10):
+            await asyncio.sleep(0)
+        ahead.append(len(pulled))
+
+    async def main():
+        return await m.consume(runtime, numbers(), capacity=capacity, limit=1, after_each=hold)
+
+    assert run(main) == [0]
+    # The item Rust holds, a full buffer, and the one the pump is pushing.
+    assert ahead[0] <= capacity + 2, f"the iterator ran {ahead[0] - 1} items ahead"
+
+
+# ---------------------------------------------------------------------------------------
 # into_future
 
 
