@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 import pyo3_aio_tests as m
-from harness import LoopErrors, known_bug, loop_factory, wait_until
+from harness import LoopErrors, known_bug, loop_factory, run_python, wait_until
 
 #: Loop iterations after which anything the loop was already signalled about has run: a
 #: wake-up written to the loop's eventfd before the test looks is read by the next select.
@@ -264,3 +264,35 @@ def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes(loop_kin
         assert latch.dropped()
 
     run_abandoning(loop_kind, main)
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreter exit
+
+AFTER_EXIT = """
+import asyncio
+import pyo3_aio_tests as m
+
+async def start():
+    task = asyncio.ensure_future(m.poll_after_exit())
+    m.keep_forever(task)
+    for _ in range(5000):
+        if m.after_exit_parked():
+            return True
+        await asyncio.sleep(0.001)
+    return False
+
+print(asyncio.new_event_loop().run_until_complete(start()))
+# The interpreter exits with the future parked on tokio; once it has finalized, a C atexit
+# handler wakes the future and waits for the runtime thread to be done with it.
+"""
+
+
+def test_a_future_woken_after_the_interpreter_finalized_is_dropped_unpolled():
+    """A poll then could call into Python, which PyO3 refuses (a panic) or worse: the
+    runtime thread must see the interpreter gone and drop the future instead."""
+    done = run_python(AFTER_EXIT)
+    assert done.stdout.split() == ["True"], done.stderr
+    assert "panicked" not in done.stderr, done.stderr
+    assert "never got through" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr

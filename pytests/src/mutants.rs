@@ -52,10 +52,14 @@ impl Flag {
 
     /// Waits until the flag is set, at most [`GIVE_UP`]; whether it was.
     fn wait(&self) -> bool {
+        self.wait_at_most(GIVE_UP)
+    }
+
+    fn wait_at_most(&self, patience: Duration) -> bool {
         let set = lock(&self.set);
         let (set, _) = self
             .changed
-            .wait_timeout_while(set, GIVE_UP, |set| !*set)
+            .wait_timeout_while(set, patience, |set| !*set)
             .unwrap_or_else(|e| e.into_inner());
         *set
     }
@@ -558,7 +562,105 @@ impl Latch {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// A runtime-side future woken after the interpreter has finalized
+
+/// The one future of [`poll_after_exit`] in this process.
+static AFTER_EXIT: Mutex<Option<Arc<AfterExit>>> = Mutex::new(None);
+
+#[derive(Default)]
+struct AfterExit {
+    waker: Mutex<Option<Waker>>,
+    parked: Flag,
+    woken: Flag,
+    dropped: Flag,
+}
+
+unsafe extern "C" {
+    /// The C library's `atexit`: its handlers run after `Py_FinalizeEx`, as the process exits.
+    safe fn atexit(handler: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+/// Runs at process exit, after the interpreter finalized: wakes the future of
+/// [`poll_after_exit`] and waits (boundedly) for its runtime thread to be done with it.
+extern "C" fn wake_after_exit() {
+    let Some(state) = lock(&AFTER_EXIT).clone() else {
+        return;
+    };
+    state.woken.set();
+    let waker = lock(&state.waker).take();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+    if !state.dropped.wait_at_most(Duration::from_secs(10)) {
+        eprintln!("poll_after_exit: the runtime thread never got through the woken future");
+    }
+}
+
+/// Pending until the process exits; then, woken after the interpreter has finalized, a
+/// poll of it calls into Python (which must not happen: the bridge drops such a future
+/// unpolled).
+struct AfterExitFuture(Arc<AfterExit>);
+
+impl Future for AfterExitFuture {
+    type Output = PyResult<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PyResult<()>> {
+        if !self.0.woken.is_set() {
+            *lock(&self.0.waker) = Some(cx.waker().clone());
+            self.0.parked.set();
+            return Poll::Pending;
+        }
+        Python::attach(|py| drop(py.None()));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for AfterExitFuture {
+    fn drop(&mut self) {
+        self.0.dropped.set();
+    }
+}
+
+/// A future on tokio's workers that waits until the process exits and is woken by a C
+/// `atexit` handler once the interpreter has finalized (one per process).
+#[pyfunction]
+fn poll_after_exit(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    let state = Arc::new(AfterExit::default());
+    *lock(&AFTER_EXIT) = Some(state.clone());
+    let mut installed = true;
+    HOOK.call_once(|| installed = atexit(wake_after_exit) == 0);
+    if !installed {
+        return Err(PyRuntimeError::new_err("atexit refused the handler"));
+    }
+    let options = Options::default()
+        .home(Home::Runtime)
+        .first_poll(pyo3_aio::FirstPoll::Deferred);
+    pyo3_aio::tokio::future_into_py_with(py, options, AfterExitFuture(state))
+}
+
+/// Whether the future of `poll_after_exit` is parked on its runtime thread.
+#[pyfunction]
+fn after_exit_parked() -> bool {
+    lock(&AFTER_EXIT)
+        .as_ref()
+        .is_some_and(|state| state.parked.is_set())
+}
+
+/// Objects kept until the process exits (never released, not even at finalization).
+static KEPT: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
+
+/// Keeps `object` alive for good, past the interpreter's finalization.
+#[pyfunction]
+fn keep_forever(object: Py<PyAny>) {
+    lock(&KEPT).push(object);
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(poll_after_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(after_exit_parked, m)?)?;
+    m.add_function(wrap_pyfunction!(keep_forever, m)?)?;
     m.add_class::<Gate>()?;
     m.add_class::<StreamControl>()?;
     m.add_class::<HeldFuture>()?;
