@@ -217,7 +217,9 @@ impl StreamControl {
 
     /// How many items the Rust stream produced.
     fn produced(&self) -> usize {
-        self.state.produced.load(std::sync::atomic::Ordering::SeqCst)
+        self.state
+            .produced
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether the Rust stream was dropped.
@@ -291,9 +293,8 @@ fn controlled_stream<'py>(
         if close_at == Some(next) {
             let iterator = lock(&mine.iterator).take();
             if let Some(iterator) = iterator {
-                let closed = Python::attach(|py| {
-                    iterator.bind(py).call_method0("aclose").map(drop)
-                });
+                let closed =
+                    Python::attach(|py| iterator.bind(py).call_method0("aclose").map(drop));
                 if let Err(error) = closed {
                     return Poll::Ready(Some(Err(error)));
                 }
@@ -530,7 +531,11 @@ impl Latch {
 
     /// The coroutine of the latched future (one per latch).
     #[pyo3(signature = (value = None))]
-    fn future<'py>(&self, py: Python<'py>, value: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn future<'py>(
+        &self,
+        py: Python<'py>,
+        value: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let future = Latched {
             latch: self.0.clone(),
             polls: 0,
