@@ -134,7 +134,8 @@ def run(name):
         record["old"] = pytest(files, log=f"{name}-old")
         # Caught by the existing files: is the first failure repeatable?
         if record["old"]["rc"] != 0 and record["old"]["failed"]:
-            node = record["old"]["failed"][0].split()[1]
+            # "FAILED <node id, which may hold spaces> - <message>"
+            node = record["old"]["failed"][0].split(" ", 1)[1].split(" - ", 1)[0]
             repeats = []
             for _ in range(5):
                 again = pytest([], ["-o", "timeout=30", node])
