@@ -384,3 +384,66 @@ def parked_stream(n: int) -> AsyncIterator[int]:
 
 def release_parked() -> int:
     """Drops the futures the never-running runtime took; how many."""
+
+# Races stepped by hand (src/mutants.rs, for test_mutants.py)
+
+class Gate:
+    """A future waits on it until a test opens it from a fresh thread."""
+
+    def __init__(self) -> None: ...
+    def wait(self, runtime: Runtime, home: Literal["auto", "runtime", "loop"] = "loop") -> Coroutine[Any, Any, None]:
+        """A coroutine living on `home` that returns None once the gate is open."""
+    def open_from_thread(self) -> None:
+        """Opens the gate on a new thread (not the loop's, no GIL); returns once that thread
+        has woken the waiting future."""
+
+class StreamControl:
+    """What a test sees of a `controlled_stream` and its pump."""
+
+    def polls(self) -> int: ...
+    def produced(self) -> int: ...
+    def dropped(self) -> bool: ...
+    def pump_ended(self) -> bool:
+        """The pump returned or was dropped."""
+    def pump_parked(self) -> bool:
+        """The pump's last poll returned Pending."""
+    def start(self) -> int:
+        """Hands a held pump to tokio; how many futures were held."""
+
+def controlled_stream(
+    n: Optional[int] = None,
+    *,
+    capacity: int = 64,
+    inline: bool = True,
+    close_at: Optional[int] = None,
+    stall_at: Optional[int] = None,
+    hold_pump: bool = False,
+) -> Tuple[RustStream[int], StreamControl]:
+    """`0..n` (endless without `n`) as a Send stream on tokio. `close_at`: the stream calls
+    `aclose()` on its own iterator while producing that item; `stall_at`: Pending for good
+    from that item on; `hold_pump`: the pump waits for `StreamControl.start()`."""
+
+class HeldFuture:
+    """The Rust future of an `into_future`, kept for the test to drop."""
+
+    def drop_future(self) -> bool:
+        """Drops it (cancelling its Python task); whether it was still held."""
+
+def into_future_from_thread(awaitable: Awaitable[Any]) -> HeldFuture:
+    """`into_future_with_locals` (the running loop's locals) called on a new thread, so the
+    loop creates the task later, from its wake queue."""
+
+class Latch:
+    """A runtime-side future on a thread of its own whose runtime-side poll
+    (`block="poll"`: then Pending for good) or destructor (`block="drop"`: it returns its
+    value at once) waits for `release()`. `release_on_wake`: a wake of its task from another
+    thread releases it and returns once the task has finished."""
+
+    def __init__(self, block: Literal["poll", "drop"] = "poll", release_on_wake: bool = False) -> None: ...
+    def future(self, value: Optional[T] = None) -> Coroutine[Any, Any, T]: ...
+    def release(self) -> None: ...
+    def polling(self) -> bool: ...
+    def dropping(self) -> bool: ...
+    def dropped(self) -> bool: ...
+    def finished(self) -> bool:
+        """The spawned task returned."""

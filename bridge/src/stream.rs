@@ -225,6 +225,11 @@ async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
                     // (aclose, garbage collection, cancelled consumer) or a poll made on
                     // the loop thread meanwhile wakes us.
                     let mut channel = lock(&front.channel);
+                    if channel.closed {
+                        // Closed while we polled: `close` found no waker to wake and could
+                        // not take the stream from us; end here, which drops it.
+                        break Poll::Ready(());
+                    }
                     if !channel
                         .producer
                         .as_ref()

@@ -4,14 +4,18 @@ Each input is decoded by a small grammar into a loop kind, a runtime, an entry p
 an object (plain values, coroutines that return / raise / yield junk, awaitables whose
 `__await__` misbehaves, async iterators whose `__anext__` misbehaves, futures of another
 loop, cancelled futures, nested combinations). The call runs inside a fresh loop and must
-end with a result or a Python exception that is not pyo3's PanicException, SystemExit or
-KeyboardInterrupt; the loop's exception handler must not be called; the loop must still
-run a plain coroutine afterwards.
+end with a result, with one of the exceptions the input itself made (the very same
+object), or with an exception of a type on the entry point's allow-list (`ALLOWED`, exact
+types: a `RustPanic`, a pyo3 `PanicException`, a stray `StopIteration` or anything else
+is a finding); the loop's exception handler must not be called; the loop must still run
+a plain coroutine afterwards.
 
-    python pytests/fuzz/fuzz_bridge.py -runs=2000 "$(mktemp -d)" pytests/fuzz/seeds            # bounded
-    python pytests/fuzz/fuzz_bridge.py -max_total_time=300 "$(mktemp -d)" pytests/fuzz/seeds   # full
+    python pytests/fuzz/fuzz_bridge.py -max_total_time=60 -max_len=512 -timeout=60 "$(mktemp -d)" pytests/fuzz/seeds   # bounded
+    python pytests/fuzz/fuzz_bridge.py -max_total_time=300 -max_len=512 -timeout=60 "$(mktemp -d)" pytests/fuzz/seeds  # full
 
-(libFuzzer writes new inputs into the first directory: keep it out of the repository.)
+(libFuzzer writes new inputs into the first directory: keep it out of the repository.
+`-max_len` leaves room for nested awaitables: libFuzzer would otherwise cap new inputs at
+the size of the largest seed. `-timeout` turns an input that hangs into a finding.)
 
 Exits 0 when nothing was found.
 """
@@ -82,9 +86,15 @@ def plain(fdp: atheris.FuzzedDataProvider):
     ][choice]
 
 
+#: The exceptions the current input made (`error`): one of them may come back as is.
+INJECTED: list = []
+
+
 def error(fdp):
-    return [Junk("raised"), ValueError("v"), StopIteration(3), StopAsyncIteration(), OddBase("b"),
+    made = [Junk("raised"), ValueError("v"), StopIteration(3), StopAsyncIteration(), OddBase("b"),
             asyncio.CancelledError(), GeneratorExit(), KeyError("k")][fdp.ConsumeIntInRange(0, 7)]
+    INJECTED.append(made)
+    return made
 
 
 def raise_(exc):
@@ -180,8 +190,41 @@ def iterable(fdp):
     return value
 
 
+#: What an awaitable of `awaitable()` may fail with, besides an exception it was made to
+#: raise: not awaitable, or `__await__` returning junk (TypeError); a future of another
+#: loop (ValueError from ensure_future, RuntimeError from the Task); a bad yield, PEP 479's
+#: StopIteration conversion, an already awaited coroutine, a loop that cannot be found
+#: (RuntimeError); a cancelled future (CancelledError).
+AWAITING = (TypeError, ValueError, RuntimeError, asyncio.CancelledError)
+
+#: Per entry point (`call`), the exact exception types it may raise besides the injected
+#: exceptions themselves. Exact: a subclass (RustPanic, PanicException, InvalidStateError)
+#: is a finding unless listed.
+ALLOWED = {
+    0: (TypeError, ValueError),  # into_future_now: checked synchronously
+    1: AWAITING,  # await_py
+    2: AWAITING,  # await_py_after (into_future from the runtime's thread)
+    3: AWAITING,  # await_py_from_thread (a plain thread, no scope)
+    4: AWAITING,  # await_many
+    # consume: not an async iterable / __aiter__ junk (TypeError, synchronously or from the
+    # runtime's thread); an item's error is returned in the list, not raised.
+    5: (TypeError, RuntimeError),
+    6: (TypeError,),  # into_stream_now
+    7: (),  # the coroutine protocol by hand: every error is caught in `call`
+    8: (),  # count_stream with aclose() in between: StopAsyncIteration is caught
+    9: AWAITING,  # await_py_with_locals
+    # raise_after: the error given, as is; a StopIteration becomes RuntimeError (PEP 479).
+    10: (RuntimeError, Junk),
+    11: (),  # ready
+}
+
+#: The entry point the current input calls.
+ENTRY = [None]
+
+
 async def call(fdp, runtime):
     entry = fdp.ConsumeIntInRange(0, 11)
+    ENTRY[0] = entry
     if entry == 0:
         m.into_future_now(awaitable(fdp, 0)())
         return None
@@ -240,11 +283,25 @@ async def call(fdp, runtime):
     return await m.ready(runtime, plain(fdp))
 
 
-def check_outcome(outcome):
+def check_raised(outcome: BaseException):
+    """Fails (Found) unless the exception `outcome` that the call raised is an injected
+    one coming back as is (never a StopIteration: PEP 479 holds for awaits), or of a type
+    allowed for the entry point. (A returned value is never checked: an exception object
+    may be a plain result.)"""
     if isinstance(outcome, (SystemExit, KeyboardInterrupt)):
         raise Found(f"{type(outcome).__name__} escaped: {outcome!r}")
     if type(outcome).__name__ == "PanicException":
         raise Found(f"pyo3 PanicException: {outcome!r}")
+    if any(outcome is made for made in INJECTED) and not isinstance(outcome, StopIteration):
+        return
+    entry = ENTRY[0]
+    allowed = ALLOWED.get(entry, ())
+    if type(outcome) not in allowed:
+        names = ", ".join(kind.__name__ for kind in allowed) or "nothing"
+        raise Found(
+            f"entry point {entry} raised {type(outcome).__name__}: {outcome!r} "
+            f"(injected: {INJECTED!r}); it may raise {names} besides what the input injected"
+        )
 
 
 EXECUTED = [0]
@@ -252,6 +309,8 @@ EXECUTED = [0]
 
 def one_input(data: bytes):
     EXECUTED[0] += 1
+    INJECTED.clear()
+    ENTRY[0] = None
     fdp = atheris.FuzzedDataProvider(data)
     loop = LOOPS[fdp.ConsumeIntInRange(0, 1)]()
     runtime = RUNTIMES[fdp.ConsumeIntInRange(0, 2)]
@@ -264,7 +323,7 @@ def one_input(data: bytes):
             outcome = await call(fdp, runtime)
         except BaseException as error:  # noqa: BLE001 - the point is to classify it
             outcome = error
-        check_outcome(outcome)
+            check_raised(error)
         await asyncio.sleep(0)
 
         async def still_usable():
@@ -282,7 +341,7 @@ def one_input(data: bytes):
         except Found:
             raise
         except BaseException as error:  # noqa: BLE001
-            check_outcome(error)
+            check_raised(error)
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for t in pending:
             t.cancel()

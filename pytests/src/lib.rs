@@ -25,6 +25,7 @@ use pyo3_aio::{FirstPoll, Home, Options, PyStream, StreamOptions};
 
 mod badinput;
 mod edges;
+mod mutants;
 mod stress;
 
 pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -1567,5 +1568,6 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RUNTIMES", ("tokio", "async-std", "smol"))?;
     badinput::register(m)?;
     edges::register(m)?;
+    mutants::register(m)?;
     Ok(())
 }

@@ -94,9 +94,17 @@ const FUZZ_SCRIPT: &str = "pytests/fuzz/fuzz_bridge.py";
 /// Its committed seed inputs.
 const FUZZ_SEEDS: &str = "pytests/fuzz/seeds";
 
-/// How many inputs the `python` step of `cargo xtask test` gives the Python-side fuzzer
-/// (`cargo xtask stress` runs it for minutes).
-const BOUNDED_FUZZ_RUNS: u32 = 2000;
+/// How long the `python` step of `cargo xtask test` runs the Python-side fuzzer, in seconds
+/// (`cargo xtask stress` runs it for minutes). A time, not a count of inputs: 2000 inputs
+/// took well under a second and never grew past the seeds' size.
+const BOUNDED_FUZZ_SECONDS: u32 = 60;
+
+/// The largest input the fuzzer makes, in bytes: room for awaitables nested three deep with
+/// their values. Without it libFuzzer caps inputs at the largest seed (15 bytes).
+const FUZZ_MAX_LEN: u32 = 512;
+
+/// One input that runs longer than this (seconds) is a finding: a hang, not slowness.
+const FUZZ_INPUT_TIMEOUT: u32 = 60;
 
 const STEP: &str = "python";
 
@@ -258,7 +266,12 @@ pub(crate) fn test_suite(ws: &Workspace) -> Result {
             }
         })?;
     }
-    fuzz_script(ws, &venv, STEP, &[format!("-runs={BOUNDED_FUZZ_RUNS}")])
+    fuzz_script(
+        ws,
+        &venv,
+        STEP,
+        &[format!("-max_total_time={BOUNDED_FUZZ_SECONDS}")],
+    )
 }
 
 /// The number of `test_*.py` files of every pytest suite.
@@ -275,8 +288,10 @@ pub(crate) fn test_file_count(ws: &Workspace) -> usize {
 }
 
 /// Runs the Python-side fuzzer (atheris) with libFuzzer-style `args` over its committed
-/// seeds (`pytests/fuzz/seeds`); the inputs it finds go to `target/pyfuzz/corpus`, outside
-/// the repository. It exits non-zero on a finding, after printing the input.
+/// seeds (`pytests/fuzz/seeds`), with inputs up to [`FUZZ_MAX_LEN`] bytes and a hang
+/// after [`FUZZ_INPUT_TIMEOUT`] seconds counting as a finding; the inputs it finds go to
+/// `target/pyfuzz/corpus` and a finding's input to `target/pyfuzz/`, outside the
+/// repository. It exits non-zero on a finding, after printing the input.
 pub(crate) fn fuzz_script(ws: &Workspace, venv: &Venv, step: &str, args: &[String]) -> Result {
     let script = ws.path(FUZZ_SCRIPT);
     if !script.is_file() {
@@ -285,8 +300,13 @@ pub(crate) fn fuzz_script(ws: &Workspace, venv: &Venv, step: &str, args: &[Strin
     let corpus = ws.target().join("pyfuzz").join("corpus");
     std::fs::create_dir_all(&corpus)
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", corpus.display())))?;
+    // libFuzzer takes the prefix as a string: the directory needs its trailing separator.
+    let artifacts = format!("{}/", ws.target().join("pyfuzz").display());
     venv.cmd("python")
         .arg(&script)
+        .arg(format!("-max_len={FUZZ_MAX_LEN}"))
+        .arg(format!("-timeout={FUZZ_INPUT_TIMEOUT}"))
+        .arg(format!("-artifact_prefix={artifacts}"))
         .args(args)
         .arg(&corpus)
         .arg(ws.path(FUZZ_SEEDS))

@@ -1,0 +1,153 @@
+"""Plants the bugs of docs/RELIABILITY.md's "Planted bugs" in bridge/src, one at a time:
+rebuilds the test module with it (maturin, into target/venv), runs test_mutants.py and then
+the pytest files that concern it (`-x`), reruns the first failing test 5 times, and puts
+bridge/src back (`git checkout -- bridge/src`: run it on a clean tree). One JSON line per
+bug goes to stdout and target/mutants.jsonl, the full pytest output to
+target/mutant-logs/.
+
+    target/venv/bin/python pytests/plant_bugs.py b c e      # some
+    target/venv/bin/python pytests/plant_bugs.py            # all (about an hour on 2 cores)
+"""
+import json, os, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+LOG = f"{ROOT}/target/mutants.jsonl"
+
+MUTANTS = {
+ "b": ("bridge/src/event_loop.rs",
+       "        self.shared.clear_fd();\n        self.shared.drain(py)\n",
+       "        let drained = self.shared.drain(py);\n        self.shared.clear_fd();\n        drained\n",
+       ["test_loop_closed.py", "test_homes.py", "test_local_future.py", "test_into_future.py", "test_stress_loops_in_threads.py"]),
+ "c": ("bridge/src/stream.rs",
+       "    drop(items);\n    if let Some(waker) = producer {\n        waker.wake();\n    }\n",
+       "    drop(items);\n    drop(producer);\n",
+       ["test_stream_into_py.py", "test_differential.py"]),
+ "e": ("bridge/src/stream.rs",
+       "        if channel.closed {\n            // Closed while this poll ran",
+       "        if std::hint::black_box(false) && channel.closed {\n            // Closed while this poll ran",
+       ["test_stream_into_py.py", "test_differential.py"]),
+ "g": ("bridge/src/into_future.rs",
+       "    if already_cancelled {\n",
+       "    if std::hint::black_box(false) && already_cancelled {\n",
+       ["test_into_future.py", "test_cancellation.py", "test_bad_input.py"]),
+ "h": ("bridge/src/coroutine.rs",
+       "    running.finish();\n    if let Some(result) = outcome {\n        // Err means the consumer cancelled meanwhile: the result is dropped here.\n        let _ = producer.complete(result);\n    }\n",
+       "    if let Some(result) = outcome {\n        // Err means the consumer cancelled meanwhile: the result is dropped here.\n        let _ = producer.complete(result);\n    }\n    running.finish();\n",
+       ["test_differential.py", "test_cancellation.py", "test_completion_path.py"]),
+ "j1": ("bridge/src/coroutine.rs",
+       "            .take();\n        if let Some(waker) = waker {\n            waker.wake();\n        }\n    }\n}\n\n/// The loop thread's hold",
+       "            .take();\n        drop(waker);\n    }\n}\n\n/// The loop thread's hold",
+       ["test_cancellation.py", "test_differential.py", "test_stress_cancellation.py"]),
+ "j2": ("bridge/src/coroutine.rs",
+       "        if !self.gone.load(Ordering::SeqCst) {\n            return true;\n        }",
+       "        if std::hint::black_box(true) || !self.gone.load(Ordering::SeqCst) {\n            return true;\n        }",
+       ["test_cancellation.py", "test_differential.py", "test_stress_cancellation.py"]),
+ "a1": ("bridge/src/coroutine.rs",
+       "        self.queued.store(false, Ordering::Release);\n        let Some(mut bound) = self.lock().future.take() else {",
+       "        let Some(mut bound) = self.lock().future.take() else {",
+       ["test_local_future.py", "test_homes.py", "test_differential.py"]),
+ "d": ("bridge/src/stream.rs",
+       "                channel.items.len() >= channel.capacity,\n                channel.take_consumers(),",
+       "                std::hint::black_box(false),\n                channel.take_consumers(),",
+       ["test_into_stream.py", "test_stress_memory.py"]),
+ "f": ("bridge/src/event_loop.rs",
+       "        if self.queue.push(item) == Signal::Needed {\n            self.signal();\n        }\n        // Checked after the push (Acquire pairs with `close`'s Release): either `close`\n        // drains after our push, or we see the flag and drain ourselves.\n        if self.closed.load(Ordering::Acquire) {\n            self.discard();\n            return false;\n        }\n        true\n",
+       "        if self.closed.load(Ordering::Acquire) {\n            self.discard();\n            return false;\n        }\n        if self.queue.push(item) == Signal::Needed {\n            self.signal();\n        }\n        true\n",
+       ["test_loop_closed.py", "test_faults_loop_stopped.py", "test_stress_loops_in_threads.py", "test_differential.py"]),
+ "i": ("bridge/src/coroutine.rs",
+       "        if producer.poll_cancelled(cx).is_ready() || !interpreter_alive() {",
+       "        if producer.poll_cancelled(cx).is_ready() {",
+       ["test_faults_shutdown.py", "test_loop_closed.py"]),
+ "k1": ("bridge/src/event_loop.rs",
+       "        if mine {\n            self.pending.set(true);\n        }\n",
+       "",
+       ["test_homes.py", "test_local_future.py", "test_into_future.py"]),
+ "a2": ("bridge/src/coroutine.rs",
+       "        self.queued.store(false, Ordering::Release);\n        if let Some(waiter) = self.waiter.get(py) {",
+       "        if let Some(waiter) = self.waiter.get(py) {",
+       ["test_cancellation.py", "test_results_and_errors.py", "test_completion_path.py", "test_differential.py"]),
+ "a3": ("bridge/src/into_future.rs",
+       "        self.queued.store(false, Ordering::Release);\n        if let Some(task) = self.task.get(py) {",
+       "        if let Some(task) = self.task.get(py) {",
+       ["test_cancellation.py", "test_into_future.py"]),
+ "k2": ("bridge/src/stream.rs",
+       "        if room && let Some(future) = self.shared.take_space() {",
+       "        if room && std::hint::black_box(false) && let Some(future) = self.shared.take_space() {",
+       ["test_into_stream.py"]),
+ "k3": ("bridge/src/waiter.rs",
+       "            Python::attach(|py| {\n                source.stop(py);\n            });\n        }\n    }\n}\n\n/// Error for a Rust future",
+       "            drop(source);\n        }\n    }\n}\n\n/// Error for a Rust future",
+       ["test_cancellation.py", "test_differential.py", "test_loop_closed.py", "test_stress_memory.py"]),
+}
+
+# "i" also removes the guard in the stream pump.
+EXTRA = {"i": [("bridge/src/stream.rs",
+                "if channel.closed || channel.finished || !crate::coroutine::interpreter_alive() {",
+                "if channel.closed || channel.finished {")]}
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, **kw)
+
+
+def apply(path, old, new):
+    text = open(f"{ROOT}/{path}").read()
+    assert text.count(old) == 1, (path, old[:60], text.count(old))
+    open(f"{ROOT}/{path}", "w").write(text.replace(old, new))
+
+
+def pytest(files, extra=(), log=None):
+    start = time.monotonic()
+    r = sh([PY, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *extra, *[f"pytests/{f}" for f in files]])
+    elapsed = time.monotonic() - start
+    if log:
+        os.makedirs(f"{ROOT}/target/mutant-logs", exist_ok=True)
+        with open(f"{ROOT}/target/mutant-logs/{log}.log", "w") as out:
+            out.write(r.stdout + "\n--- stderr ---\n" + r.stderr)
+    failed = [l for l in r.stdout.splitlines() if l.startswith(("FAILED", "ERROR"))]
+    return {"rc": r.returncode, "seconds": round(elapsed, 1), "failed": failed[:3],
+            "tail": r.stdout.strip().splitlines()[-1:] }
+
+
+def build():
+    env = dict(os.environ, VIRTUAL_ENV=os.path.dirname(os.path.dirname(PY)), CARGO_TARGET_DIR=f"{ROOT}/target")
+    r = subprocess.run([os.path.join(os.path.dirname(PY), "maturin"), "develop", "--release"], cwd=f"{ROOT}/pytests",
+                       env=env, text=True, capture_output=True)
+    return r.returncode, r.stderr[-3000:]
+
+
+def run(name):
+    path, old, new, files = MUTANTS[name]
+    record = {"mutant": name}
+    try:
+        apply(path, old, new)
+        for p, o, n in EXTRA.get(name, []):
+            apply(p, o, n)
+        t = time.monotonic()
+        rc, err = build()
+        record["build_seconds"] = round(time.monotonic() - t, 1)
+        if rc != 0:
+            record["build_error"] = err
+            return record
+        record["new"] = pytest(["test_mutants.py"], log=f"{name}-new")
+        record["old"] = pytest(files, log=f"{name}-old")
+        # Caught by the existing files: is the first failure repeatable?
+        if record["old"]["rc"] != 0 and record["old"]["failed"]:
+            # "FAILED <node id, which may hold spaces> - <message>"
+            node = record["old"]["failed"][0].split(" ", 1)[1].split(" - ", 1)[0]
+            repeats = []
+            for _ in range(5):
+                again = pytest([], ["-o", "timeout=30", node])
+                repeats.append((again["rc"], again["seconds"]))
+            record["old_repeats_rc"] = repeats
+    finally:
+        sh(["git", "checkout", "--", "bridge/src"])
+        with open(LOG, "a") as out:
+            out.write(json.dumps(record) + "\n")
+    return record
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(MUTANTS):
+        print(json.dumps(run(name)), flush=True)
