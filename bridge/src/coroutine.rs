@@ -543,20 +543,35 @@ impl<S, F> InRuntime<S, F> {
     }
 }
 
-impl<S: Spawner, F: Future> Future for InRuntime<S, F> {
+/// A runtime that cannot run futures here (shut down, or inherited through `fork()`) as
+/// the `RuntimeError` a conversion raises, rather than letting a poll outside any runtime
+/// context fail with the runtime's own panic.
+fn refuse_unusable(spawner: &impl Spawner) -> PyResult<()> {
+    spawner
+        .usable()
+        .map_err(|error| PyRuntimeError::new_err(error.to_string()))
+}
+
+impl<S: Spawner, F: Future<Output = PyResult<T>>, T> Future for InRuntime<S, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        refuse_unusable(this.spawner)?;
         entered(this.spawner, || this.inner.poll(cx))
     }
 }
 
-impl<S: Spawner, St: futures_core::Stream> futures_core::Stream for InRuntime<S, St> {
+impl<S: Spawner, St: futures_core::Stream<Item = PyResult<T>>, T> futures_core::Stream
+    for InRuntime<S, St>
+{
     type Item = St::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<St::Item>> {
         let this = self.project();
+        if let Err(error) = refuse_unusable(this.spawner) {
+            return Poll::Ready(Some(Err(error)));
+        }
         entered(this.spawner, || this.inner.poll_next(cx))
     }
 }
@@ -684,9 +699,7 @@ where
     fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
         // A runtime that cannot work here (shut down for good, or inherited through fork)
         // says why before anything polls the future, rather than leaving it to hang.
-        self.spawner
-            .usable()
-            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        refuse_unusable(&self.spawner)?;
         let mut this = Box::into_pin(self);
         let options = this.options;
         if options.home == Home::LoopThread {
