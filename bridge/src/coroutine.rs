@@ -527,6 +527,25 @@ pub(crate) fn entered<R>(spawner: &(impl Spawner + ?Sized), work: impl FnOnce() 
     output.unwrap_or_else(|| work.take().map(|work| work()).expect("runs once"))
 }
 
+/// [`entered`] for a first poll: the runtime's `RuntimeError` instead of running `work` when
+/// the runtime cannot run futures here (one step with entering, see
+/// [`Spawner::enter_usable`]).
+fn entered_if_usable<R>(
+    spawner: &(impl Spawner + ?Sized),
+    work: impl FnOnce() -> R,
+) -> PyResult<R> {
+    let mut work = Some(work);
+    let mut output = None;
+    spawner
+        .enter_usable(&mut || {
+            if let Some(work) = work.take() {
+                output = Some(work());
+            }
+        })
+        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+    Ok(output.unwrap_or_else(|| work.take().map(|work| work()).expect("runs once")))
+}
+
 pin_project_lite::pin_project! {
     /// A future or stream polled inside its runtime's context: a `!Send` one lives on the
     /// loop thread, where tokio's timers and I/O would find no runtime otherwise.
@@ -654,6 +673,13 @@ where
             _output: std::marker::PhantomData,
         }
     }
+
+    /// The inline first poll: inside the runtime's context, catching a panic, or the
+    /// runtime's `RuntimeError` when it cannot run futures here (nothing polled then).
+    fn poll_first(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PyResult<Poll<F::Output>> {
+        let this = self.project();
+        entered_if_usable(this.spawner, || poll_catching(this.future, cx))
+    }
 }
 
 impl<F: Future, T, S: Spawner> SendStart<F, T, S> {
@@ -699,10 +725,10 @@ where
     fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
         // A runtime that cannot work here (shut down for good, or inherited through fork)
         // says why before anything polls the future, rather than leaving it to hang.
-        refuse_unusable(&self.spawner)?;
         let mut this = Box::into_pin(self);
         let options = this.options;
         if options.home == Home::LoopThread {
+            refuse_unusable(&this.spawner)?;
             let slot = this.slot.clone();
             return start_on_loop_thread(py, on_loop_thread(this), slot, options.first_poll.into());
         }
@@ -713,11 +739,9 @@ where
             let waits_before = python_waits();
             // A no-op waker: whichever home the future gets polls it again with its own
             // waker before it waits (the runtime on spawn, the loop thread at once).
-            let mut inline = std::future::poll_fn(|cx| this.as_mut().poll_entered(cx));
-            let polled = poll_catching(
-                Pin::new(&mut inline),
-                &mut Context::from_waker(Waker::noop()),
-            );
+            let polled = this
+                .as_mut()
+                .poll_first(&mut Context::from_waker(Waker::noop()))?;
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
@@ -728,6 +752,8 @@ where
                 let slot = this.slot.clone();
                 return start_on_loop_thread(py, on_loop_thread(this), slot, Begin::Inline);
             }
+        } else {
+            refuse_unusable(&this.spawner)?;
         }
         let event_loop = require_loop(py)?;
         fill(py, &this.slot, &event_loop)?;

@@ -76,6 +76,21 @@ pub trait Spawner: Send + Sync + 'static {
     fn usable(&self) -> Result<(), SpawnError> {
         Ok(())
     }
+
+    /// [`usable`](Self::usable) and [`enter`](Self::enter) in one step: calls `f` inside
+    /// the runtime's context when the executor can run futures here, and otherwise says why
+    /// without calling it. The bridge makes the first poll of each conversion through it.
+    /// The default asks `usable` and then calls `enter`; an executor whose two answers share
+    /// work (tokio finds its runtime for both) can do that work once.
+    ///
+    /// # Errors
+    ///
+    /// What [`usable`](Self::usable) returns; `f` was not called.
+    fn enter_usable(&self, f: &mut dyn FnMut()) -> Result<(), SpawnError> {
+        self.usable()?;
+        self.enter(f);
+        Ok(())
+    }
 }
 
 /// The executor refused a future.
@@ -123,6 +138,9 @@ impl<S: Spawner + ?Sized> Spawner for alloc::sync::Arc<S> {
     fn usable(&self) -> Result<(), SpawnError> {
         (**self).usable()
     }
+    fn enter_usable(&self, f: &mut dyn FnMut()) -> Result<(), SpawnError> {
+        (**self).enter_usable(f)
+    }
 }
 
 impl<S: Spawner + ?Sized> Spawner for &'static S {
@@ -137,6 +155,9 @@ impl<S: Spawner + ?Sized> Spawner for &'static S {
     }
     fn usable(&self) -> Result<(), SpawnError> {
         (**self).usable()
+    }
+    fn enter_usable(&self, f: &mut dyn FnMut()) -> Result<(), SpawnError> {
+        (**self).enter_usable(f)
     }
 }
 

@@ -444,6 +444,12 @@ impl Spawner for TokioSpawner {
     fn usable(&self) -> Result<(), SpawnError> {
         self.resolve().map(drop)
     }
+
+    fn enter_usable(&self, f: &mut dyn FnMut()) -> Result<(), SpawnError> {
+        let _guard = self.resolve()?.enter();
+        f();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
