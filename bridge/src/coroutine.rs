@@ -597,7 +597,7 @@ impl<S: Spawner, St: futures_core::Stream<Item = PyResult<T>>, T> futures_core::
 
 /// The function name inside a future's type name (`crate::module::fetch::{{closure}}` ->
 /// `fetch`).
-fn short_name(full: &'static str) -> &'static str {
+pub(crate) fn short_name(full: &'static str) -> &'static str {
     let trimmed = full.split('<').next().unwrap_or(full);
     trimmed
         .rsplit("::")
@@ -659,7 +659,7 @@ pin_project_lite::pin_project! {
 impl<F, T, S> SendStart<F, T, S>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    T: Send + 'static,
     S: Spawner + Clone,
 {
     pub(crate) fn new(future: F, spawner: S, options: Options) -> Self {
@@ -674,9 +674,18 @@ where
         }
     }
 
+    /// Gives the future `locals` up front, instead of those of the loop that first awaits
+    /// it.
+    pub(crate) fn set_locals(&self, locals: crate::TaskLocals) {
+        let _ = self.slot.set(locals);
+    }
+
     /// The inline first poll: inside the runtime's context, catching a panic, or the
     /// runtime's `RuntimeError` when it cannot run futures here (nothing polled then).
-    fn poll_first(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PyResult<Poll<F::Output>> {
+    pub(crate) fn poll_first(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> PyResult<Poll<F::Output>> {
         let this = self.project();
         entered_if_usable(this.spawner, || poll_catching(this.future, cx))
     }

@@ -37,6 +37,7 @@
 //! asyncio.run(my_async_module.rust_sleep(0.1))
 //! ```
 
+pub mod blocking;
 mod coroutine;
 mod eager;
 mod event_loop;
@@ -75,6 +76,7 @@ pub use waiter::Waiter;
 #[cfg(feature = "tokio-runtime")]
 pub mod tokio {
     crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner::global(), "tokio");
+    crate::blocking::runtime_functions!(pyo3_aio_tokio::TokioSpawner::global(), "tokio");
     /// Runs `async fn main` on tokio with Python's loop on the main thread; see the
     /// crate-level docs of `pyo3-aio-macros` for options.
     #[cfg(feature = "attributes")]
@@ -91,6 +93,7 @@ pub mod tokio {
 #[cfg(feature = "async-std-runtime")]
 pub mod async_std {
     crate::runtime::runtime_module!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
+    crate::blocking::runtime_functions!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
     pub use pyo3_aio_async_std::AsyncStdSpawner;
     /// Runs `async fn main` on async-std with Python's loop on the main thread.
     #[cfg(feature = "attributes")]
@@ -104,6 +107,7 @@ pub mod async_std {
 #[cfg(feature = "smol-runtime")]
 pub mod smol {
     crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner::global(), "smol");
+    crate::blocking::runtime_functions!(pyo3_aio_smol::SmolSpawner::global(), "smol");
     /// Runs `async fn main` on smol with Python's loop on the main thread.
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::smol_main as main;
