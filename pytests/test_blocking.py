@@ -12,7 +12,6 @@ import contextvars
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -113,34 +112,30 @@ def test_block_on_nested_on_a_background_loop(runtime):
 
 
 CTRL_C = """
-import sys, time
+import os, signal, sys, threading, time
 import pyo3_aio_tests as m
-print("blocking", flush=True)
-started = time.monotonic()
+
+def interrupt_once_polled():
+    # SIGINT once the Rust future has been polled (it is then in the blocking call, either
+    # still in its inline poll or waiting): no guess at how long that takes.
+    deadline = time.monotonic() + 30
+    while m.blocking_started() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_once_polled, daemon=True).start()
 try:
     m.block(sys.argv[1], "never", None)
 except KeyboardInterrupt:
-    print("interrupted", m.blocking_dropped(), flush=True)
+    print("interrupted", m.blocking_started(), m.blocking_dropped(), flush=True)
 """
 
 
 def test_ctrl_c_interrupts_a_blocking_call_and_drops_the_future(runtime):
-    child = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C, runtime],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "blocking"
-        time.sleep(0.2)  # let it reach the wait (a signal before it is handled the same way)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
-    # The future was dropped before KeyboardInterrupt reached the caller.
-    assert out.strip() == "interrupted 1", (out, err)
+    done = run_python(CTRL_C, runtime, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # The future was polled, then dropped before KeyboardInterrupt reached the caller.
+    assert done.stdout.strip() == "interrupted 1 1", (done.stdout, done.stderr)
 
 
 IPYTHON = """

@@ -110,13 +110,16 @@ def test_a_non_awaitable_raises_type_error_naming_the_type(run, value, type_name
     run(main)
 
 
-def test_into_future_outside_any_loop_raises_runtime_error_naming_scope():
-    coroutine = double_later(1)
-    try:
-        with pytest.raises(RuntimeError, match="no running event loop for into_future.*scope"):
-            m.into_future_now(coroutine)
-    finally:
-        coroutine.close()
+def test_into_future_outside_any_loop_runs_on_a_background_loop(runtime):
+    """No loop runs anywhere (and no scope): the awaitable runs on a background loop, a
+    loop of pyo3-aio's on a thread of its own, instead of failing."""
+
+    async def thread_name():
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    name = m.block(runtime, "await-inline", thread_name())
+    assert name.startswith("pyo3-aio-background-loop")
 
 
 @pytest.mark.parametrize("where", ["spawned_task", "plain_thread"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 
 import pytest
 
@@ -490,9 +491,17 @@ def test_an_exception_from_aiter_propagates_unchanged():
     assert raised.value is error
 
 
-def test_into_stream_outside_any_event_loop_raises_runtime_error():
-    with pytest.raises(RuntimeError, match="no running event loop"):
-        m.into_stream_now(_async_generator())
+def test_into_stream_outside_any_event_loop_runs_on_a_background_loop(runtime):
+    """No loop runs anywhere: the async iterable is pumped on a background loop."""
+
+    async def names():
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield i, threading.current_thread().name
+
+    items = m.block(runtime, "stream", names())
+    assert [i for i, _ in items] == [0, 1, 2]
+    assert all(name.startswith("pyo3-aio-background-loop") for _, name in items)
 
 
 # Back-pressure ---------------------------------------------------------------------------

@@ -4,11 +4,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_core::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 /// How many `never` futures made here have been dropped.
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many `never` futures made here have been polled.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts its drop.
 struct CountDrop;
@@ -48,6 +52,17 @@ async fn work(runtime: String, what: String, argument: Py<PyAny>) -> PyResult<Py
             let awaited = Python::attach(|py| pyo3_aio::into_future(argument.into_bound(py)))?;
             awaited.await
         }
+        // Collects the Python async iterable `argument` through into_stream.
+        "stream" => {
+            let mut stream = Python::attach(|py| pyo3_aio::into_stream(argument.into_bound(py)))?;
+            let mut items = Vec::new();
+            while let Some(item) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+            {
+                items.push(item?);
+            }
+            Python::attach(|py| Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind()))
+        }
         "error" => {
             sleep_on(&runtime, 0.001).await;
             Err(PyValueError::new_err("from Rust"))
@@ -58,6 +73,7 @@ async fn work(runtime: String, what: String, argument: Py<PyAny>) -> PyResult<Py
         }
         "never" => {
             let _guard = CountDrop;
+            STARTED.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
             unreachable!()
         }
@@ -104,6 +120,12 @@ fn blocking_dropped() -> usize {
     DROPPED.load(Ordering::SeqCst)
 }
 
+/// How many `never` futures were polled so far.
+#[pyfunction]
+fn blocking_started() -> usize {
+    STARTED.load(Ordering::SeqCst)
+}
+
 /// `pyo3_aio::blocking::shutdown_background_loops`.
 #[pyfunction]
 fn shutdown_background_loops(py: Python<'_>, timeout: f64) -> PyResult<bool> {
@@ -114,6 +136,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(block, m)?)?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(blocking_dropped, m)?)?;
+    m.add_function(wrap_pyfunction!(blocking_started, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown_background_loops, m)?)?;
     Ok(())
 }
