@@ -4,18 +4,35 @@
 //! result or need a real `asyncio.Future` (`add_done_callback`, `asyncio.isfuture`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Wake, Waker};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::task::Context;
+use std::task::Wake;
+use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3_aio_core::{Spawner, completion};
+use pyo3_aio_core::Spawner;
+use pyo3_aio_core::completion;
 
-use crate::coroutine::{Running, SpawnedSource, drive};
-use crate::event_loop::{Held, LoopRef, Resume, loop_shared, report, wake_on_loop};
-use crate::locals::{LocalsSlot, fill, get_current_loop, scoped};
-use crate::waiter::Source;
+use crate::asyncio::report;
+use crate::asyncio::set_unless_done;
+use crate::coroutine::on_runtime::Running;
+use crate::coroutine::on_runtime::SpawnedSource;
+use crate::coroutine::on_runtime::drive;
+use crate::event_loop::LoopRef;
+use crate::event_loop::Resume;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::waker::Held;
+use crate::event_loop::waker::wake_on_loop;
+use crate::locals::LocalsSlot;
+use crate::locals::fill;
+use crate::locals::get_current_loop;
+use crate::locals::scoped;
+use crate::waiter::source::Source;
 
 pub(crate) fn future_into_py_eager<'py, S, F, T>(
     py: Python<'py>,
@@ -99,7 +116,7 @@ where
             return;
         };
         // asyncio refuses StopIteration as a future's exception (it would read as a return).
-        let result = result.map_err(|error| crate::coroutine::no_stop_iteration(py, error));
+        let result = result.map_err(|error| crate::errors::no_stop_iteration(py, error));
         if let Err(error) = set_unless_done(future, result) {
             if let Ok(event_loop) = future.call_method0("get_loop") {
                 report(
@@ -115,26 +132,6 @@ where
     fn abandon(&self) {
         self.future.release();
     }
-}
-
-/// Sets an `asyncio.Future`'s result or exception unless it is already done: a cancelled
-/// future keeps its cancellation, and the result is dropped.
-pub(crate) fn set_unless_done(
-    future: &Bound<'_, PyAny>,
-    result: PyResult<Py<PyAny>>,
-) -> PyResult<()> {
-    let py = future.py();
-    if future
-        .call_method0(pyo3::intern!(py, "done"))?
-        .is_truthy()?
-    {
-        return Ok(());
-    }
-    match result {
-        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
-        Err(error) => future.call_method1(pyo3::intern!(py, "set_exception"), (error.value(py),)),
-    }
-    .map(drop)
 }
 
 /// Cancels the Rust future when the `asyncio.Future` is cancelled.

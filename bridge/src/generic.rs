@@ -45,9 +45,8 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{
-    FirstPoll, InRuntime, LocalStart, Options, RustCoroutine, SendStart, future_name,
-};
+use crate::coroutine::{InRuntime, LocalStart, RustCoroutine, SendStart, future_name};
+use crate::options::{FirstPoll, Options};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
 ///
@@ -87,7 +86,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    crate::coroutine::install_am_send(py);
+    crate::slots::install_am_send(py);
     let start = SendStart::new(future, spawner, options);
     let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
     Ok(Bound::new(py, coroutine)?.into_any())
@@ -200,7 +199,7 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
-    crate::coroutine::install_am_send(py);
+    crate::slots::install_am_send(py);
     let start = LocalStart::new(future, first_poll);
     let coroutine = RustCoroutine::new(Box::new(start), name);
     Ok(Bound::new(py, coroutine)?.into_any())

@@ -8,21 +8,40 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Wake;
+use std::task::Waker;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
-use pyo3_aio_core::{Closed, Consumer, Producer, completion};
+use pyo3_aio_core::Closed;
+use pyo3_aio_core::Consumer;
+use pyo3_aio_core::Producer;
+use pyo3_aio_core::completion;
 
-use crate::event_loop::{
-    Held, LoopItem, LoopRef, Resume, cancel_task, drain_after, is_interrupt, loop_shared, report,
-    running_loop, running_loops, runs_here, wake_on_loop,
-};
-use crate::locals::{TaskLocals, scoped_locals};
+use crate::asyncio::cancel_task;
+use crate::asyncio::create_task;
+use crate::asyncio::is_interrupt;
+use crate::asyncio::report;
+use crate::asyncio::running::running_loop;
+use crate::asyncio::running::runs_here;
+use crate::event_loop::LoopItem;
+use crate::event_loop::LoopRef;
+use crate::event_loop::Resume;
+use crate::event_loop::inline_drain::drain_after;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::registry::running_loops;
+use crate::event_loop::waker::Held;
+use crate::event_loop::waker::wake_on_loop;
+use crate::locals::TaskLocals;
+use crate::locals::scoped_locals;
 
 /// The Rust future of a Python awaitable; see [`into_future`].
 ///
@@ -127,7 +146,7 @@ fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     let mut running = running_loops(py)?;
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
-        0 => Err(crate::locals::no_running_loop(
+        0 => Err(crate::errors::no_running_loop(
             py,
             "no running event loop for into_future or into_stream: call it inside a future converted with \
              future_into_py, on the loop's thread, or wrap the future in \
@@ -160,7 +179,7 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
+pub(crate) fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
     crate::locals::check_locals(py, locals)?;
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
@@ -188,7 +207,7 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
         let awaitable = awaitable.clone().unbind();
         let context = match context {
             Some(context) => context,
-            None => crate::locals::copy_current_context(py)?,
+            None => crate::asyncio::copy_current_context(py)?,
         }
         .unbind();
         let event_loop = event_loop.unbind();
@@ -290,48 +309,6 @@ fn start_task(
     Ok(())
 }
 
-fn create_task<'py>(
-    py: Python<'py>,
-    event_loop: &Bound<'py, PyAny>,
-    awaitable: &Bound<'py, PyAny>,
-    context: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    // Cached: `version_info` formats and parses the version string on every call.
-    static CREATE_TASK_HAS_CONTEXT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    // SAFETY: plain type check on a valid object pointer.
-    let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
-    let create_task = pyo3::intern!(py, "create_task");
-    match context {
-        // No explicit context: the task copies the current one.
-        None if is_coroutine => return event_loop.call_method1(create_task, (awaitable,)),
-        Some(context)
-            if is_coroutine
-                && *CREATE_TASK_HAS_CONTEXT.get_or_init(|| py.version_info() >= (3, 11)) =>
-        {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", context)?;
-            return event_loop.call_method(create_task, (awaitable,), Some(&kwargs));
-        }
-        _ => {}
-    }
-    // Older Pythons, futures and other awaitables: `ensure_future` inside the context, so
-    // a task it creates copies that context.
-    let ensure_future = ENSURE_FUTURE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("ensure_future")?.unbind())
-    })?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("loop", event_loop)?;
-    match context {
-        Some(context) => context.call_method(
-            pyo3::intern!(py, "run"),
-            (ensure_future, awaitable),
-            Some(&kwargs),
-        ),
-        None => ensure_future.bind(py).call((awaitable,), Some(&kwargs)),
-    }
-}
-
 /// Completes the cell from the task's result.
 #[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
 struct DoneCallback {
@@ -383,7 +360,7 @@ impl Wake for CancelTask {
         // Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task
         // is cancelled with that message too.
         if let Some(msg) = crate::waiter::cancel_message() {
-            *crate::event_loop::lock(&self.message) = Some(msg);
+            *crate::sync::lock(&self.message) = Some(msg);
         }
         wake_on_loop(self, &self.shared, &self.queued);
     }
@@ -393,7 +370,7 @@ impl Resume for CancelTask {
     fn resume(self: Arc<Self>, py: Python<'_>) {
         self.queued.store(false, Ordering::Release);
         if let Some(task) = self.task.get(py) {
-            let msg = crate::event_loop::lock(&self.message).take();
+            let msg = crate::sync::lock(&self.message).take();
             let msg = msg.as_deref();
             cancel_task(py, task.bind(py), msg, "pyo3-aio could not cancel a task");
         }

@@ -47,7 +47,7 @@ pub fn loop_from_path<'py>(py: Python<'py>, dotted: &str) -> PyResult<Bound<'py,
             wrapped
         })?;
     let event_loop = factory.call0()?;
-    if !crate::locals::is_event_loop(&event_loop)? {
+    if !crate::asyncio::is_event_loop(&event_loop)? {
         return Err(PyTypeError::new_err(format!(
             "the event loop factory '{dotted}' returned '{}', which is not an asyncio event loop",
             event_loop.get_type().name()?

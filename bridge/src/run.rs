@@ -14,10 +14,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3_aio_core::{Closed, Spawner, completion};
 
-use crate::coroutine::{FirstPoll, Running, drive};
+use crate::coroutine::{Running, drive};
+use crate::errors::producer_dropped;
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, TaskLocals, scoped};
-use crate::waiter::producer_dropped;
+use crate::options::FirstPoll;
 
 /// Runs `future` on `spawner` while `event_loop` runs on this thread, until the future is
 /// done; returns its output. The loop must not be running already.
@@ -43,7 +44,7 @@ where
     let py = event_loop.py();
     // Checked before anything is made: a failure after `create_task` would leave a task on
     // the loop and wait for the runtime to let go of the future.
-    if !crate::locals::is_event_loop(&event_loop)? {
+    if !crate::asyncio::is_event_loop(&event_loop)? {
         return Err(PyTypeError::new_err(format!(
             "run_until_complete needs an asyncio event loop, got '{}', which is not an asyncio \
              event loop",
@@ -56,7 +57,7 @@ where
         ));
     }
     if event_loop.call_method0("is_running")?.is_truthy()?
-        || crate::event_loop::running_loop(py)?.is_some()
+        || crate::asyncio::running_loop(py)?.is_some()
     {
         return Err(PyRuntimeError::new_err(
             "run_until_complete: an event loop is already running on this thread; await the \
@@ -126,7 +127,7 @@ struct Released {
 impl Released {
     /// Waits until the future is released, at most `timeout`: a future stuck in a blocking
     /// call must not keep the program from exiting.
-    fn wait(&self, timeout: Duration) {
+    pub(crate) fn wait(&self, timeout: Duration) {
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self
             .changed
@@ -183,7 +184,7 @@ where
 {
     let asyncio = py.import("asyncio")?;
     let event_loop = factory(py)?;
-    if !crate::locals::is_event_loop(&event_loop)? {
+    if !crate::asyncio::is_event_loop(&event_loop)? {
         return Err(PyTypeError::new_err(format!(
             "the event loop factory returned '{}', which is not an asyncio event loop",
             event_loop.get_type().name()?
@@ -266,7 +267,7 @@ impl<'py> InterruptWakeup<'py> {
             signal.call_method1("signal", (&sigint, signal.getattr("default_int_handler")?))?;
             this.previous_handler = Some(current);
         }
-        let Ok((read, write)) = crate::event_loop::nonblocking_pipe() else {
+        let Ok((read, write)) = crate::event_loop::signal::nonblocking_pipe() else {
             return Ok(this);
         };
         this.pipe = Some((read, write));
@@ -307,7 +308,7 @@ impl Drop for InterruptWakeup<'_> {
                 let _ = self.event_loop.call_method1("remove_reader", (read,));
             }
             // Both ends were opened in `install` and are no longer the wake-up fd.
-            crate::event_loop::close_fds(write, read);
+            crate::event_loop::signal::close_fds(write, read);
         }
     }
 }

@@ -7,196 +7,20 @@
 //! own context), which skips the extra `call_soon` hop an `asyncio.Future` would take.
 //! Only the loop thread touches a waiter.
 
+pub(crate) mod cancel_batch;
+pub(crate) mod source;
+
+pub(crate) use cancel_batch::{CancelMessage, cancel_message};
+pub(crate) use source::Source;
+
 use std::sync::Arc;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
 
-/// The Rust side a waiter's result comes from.
-pub(crate) trait Source: Send + Sync {
-    /// Takes the result once it has arrived; `None` while it has not.
-    fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>>;
-    /// Stops the Rust future. Returns `false` when its result has already arrived (the
-    /// cancellation lost and the result will be delivered).
-    fn cancel(&self, py: Python<'_>) -> bool;
-    /// For a future on a runtime's threads, whose cancellation wakes one of them: whether
-    /// its result has arrived. Such a source is cancelled in a batch ([`soon`]).
-    /// `None` for sources that are cancelled on the spot.
-    fn arrived(&self) -> Option<bool> {
-        None
-    }
-    /// Cancels and drops the Rust future right here when no other thread is polling it.
-    /// Returns `false` when its drop is still to come (a runtime thread is polling it at
-    /// this instant): that thread drops it when the poll returns and then queues the
-    /// waiter, whose [`resolve`] runs the callbacks parked until then. A cancelled future
-    /// is gone before anyone sees the cancellation, as a coroutine's `finally` has run by
-    /// the time its Task is done.
-    fn stop(&self, py: Python<'_>) -> bool {
-        self.cancel(py);
-        true
-    }
-    /// The first half of [`stop`](Source::stop) for a batch: drops the future here if no
-    /// thread is polling it, waking no one. `stop` follows and wakes what must finish.
-    fn discard(&self) {}
-}
-
-/// What cancelled waiters leave for the loop's next round; see [`soon`].
-#[derive(Default)]
-struct Batch(Vec<Cancelled>);
-
-/// One cancelled waiter's debt: its runtime-side future to stop (with the message of the
-/// cancel, passed on to Python tasks the future awaits) and its done-callbacks.
-struct Cancelled {
-    waiter: Py<Waiter>,
-    source: Option<Arc<dyn Source>>,
-    message: Option<CancelMessage>,
-    callbacks: Vec<Callback>,
-}
-
-/// The `msg` of a `cancel(msg)`, shareable without the GIL.
-pub(crate) type CancelMessage = Arc<Py<PyAny>>;
-
-thread_local! {
-    /// The message of the cancel whose Rust future is being dropped on this thread.
-    static CANCEL_MESSAGE: std::cell::RefCell<Option<CancelMessage>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `stop` (which drops a cancelled Rust future) with `message` in effect, so that a
-/// Python task the future awaits is cancelled with the same message, as a chain of native
-/// coroutines passes `Task.cancel(msg)` down.
-fn with_cancel_message<R>(message: Option<CancelMessage>, stop: impl FnOnce() -> R) -> R {
-    if message.is_none() {
-        return stop();
-    }
-    let outer = CANCEL_MESSAGE.with(|current| current.replace(message));
-    let result = stop();
-    CANCEL_MESSAGE.with(|current| current.replace(outer));
-    result
-}
-
-/// The message of the cancel dropping a Rust future on this thread right now, if any.
-pub(crate) fn cancel_message() -> Option<CancelMessage> {
-    CANCEL_MESSAGE.with(|current| current.borrow().clone())
-}
-
-/// The batch a loop callback will pass on; `None` inside once it has (later work then
-/// starts a new batch).
-struct SoonBatch(std::sync::Mutex<Option<Batch>>);
-
-impl SoonBatch {
-    fn take(&self) -> Option<Batch> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-thread_local! {
-    static OPEN_BATCH: std::cell::RefCell<Option<Arc<SoonBatch>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The loop callback that passes a batch on. Dropped without running (its loop closed
-/// first), it still stops the futures; the callbacks are dropped, as the loop's own are.
-#[pyclass(frozen, name = "_CancelledWaiters", module = "pyo3_aio")]
-struct Soon(Arc<SoonBatch>);
-
-#[pymethods]
-impl Soon {
-    fn __call__(&self, py: Python<'_>) {
-        let Some(batch) = self.0.take() else {
-            return;
-        };
-        // Stop every future first, then run the callbacks of those that are gone: a Task
-        // must not see its cancellation before its Rust future was dropped. A future a
-        // runtime thread is polling right now parks its callbacks in the waiter instead;
-        // the drain runs them once that thread has dropped it.
-        // Drop the idle futures before any stop wakes a runtime thread, which on few cores
-        // would take the CPU from this burst.
-        for entry in &batch.0 {
-            if let Some(source) = &entry.source {
-                with_cancel_message(entry.message.clone(), || source.discard());
-            }
-        }
-        let mut ready = Vec::with_capacity(batch.0.len());
-        for entry in batch.0 {
-            let Some(source) = entry.source else {
-                ready.push((entry.waiter, entry.callbacks));
-                continue;
-            };
-            entry.waiter.borrow_mut(py).parked = entry.callbacks;
-            if with_cancel_message(entry.message, || source.stop(py)) {
-                let callbacks = std::mem::take(&mut entry.waiter.borrow_mut(py).parked);
-                ready.push((entry.waiter, callbacks));
-            }
-        }
-        for (waiter, callbacks) in ready {
-            run_callbacks(py, waiter.bind(py), callbacks);
-        }
-    }
-}
-
-impl Drop for Soon {
-    fn drop(&mut self) {
-        if let Some(batch) = self.0.take() {
-            Python::attach(|py| {
-                for entry in batch.0 {
-                    if let Some(source) = entry.source {
-                        with_cancel_message(entry.message, || source.stop(py));
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Leaves what a cancelled waiter owes for the loop's next round, in one batch per round:
-/// `source` (a future on a runtime's threads) to stop, and the waiter's done-callbacks to
-/// run, as `asyncio.Future.cancel` schedules them.
-///
-/// Stopping a runtime-side future wakes a runtime thread to drop it. In a burst (a task
-/// group failing, a server shutting down, `gather` cancelled) the loop thread would wake
-/// one per cancel while still busy cancelling, and on few cores the woken threads take the
-/// CPU from it; batched, the burst runs first and the wakes follow in one go. The
-/// callbacks take one `call_soon` per batch instead of one each.
-fn soon(
-    py: Python<'_>,
-    event_loop: &Bound<'_, PyAny>,
-    waiter: &Bound<'_, Waiter>,
-    source: Option<Arc<dyn Source>>,
-    message: Option<CancelMessage>,
-    callbacks: Vec<Callback>,
-) -> PyResult<()> {
-    if source.is_none() && callbacks.is_empty() {
-        return Ok(());
-    }
-    let mut entry = Some(Cancelled {
-        waiter: waiter.clone().unbind(),
-        source,
-        message,
-        callbacks,
-    });
-    let mut add = |batch: &mut Batch| batch.0.extend(entry.take());
-    let open = OPEN_BATCH.with(|open| open.borrow().clone());
-    if let Some(open) = open {
-        let mut guard = open.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(batch) = guard.as_mut() {
-            add(batch);
-            return Ok(());
-        }
-    }
-    let mut batch = Batch::default();
-    add(&mut batch);
-    let shared = Arc::new(SoonBatch(std::sync::Mutex::new(Some(batch))));
-    let scheduled = Bound::new(py, Soon(shared.clone()))
-        .and_then(|soon| event_loop.call_method1(pyo3::intern!(py, "call_soon"), (soon,)));
-    // On error (the loop is closed) the futures are stopped as the `Soon` object is
-    // dropped, and the error is the caller's, as `asyncio.Future.cancel`'s would be.
-    scheduled?;
-    OPEN_BATCH.with(|open| *open.borrow_mut() = Some(shared));
-    Ok(())
-}
+use crate::asyncio::cancelled_error;
+use crate::asyncio::invalid_state;
+use crate::waiter::cancel_batch::soon;
+use crate::waiter::cancel_batch::with_cancel_message;
 
 enum Outcome {
     Pending,
@@ -205,7 +29,7 @@ enum Outcome {
     Cancelled(Option<Py<PyAny>>),
 }
 
-struct Callback {
+pub(crate) struct Callback {
     function: Py<PyAny>,
     context: Option<Py<PyAny>>,
 }
@@ -275,7 +99,7 @@ impl Waiter {
         let event_loop = slf.borrow().event_loop.clone_ref(py);
         let event_loop = event_loop.bind(py);
         // `close()` may come from any thread.
-        let method = match crate::event_loop::runs_here(py, event_loop) {
+        let method = match crate::asyncio::runs_here(py, event_loop) {
             Ok(true) => pyo3::intern!(py, "call_soon"),
             _ => pyo3::intern!(py, "call_soon_threadsafe"),
         };
@@ -331,7 +155,7 @@ pub(crate) fn resolve_with(
         this.source = None;
         this.outcome = match result {
             Ok(value) => Outcome::Done(value),
-            Err(error) => Outcome::Failed(crate::coroutine::no_stop_iteration(py, error)),
+            Err(error) => Outcome::Failed(crate::errors::no_stop_iteration(py, error)),
         };
         std::mem::take(&mut this.callbacks)
     };
@@ -348,42 +172,13 @@ fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Call
         };
         if let Err(error) = called {
             let event_loop = waiter.borrow().event_loop.clone_ref(py);
-            crate::event_loop::report(
+            crate::asyncio::report(
                 py,
                 event_loop.bind(py),
                 "Exception in callback of a pyo3-aio waiter",
                 error,
             );
         }
-    }
-}
-
-fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyErr {
-    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let class = match CANCELLED.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("CancelledError")?.unbind())
-    }) {
-        Ok(class) => class.bind(py),
-        Err(error) => return error,
-    };
-    let args = match message {
-        Some(message) => PyTuple::new(py, [message.bind(py)]),
-        None => Ok(PyTuple::empty(py)),
-    };
-    match args.and_then(|args| class.call1(args)) {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
-    }
-}
-
-fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
-    match py
-        .import("asyncio")
-        .and_then(|asyncio| asyncio.getattr("InvalidStateError"))
-        .and_then(|class| class.call1((message,)))
-    {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
     }
 }
 
@@ -559,12 +354,4 @@ impl Drop for Waiter {
             });
         }
     }
-}
-
-/// Error for a Rust future whose producer vanished (runtime shutdown, task dropped).
-pub(crate) fn producer_dropped(runtime: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
-        "the Rust future was dropped by the {runtime} runtime before it completed \
-         (the runtime shut down, or dropped the task)"
-    ))
 }
