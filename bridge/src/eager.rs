@@ -13,8 +13,9 @@ use std::task::Context;
 use std::task::Wake;
 use std::task::Waker;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+
+use crate::sync::lock;
 use pyo3_aio_core::Spawner;
 use pyo3_aio_core::completion;
 
@@ -64,18 +65,14 @@ where
         queued: AtomicBool::new(false),
     });
     let waker = Waker::from(notify);
-    let _ = source
-        .consumer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .poll_result(&mut Context::from_waker(&waker));
+    let _ = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
     py_future.call_method1(
         pyo3::intern!(py, "add_done_callback"),
         (Bound::new(py, CancelOnDone { source })?,),
     )?;
     spawner
         .spawn(Box::pin(drive(running, producer)))
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        .map_err(crate::errors::refused)?;
     Ok(py_future)
 }
 

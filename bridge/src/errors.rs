@@ -1,9 +1,10 @@
 //! Python exceptions the bridge raises in several places, each built here once.
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+use pyo3_aio_core::Closed;
 
 /// The exception `throw(typ, val, tb)` raises, built as generators do: an exception
 /// instance as given, or the class called with `val`; `tb` becomes its traceback.
@@ -78,4 +79,33 @@ pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
         ));
     }
     PyRuntimeError::new_err(message.to_owned())
+}
+
+/// `RuntimeError: cannot reuse already awaited coroutine`, what CPython raises when a
+/// finished coroutine is resumed.
+pub(crate) fn already_awaited() -> PyErr {
+    crate::errors::already_awaited()
+}
+
+/// A runtime's refusal (a spawn it refused, or a runtime that cannot run futures here) as
+/// the `RuntimeError` carrying its reason.
+pub(crate) fn refused(reason: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(reason.to_string())
+}
+
+/// A completion cell that closed without a value, as the consumer's error: `dropped` for
+/// a producer that went away, the cell's own message otherwise.
+pub(crate) fn closed_cell(closed: Closed, dropped: impl FnOnce() -> PyErr) -> PyErr {
+    match closed {
+        Closed::ProducerDropped => dropped(),
+        closed => PyRuntimeError::new_err(closed.to_string()),
+    }
+}
+
+/// `TypeError: <what> '<type>', which is not an asyncio event loop`.
+pub(crate) fn not_an_event_loop(what: &str, object: &Bound<'_, PyAny>) -> PyResult<PyErr> {
+    Ok(PyTypeError::new_err(format!(
+        "{what} '{}', which is not an asyncio event loop",
+        object.get_type().name()?
+    )))
 }

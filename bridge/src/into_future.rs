@@ -20,8 +20,11 @@ use std::task::Waker;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+
+use crate::errors::closed_cell;
+
+use crate::sync::lock;
 use pyo3::sync::PyOnceLock;
-use pyo3_aio_core::Closed;
 use pyo3_aio_core::Consumer;
 use pyo3_aio_core::Producer;
 use pyo3_aio_core::completion;
@@ -80,11 +83,12 @@ impl Future for PyFuture {
         }
         polled.map(|outcome| match outcome {
             Ok(result) => result,
-            Err(Closed::ProducerDropped) => Err(PyRuntimeError::new_err(
-                "the Python awaitable was dropped before it completed: its event loop closed \
-                 or stopped before running it",
-            )),
-            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+            Err(closed) => Err(closed_cell(closed, || {
+                PyRuntimeError::new_err(
+                    "the Python awaitable was dropped before it completed: its event loop \
+                     closed or stopped before running it",
+                )
+            })),
         })
     }
 }
@@ -291,11 +295,7 @@ fn start_task(
         message: Mutex::new(None),
     });
     let waker = Waker::from(canceller);
-    let already_cancelled = callback
-        .get()
-        .producer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let already_cancelled = lock(&callback.get().producer)
         .as_mut()
         .is_some_and(|producer| {
             producer
@@ -324,11 +324,7 @@ impl DoneCallback {
         let result = task
             .call_method0(pyo3::intern!(py, "result"))
             .map(Bound::unbind);
-        let producer = self
-            .producer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let producer = lock(&self.producer).take();
         let Some(producer) = producer else {
             return Ok(());
         };

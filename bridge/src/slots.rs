@@ -129,11 +129,10 @@ pub(crate) unsafe extern "C" fn ready_am_send(
     let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
     let taken = match this.cast::<Ready>() {
         Ok(ready) => match ready.try_borrow_mut() {
-            Ok(mut ready) => ready.0.take().unwrap_or_else(|| {
-                Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "cannot reuse already awaited coroutine",
-                ))
-            }),
+            Ok(mut ready) => ready
+                .0
+                .take()
+                .unwrap_or_else(|| Err(crate::errors::already_awaited())),
             Err(error) => Err(error.into()),
         },
         Err(error) => Err(error.into()),

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::task::Context;
 use std::task::Poll;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_aio_core::Spawner;
 
@@ -39,7 +38,7 @@ pub(crate) fn entered_if_usable<R>(
                 output = Some(work());
             }
         })
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        .map_err(crate::errors::refused)?;
     Ok(output.unwrap_or_else(|| work.take().map(|work| work()).expect("runs once")))
 }
 
@@ -63,9 +62,7 @@ impl<S, F> InRuntime<S, F> {
 /// the `RuntimeError` a conversion raises, rather than letting a poll outside any runtime
 /// context fail with the runtime's own panic.
 pub(crate) fn refuse_unusable(spawner: &impl Spawner) -> PyResult<()> {
-    spawner
-        .usable()
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))
+    spawner.usable().map_err(crate::errors::refused)
 }
 
 impl<S: Spawner, F: Future<Output = PyResult<T>>, T> Future for InRuntime<S, F> {

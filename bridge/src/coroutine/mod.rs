@@ -25,7 +25,6 @@ pub(crate) use send_start::SendStart;
 use std::any::type_name;
 
 use pyo3::BoundObject;
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::exceptions::PyRuntimeWarning;
 use pyo3::exceptions::PyTypeError;
 use pyo3::exceptions::PyValueError;
@@ -103,9 +102,7 @@ impl RustCoroutine {
             }
             State::Done => {
                 slf.borrow_mut().state = State::Done;
-                return Err(PyRuntimeError::new_err(
-                    "cannot reuse already awaited coroutine",
-                ));
+                return Err(crate::errors::already_awaited());
             }
         };
         match started {
@@ -189,9 +186,7 @@ impl RustCoroutine {
         Self::not_running(slf)?;
         // As CPython's coroutines: a finished one refuses, whatever is thrown in.
         if matches!(slf.borrow().state, State::Done) {
-            return Err(PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            ));
+            return Err(crate::errors::already_awaited());
         }
         Self::finish(slf);
         Err(thrown(typ, val, tb)?)

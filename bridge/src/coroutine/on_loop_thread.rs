@@ -16,6 +16,8 @@ use std::task::Waker;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::sync::lock;
+
 use crate::coroutine::Start;
 use crate::coroutine::Started;
 use crate::coroutine::require_loop;
@@ -141,7 +143,7 @@ where
     T: for<'py> IntoPyObject<'py> + 'static,
 {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, LocalState<F>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Polls the future on the loop thread. The lock is not held while polling, so the

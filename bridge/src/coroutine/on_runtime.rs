@@ -13,14 +13,14 @@ use std::task::Poll;
 use std::task::Wake;
 use std::task::Waker;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3_aio_core::Closed;
+
+use crate::errors::closed_cell;
 use pyo3_aio_core::Consumer;
 use pyo3_aio_core::Producer;
 use pyo3_aio_core::Spawner;
 
-use crate::sync::lock;
+use crate::sync::{lock, try_lock};
 
 use crate::coroutine::in_runtime::entered;
 use crate::coroutine::send_start::SendStart;
@@ -112,11 +112,10 @@ impl<F: Dispose + Send> Discard for Running<F> {
         if self.gone.load(Ordering::Acquire) {
             return true;
         }
-        let future = match self.future.try_lock() {
-            Ok(mut future) => future.take(),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+        let Some(mut future) = try_lock(&self.future) else {
+            return false;
         };
+        let future = future.take();
         self.gone_after(future);
         true
     }
@@ -178,32 +177,19 @@ where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
     fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
-        let taken = self
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_take()?;
+        let taken = lock(&self.consumer).try_take()?;
         Some(match taken {
             Ok(result) => to_python(py, result),
-            Err(Closed::ProducerDropped) => Err(producer_dropped(self.runtime)),
-            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+            Err(closed) => Err(closed_cell(closed, || producer_dropped(self.runtime))),
         })
     }
 
     fn cancel(&self, _py: Python<'_>) -> bool {
-        self.consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cancel()
+        lock(&self.consumer).cancel()
     }
 
     fn arrived(&self) -> Option<bool> {
-        Some(
-            self.consumer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_complete(),
-        )
+        Some(lock(&self.consumer).is_complete())
     }
 
     fn discard(&self) {

@@ -11,8 +11,9 @@ use std::task::Context;
 use std::task::Poll;
 use std::task::Waker;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+
+use crate::sync::lock;
 use pyo3_aio_core::Spawner;
 use pyo3_aio_core::completion;
 
@@ -181,16 +182,12 @@ where
         let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
         shared.track(py, tracked);
         let waker = Waker::from(notify);
-        let registered = source
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .poll_result(&mut Context::from_waker(&waker));
+        let registered = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
         debug_assert!(registered.is_pending(), "nothing was spawned yet");
         let _ = source.waker.set(waker);
         spawner
             .spawn(Box::pin(drive(running, producer)))
-            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+            .map_err(crate::errors::refused)?;
         Ok(Started::Waiting(waiter))
     }
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
 
+use crate::sync::lock;
+
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::Resume;
@@ -38,7 +40,7 @@ impl<T> Held<T> {
 
     /// A new reference to the object, unless it was released.
     pub(crate) fn get(&self, py: Python<'_>) -> Option<Py<T>> {
-        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = lock(&self.0);
         held.as_ref().map(|object| object.clone_ref(py))
     }
 
@@ -49,7 +51,7 @@ impl<T> Held<T> {
 
     /// Takes the object out, unless it was released.
     pub(crate) fn take(&self) -> Option<Py<T>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 

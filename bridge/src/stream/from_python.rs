@@ -57,7 +57,7 @@ struct IntoStreamShared {
 impl IntoStreamShared {
     /// The `space()` future a pump waiting for room awaits, if any.
     fn take_space(&self) -> Option<Py<PyAny>> {
-        self.space.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.space).take()
     }
 
     /// Lets a pump waiting for room go on (on the loop thread).
@@ -104,7 +104,7 @@ impl StreamSink {
     fn space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let event_loop = crate::get_current_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
-        let mut space = self.shared.space.lock().unwrap_or_else(|e| e.into_inner());
+        let mut space = lock(&self.shared.space);
         let ready = {
             let channel = lock(&self.shared.channel);
             channel.closed || channel.items.len() < channel.capacity
@@ -212,7 +212,7 @@ impl Drop for PyStream {
                 &self.shared.loop_shared,
                 LoopItem::Call(Box::new(move |py| {
                     shared.release_space(py);
-                    let task = shared.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let task = lock(&shared.task).take();
                     if let Some(task) = task {
                         cancel_task(
                             py,
@@ -305,9 +305,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
                 None => event_loop.call_method1("create_task", (pump.bind(py),)),
             };
             match created {
-                Ok(task) => {
-                    *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.unbind())
-                }
+                Ok(task) => *lock(&shared.task) = Some(task.unbind()),
                 Err(error) => {
                     let _ = pump.bind(py).call_method0("close");
                     StreamSink { shared }.end(Some(error.clone_ref(py)));

@@ -11,6 +11,8 @@ use futures_core::Stream;
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 
+use crate::sync::lock;
+
 use crate::coroutine::to_python;
 use crate::stream::Front;
 
@@ -27,14 +29,14 @@ pub(crate) struct Waiters(Mutex<Vec<Waker>>);
 
 impl Waiters {
     fn add(&self, waker: &Waker) {
-        let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiters = lock(&self.0);
         if !waiters.iter().any(|known| known.will_wake(waker)) {
             waiters.push(waker.clone());
         }
     }
 
     fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let waiters = std::mem::take(&mut *lock(&self.0));
         waiters.into_iter().for_each(Waker::wake);
     }
 }
@@ -55,7 +57,7 @@ where
     T: for<'py> IntoPyObject<'py> + 'static,
 {
     fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>> {
-        let mut slot = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.stream);
         let Some(bound) = slot.as_mut() else {
             return Some(Err(PyStopAsyncIteration::new_err(())));
         };
@@ -85,7 +87,7 @@ where
     }
 
     fn close(&self) {
-        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let stream = lock(&self.stream).take();
         drop(stream);
         // Tasks waiting in `__anext__` see the end (StopAsyncIteration).
         self.waiters.wake_all();

@@ -31,9 +31,7 @@ impl Ready {
         match self.0.take() {
             Some(Ok(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((value,))),
             Some(Err(error)) => Err(error),
-            None => Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            )),
+            None => Err(crate::errors::already_awaited()),
         }
     }
 

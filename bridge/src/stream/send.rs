@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3_aio_core::Spawner;
 
 use crate::stream::channel::close_channel;
-use crate::sync::lock;
+use crate::sync::{lock, try_lock};
 
 use crate::stream::Front;
 use crate::stream::channel::Channel;
@@ -103,7 +103,7 @@ pub(crate) async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
                     break Poll::Pending;
                 }
             }
-            let mut stream = front.stream.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stream = lock(&front.stream);
             match front.poll_once(&mut stream, cx, &mut wake) {
                 Polled::Item => {}
                 Polled::Ended => break Poll::Ready(()),
@@ -135,11 +135,7 @@ pub(crate) async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
     })
     .await;
     // Drop the stream here, on the runtime, before telling anyone it ended.
-    let stream = front
-        .stream
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let stream = lock(&front.stream).take();
     drop(stream);
     dropped.ended = true;
     finish_channel(&front.channel, None);
@@ -232,11 +228,7 @@ where
         // Dropped here when the pump is not polling it, so that after `aclose()` (or a
         // cancelled `anext`) the stream's destructor has run, as an async generator's
         // `finally` has; else the pump, which holds it, drops it when its poll returns.
-        let stream = match self.stream.try_lock() {
-            Ok(mut stream) => stream.take(),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
+        let stream = try_lock(&self.stream).and_then(|mut stream| stream.take());
         if let Some(stream) = stream {
             crate::coroutine::entered(&self.spawner, || drop(stream));
         }

@@ -146,7 +146,7 @@ where
     front
         .spawner
         .spawn(Box::pin(pump(front.clone())))
-        .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
+        .map_err(crate::errors::refused)?;
     let front: Arc<dyn Front> = front;
     crate::shared::register_types(py);
     Ok(Bound::new(py, RustStream { front })?.into_any())

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use crate::sync::lock;
+
 use crate::waiter::Callback;
 use crate::waiter::Waiter;
 use crate::waiter::run_callbacks;
@@ -59,7 +61,7 @@ struct SoonBatch(std::sync::Mutex<Option<Batch>>);
 
 impl SoonBatch {
     fn take(&self) -> Option<Batch> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 
@@ -151,7 +153,7 @@ pub(crate) fn soon(
     let mut add = |batch: &mut Batch| batch.0.extend(entry.take());
     let open = OPEN_BATCH.with(|open| open.borrow().clone());
     if let Some(open) = open {
-        let mut guard = open.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&open.0);
         if let Some(batch) = guard.as_mut() {
             add(batch);
             return Ok(());
