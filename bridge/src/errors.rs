@@ -84,7 +84,7 @@ pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
 /// `RuntimeError: cannot reuse already awaited coroutine`, what CPython raises when a
 /// finished coroutine is resumed.
 pub(crate) fn already_awaited() -> PyErr {
-    crate::errors::already_awaited()
+    PyRuntimeError::new_err("cannot reuse already awaited coroutine")
 }
 
 /// A runtime's refusal (a spawn it refused, or a runtime that cannot run futures here) as

@@ -21,10 +21,11 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use crate::callables;
+
 use crate::errors::closed_cell;
 
 use crate::sync::lock;
-use pyo3::sync::PyOnceLock;
 use pyo3_aio_core::Consumer;
 use pyo3_aio_core::Producer;
 use pyo3_aio_core::completion;
@@ -169,11 +170,10 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
     if unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0 {
         return Ok(());
     }
-    static IS_AWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let is_awaitable = IS_AWAITABLE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("inspect")?.getattr("isawaitable")?.unbind())
-    })?;
-    if is_awaitable.bind(py).call1((awaitable,))?.is_truthy()? {
+    if callables::is_awaitable(py)?
+        .call1((awaitable,))?
+        .is_truthy()?
+    {
         Ok(())
     } else {
         Err(PyTypeError::new_err(format!(

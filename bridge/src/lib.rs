@@ -38,6 +38,7 @@
 //! ```
 
 mod asyncio;
+mod callables;
 mod coroutine;
 mod eager;
 mod errors;

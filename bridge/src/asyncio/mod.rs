@@ -5,7 +5,8 @@ pub(crate) mod running;
 pub(crate) use running::{running_loop, runs_here};
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
+
+use crate::callables;
 use pyo3::types::PyDict;
 use pyo3::types::PyTuple;
 
@@ -65,12 +66,7 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>>
 /// Whether `object` is an asyncio event loop (`asyncio.AbstractEventLoop`, which uvloop's
 /// loops also are).
 pub(crate) fn is_event_loop(object: &Bound<'_, PyAny>) -> PyResult<bool> {
-    static ABSTRACT_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let py = object.py();
-    let class = ABSTRACT_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("AbstractEventLoop")?.unbind())
-    })?;
-    object.is_instance(class.bind(py))
+    object.is_instance(callables::abstract_event_loop(object.py())?)
 }
 
 pub(crate) fn create_task<'py>(
@@ -79,7 +75,6 @@ pub(crate) fn create_task<'py>(
     awaitable: &Bound<'py, PyAny>,
     context: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     // Cached: `version_info` formats and parses the version string on every call.
     static CREATE_TASK_HAS_CONTEXT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: plain type check on a valid object pointer.
@@ -100,9 +95,7 @@ pub(crate) fn create_task<'py>(
     }
     // Older Pythons, futures and other awaitables: `ensure_future` inside the context, so
     // a task it creates copies that context.
-    let ensure_future = ENSURE_FUTURE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("ensure_future")?.unbind())
-    })?;
+    let ensure_future = callables::ensure_future(py)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("loop", event_loop)?;
     match context {
@@ -111,7 +104,7 @@ pub(crate) fn create_task<'py>(
             (ensure_future, awaitable),
             Some(&kwargs),
         ),
-        None => ensure_future.bind(py).call((awaitable,), Some(&kwargs)),
+        None => ensure_future.call((awaitable,), Some(&kwargs)),
     }
 }
 
@@ -136,11 +129,8 @@ pub(crate) fn set_unless_done(
 }
 
 pub(crate) fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyErr {
-    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let class = match CANCELLED.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("CancelledError")?.unbind())
-    }) {
-        Ok(class) => class.bind(py),
+    let class = match callables::cancelled_error(py) {
+        Ok(class) => class,
         Err(error) => return error,
     };
     let args = match message {
@@ -154,11 +144,7 @@ pub(crate) fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> Py
 }
 
 pub(crate) fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
-    match py
-        .import("asyncio")
-        .and_then(|asyncio| asyncio.getattr("InvalidStateError"))
-        .and_then(|class| class.call1((message,)))
-    {
+    match callables::invalid_state_error(py).and_then(|class| class.call1((message,))) {
         Ok(instance) => PyErr::from_value(instance),
         Err(error) => error,
     }

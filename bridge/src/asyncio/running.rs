@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
+
+use crate::callables;
 
 use crate::event_loop::registry::loop_shared;
 
@@ -68,20 +69,11 @@ enum StillRunning {
 
 impl StillRunning {
     fn of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Self {
-        static STOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let stock = STOCK.get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("asyncio")?
-                    .getattr("BaseEventLoop")?
-                    .getattr("is_running")?
-                    .unbind(),
-            )
-        });
-        let is_stock = stock.is_ok_and(|stock| {
+        let is_stock = callables::stock_is_running(py).is_ok_and(|stock| {
             event_loop
                 .get_type()
                 .getattr(pyo3::intern!(py, "is_running"))
-                .is_ok_and(|method| method.is(stock.bind(py)))
+                .is_ok_and(|method| method.is(stock))
         });
         if is_stock {
             StillRunning::ThreadId
@@ -156,10 +148,6 @@ pub(crate) fn runs_here(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResu
 
 /// `asyncio`'s C-level `_get_running_loop`, cached.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let get = GET.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("_get_running_loop")?.unbind())
-    })?;
-    let event_loop = get.bind(py).call0()?;
+    let event_loop = callables::get_running_loop(py)?.call0()?;
     Ok((!event_loop.is_none()).then_some(event_loop))
 }

@@ -209,11 +209,7 @@ static REGISTRY: PerProcess<PyAny> = PerProcess::new();
 
 fn registry(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     REGISTRY.get_or_try_init(py, || {
-        Ok(py
-            .import("weakref")?
-            .getattr("WeakKeyDictionary")?
-            .call0()?
-            .unbind())
+        Ok(crate::callables::weak_key_dictionary(py)?.call0()?.unbind())
     })
 }
 

@@ -11,7 +11,6 @@ use std::task::Waker;
 use futures_core::Stream;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
 use crate::sync::lock;
 
@@ -28,22 +27,6 @@ use crate::event_loop::run_if_attached_here;
 use crate::event_loop::schedule_on;
 use crate::options::StreamOptions;
 use crate::stream::channel::Channel;
-
-/// The `pump` coroutine function of `pump.py`, compiled once.
-fn pump_function(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static PUMP_FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    PUMP_FUNCTION
-        .get_or_try_init(py, || {
-            let module = PyModule::from_code(
-                py,
-                pyo3::ffi::c_str!(include_str!("pump.py")),
-                c"pyo3_aio_stream_pump.py",
-                c"pyo3_aio_stream_pump",
-            )?;
-            Ok::<_, PyErr>(module.getattr("pump")?.unbind())
-        })
-        .map(|function| function.bind(py))
-}
 
 struct IntoStreamShared {
     channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
@@ -289,7 +272,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
             shared: shared.clone(),
         },
     )?;
-    let pump = pump_function(py)?.call1((iterator, sink))?;
+    let pump = crate::callables::stream_pump(py)?.call1((iterator, sink))?;
     let start = {
         let shared = shared.clone();
         let event_loop = event_loop.clone().unbind();
