@@ -7,10 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::task::Context;
-use std::task::Wake;
 use std::task::Waker;
 
 use pyo3::prelude::*;
@@ -24,11 +21,9 @@ use crate::asyncio::set_unless_done;
 use crate::coroutine::on_runtime::Running;
 use crate::coroutine::on_runtime::SpawnedSource;
 use crate::coroutine::on_runtime::drive;
-use crate::event_loop::LoopRef;
-use crate::event_loop::Resume;
 use crate::event_loop::registry::loop_shared;
-use crate::event_loop::waker::Held;
-use crate::event_loop::waker::wake_on_loop;
+use crate::event_loop::waker::KeptForLoop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::get_current_loop;
@@ -58,12 +53,13 @@ where
         running: Some(running.clone()),
         waker: std::sync::OnceLock::new(),
     });
-    let notify = Arc::new(EagerNotify {
-        shared: Arc::downgrade(&shared),
-        future: Held::new(py_future.clone().unbind()),
-        source: Arc::downgrade(&source),
-        queued: AtomicBool::new(false),
-    });
+    let notify = LoopWaker::new(
+        Arc::downgrade(&shared),
+        SetFuture {
+            future: KeptForLoop::new(py_future.clone().unbind()),
+            source: Arc::downgrade(&source),
+        },
+    );
     let waker = Waker::from(notify);
     let _ = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
     py_future.call_method1(
@@ -76,35 +72,20 @@ where
     Ok(py_future)
 }
 
-struct EagerNotify<T> {
-    shared: LoopRef,
-    future: Held<PyAny>,
+/// What the waker of an eager future's consumer does: set the `asyncio.Future`.
+struct SetFuture<T> {
+    future: KeptForLoop<PyAny>,
     /// Weak: the source owns the cell that holds this waker, so a strong reference would
     /// be a cycle keeping the result alive once the loop is gone. The future's done-callback
     /// keeps the source while the future lives.
     source: std::sync::Weak<SpawnedSource<T>>,
-    queued: AtomicBool,
 }
 
-impl<T> Wake for EagerNotify<T>
+impl<T> LoopBound for SetFuture<T>
 where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        wake_on_loop(self, &self.shared, &self.queued);
-    }
-}
-
-impl<T> Resume for EagerNotify<T>
-where
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        self.queued.store(false, Ordering::Release);
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
         let Some(future) = self.future.get(py) else {
             return;
         };

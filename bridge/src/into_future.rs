@@ -10,11 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::task::Context;
 use std::task::Poll;
-use std::task::Wake;
 use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -38,12 +35,11 @@ use crate::asyncio::running::running_loop;
 use crate::asyncio::running::runs_here;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
-use crate::event_loop::Resume;
 use crate::event_loop::inline_drain::drain_after;
 use crate::event_loop::registry::loop_shared;
 use crate::event_loop::registry::running_loops;
-use crate::event_loop::waker::Held;
-use crate::event_loop::waker::wake_on_loop;
+use crate::event_loop::waker::KeptForLoop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::TaskLocals;
 use crate::locals::scoped_locals;
 
@@ -119,7 +115,7 @@ impl Future for PyFuture {
 pub fn into_future(awaitable: Bound<'_, PyAny>) -> PyResult<PyFuture> {
     let py = awaitable.py();
     check_awaitable(&awaitable)?;
-    schedule(&awaitable, &target_locals(py)?)
+    start_awaitable(&awaitable, &target_locals(py)?)
 }
 
 /// The locals Python work started from Rust runs with: those of the current scope, else
@@ -144,7 +140,7 @@ pub fn into_future_with_locals(
     awaitable: Bound<'_, PyAny>,
 ) -> PyResult<PyFuture> {
     check_awaitable(&awaitable)?;
-    schedule(&awaitable, locals)
+    start_awaitable(&awaitable, locals)
 }
 
 fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
@@ -183,7 +179,7 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-pub(crate) fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
+fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
     crate::locals::check_locals(py, locals)?;
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
@@ -216,7 +212,7 @@ pub(crate) fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyR
         .unbind();
         let event_loop = event_loop.unbind();
         let target = Arc::downgrade(&shared);
-        shared.schedule(LoopItem::Call(Box::new(move |py| {
+        shared.queue(LoopItem::Call(Box::new(move |py| {
             let event_loop = event_loop.bind(py);
             let producer = std::cell::Cell::new(Some(producer));
             if let Err(error) = start_task(
@@ -288,12 +284,13 @@ fn start_task(
         },
     )?;
     // Register the cancellation path before anyone can complete the cell.
-    let canceller = Arc::new(CancelTask {
-        shared: shared.clone(),
-        task: Held::new(task.clone().unbind()),
-        queued: AtomicBool::new(false),
-        message: Mutex::new(None),
-    });
+    let canceller = LoopWaker::new(
+        shared.clone(),
+        CancelTask {
+            task: KeptForLoop::new(task.clone().unbind()),
+            message: Mutex::new(None),
+        },
+    );
     let waker = Waker::from(canceller);
     let already_cancelled = lock(&callback.get().producer)
         .as_mut()
@@ -340,31 +337,21 @@ impl DoneCallback {
 
 /// The producer-side waker: the Rust future was dropped, so cancel the Python task.
 struct CancelTask {
-    shared: LoopRef,
-    task: Held<PyAny>,
-    queued: AtomicBool,
+    task: KeptForLoop<PyAny>,
     /// The message of the `cancel(msg)` that dropped the Rust future, if any.
     message: Mutex<Option<crate::waiter::CancelMessage>>,
 }
 
-impl Wake for CancelTask {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task
-        // is cancelled with that message too.
+impl LoopBound for CancelTask {
+    /// Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task is
+    /// cancelled with that message too.
+    fn woken(&self) {
         if let Some(msg) = crate::waiter::cancel_message() {
-            *crate::sync::lock(&self.message) = Some(msg);
+            *lock(&self.message) = Some(msg);
         }
-        wake_on_loop(self, &self.shared, &self.queued);
     }
-}
 
-impl Resume for CancelTask {
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        self.queued.store(false, Ordering::Release);
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
         if let Some(task) = self.task.get(py) {
             let msg = crate::sync::lock(&self.message).take();
             let msg = msg.as_deref();

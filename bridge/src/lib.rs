@@ -73,7 +73,6 @@ pub use locals::{TaskLocals, get_current_locals, get_current_loop, scope, scope_
 pub use options::{DEFAULT_CAPACITY, FirstPoll, Home, Options, StreamOptions};
 pub use panic::RustPanic;
 pub use stream::{PyStream, RustStream, into_stream, into_stream_with};
-pub use waiter::Waiter;
 
 /// The bridge on tokio (feature `tokio-runtime`); the runtime is [`pyo3_aio_tokio`]'s
 /// lazily built global one.

@@ -9,7 +9,7 @@
 //! 2. a future still pending moves to its home: the runtime's workers (through the
 //!    spawner, result back through a completion cell and the loop's wake queue) or the loop
 //!    thread itself (re-polled from the wake queue when woken);
-//! 3. the coroutine yields a small [`Waiter`] to the Task; the loop's drain resolves it and
+//! 3. the coroutine yields a small [`RustFutureWaiter`] to the Task; the loop's drain resolves it and
 //!    calls the Task's wake-up directly.
 
 pub(crate) mod in_runtime;
@@ -35,12 +35,12 @@ use crate::errors::no_stop_iteration;
 use crate::errors::stop_iteration;
 use crate::errors::thrown;
 use crate::slots::Step;
-use crate::waiter::Waiter;
+use crate::waiter::RustFutureWaiter;
 
 /// What the first await of a coroutine produced.
 pub(crate) enum Started {
     Ready(PyResult<Py<PyAny>>),
-    Waiting(Py<Waiter>),
+    Waiting(Py<RustFutureWaiter>),
 }
 
 /// A converted future not yet awaited.
@@ -51,7 +51,7 @@ pub(crate) trait Start: Send {
 enum State {
     Created(Exclusive<Box<dyn Start>>),
     Running,
-    Waiting(Py<Waiter>),
+    Waiting(Py<RustFutureWaiter>),
     Done,
 }
 
@@ -156,7 +156,7 @@ impl RustCoroutine {
     fn finish(slf: &Bound<'_, Self>) {
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
         if let State::Waiting(waiter) = state {
-            Waiter::coroutine_finished(waiter.bind(slf.py()));
+            RustFutureWaiter::coroutine_finished(waiter.bind(slf.py()));
         }
     }
 }
@@ -269,7 +269,7 @@ impl RustCoroutine {
 
     fn __clear__(&mut self) {
         if let State::Waiting(_) = self.state {
-            // Dropping the waiter cancels the Rust future (Waiter's Drop).
+            // Dropping the waiter cancels the Rust future (RustFutureWaiter's Drop).
             self.state = State::Done;
         }
     }

@@ -6,8 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::task::Context;
 use std::task::Poll;
 use std::task::Wake;
@@ -22,17 +20,16 @@ use crate::coroutine::Start;
 use crate::coroutine::Started;
 use crate::coroutine::require_loop;
 use crate::coroutine::to_python;
-use crate::event_loop::LoopRef;
 use crate::event_loop::Resume;
 use crate::event_loop::registry::loop_shared;
-use crate::event_loop::waker::wake_on_loop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped;
 use crate::options::FirstPoll;
 use crate::panic::poll_catching;
 use crate::thread_bound::ThreadBound;
-use crate::waiter::Waiter;
+use crate::waiter::RustFutureWaiter;
 use crate::waiter::resolve_with;
 use crate::waiter::source::Source;
 
@@ -65,24 +62,7 @@ where
                 "a !Send Rust future was awaited on another thread than the one that created it",
             ));
         }
-        start_on_loop_thread(py, this.future, this.slot, this.first_poll.into())
-    }
-}
-
-/// How a future starts its life on the loop thread.
-pub(crate) enum Begin {
-    /// Poll it now (`FirstPoll::Inline`).
-    Inline,
-    /// Poll it on the next drain (`FirstPoll::Deferred`).
-    Deferred,
-}
-
-impl From<FirstPoll> for Begin {
-    fn from(first_poll: FirstPoll) -> Self {
-        match first_poll {
-            FirstPoll::Inline => Begin::Inline,
-            FirstPoll::Deferred => Begin::Deferred,
-        }
+        start_on_loop_thread(py, this.future, this.slot, this.first_poll)
     }
 }
 
@@ -90,7 +70,7 @@ pub(crate) fn start_on_loop_thread<F, T>(
     py: Python<'_>,
     future: ThreadBound<Pin<Box<F>>>,
     slot: LocalsSlot,
-    begin: Begin,
+    first_poll: FirstPoll,
 ) -> PyResult<Started>
 where
     F: Future<Output = PyResult<T>> + 'static,
@@ -98,67 +78,68 @@ where
 {
     let event_loop = require_loop(py)?;
     let shared = loop_shared(py, &event_loop)?;
-    let task = Arc::new(LocalTask {
-        shared: Arc::downgrade(&shared),
-        queued: AtomicBool::new(false),
-        state: Mutex::new(LocalState {
-            future: Some(future),
-            waiter: None,
-            cancelled: false,
-        }),
-        _output: std::marker::PhantomData,
-    });
-    match begin {
-        Begin::Inline => {
-            if let Poll::Ready(result) = task.poll(py) {
+    let task = LoopWaker::new(
+        Arc::downgrade(&shared),
+        LoopThreadTask {
+            state: Mutex::new(LoopThreadState {
+                future: Some(future),
+                waiter: None,
+                cancelled: false,
+            }),
+            _output: std::marker::PhantomData,
+        },
+    );
+    match first_poll {
+        FirstPoll::Inline => {
+            if let Poll::Ready(result) = LoopThreadTask::poll(&task, py) {
                 return Ok(Started::Ready(result));
             }
         }
-        Begin::Deferred => task.wake_by_ref(),
+        // Polled by the next drain.
+        FirstPoll::Deferred => task.wake_by_ref(),
     }
     let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&task) as _;
     shared.track(py, tracked);
     fill(py, &slot, &event_loop)?;
-    let waiter = Py::new(py, Waiter::new(event_loop.unbind(), task.clone()))?;
-    task.lock().waiter = Some(waiter.clone_ref(py));
+    let waiter = Py::new(py, RustFutureWaiter::new(event_loop.unbind(), task.clone()))?;
+    task.target().lock().waiter = Some(waiter.clone_ref(py));
     Ok(Started::Waiting(waiter))
 }
 
-struct LocalState<F: ?Sized> {
+pub(crate) struct LoopThreadState<F: ?Sized> {
     future: Option<ThreadBound<Pin<Box<F>>>>,
-    waiter: Option<Py<Waiter>>,
+    waiter: Option<Py<RustFutureWaiter>>,
     cancelled: bool,
 }
 
-struct LocalTask<F: ?Sized, T> {
-    shared: LoopRef,
-    queued: AtomicBool,
-    state: Mutex<LocalState<F>>,
+pub(crate) struct LoopThreadTask<F: ?Sized, T> {
+    state: Mutex<LoopThreadState<F>>,
     _output: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<F, T> LocalTask<F, T>
+impl<F, T> LoopThreadTask<F, T>
 where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,
 {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, LocalState<F>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, LoopThreadState<F>> {
         lock(&self.state)
     }
 
     /// Polls the future on the loop thread. The lock is not held while polling, so the
     /// future may cancel its own waiter.
-    fn poll(self: &Arc<Self>, py: Python<'_>) -> Poll<PyResult<Py<PyAny>>> {
-        self.queued.store(false, Ordering::Release);
-        let Some(mut bound) = self.lock().future.take() else {
+    fn poll(task: &Arc<LoopWaker<Self>>, py: Python<'_>) -> Poll<PyResult<Py<PyAny>>> {
+        task.rearm();
+        let this = task.target();
+        let Some(mut bound) = this.lock().future.take() else {
             return Poll::Pending;
         };
         let Some(future) = bound.get_mut() else {
             // Not the owner thread: cannot happen for items drained by the loop thread.
-            self.lock().future = Some(bound);
+            this.lock().future = Some(bound);
             return Poll::Pending;
         };
-        let waker = Waker::from(self.clone());
+        let waker = Waker::from(task.clone());
         let polled = poll_catching(future.as_mut(), &mut Context::from_waker(&waker));
         match polled {
             Poll::Ready(result) => {
@@ -166,7 +147,7 @@ where
                 Poll::Ready(to_python(py, result))
             }
             Poll::Pending => {
-                let mut state = self.lock();
+                let mut state = this.lock();
                 if !state.cancelled {
                     state.future = Some(bound);
                 }
@@ -176,27 +157,13 @@ where
     }
 }
 
-impl<F, T> Wake for LocalTask<F, T>
+impl<F, T> LoopBound for LoopThreadTask<F, T>
 where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,
 {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        wake_on_loop(self, &self.shared, &self.queued);
-    }
-}
-
-impl<F, T> Resume for LocalTask<F, T>
-where
-    F: Future<Output = PyResult<T>> + 'static,
-    T: for<'py> IntoPyObject<'py> + 'static,
-{
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        if let Poll::Ready(result) = self.poll(py) {
+    fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>) {
+        if let Poll::Ready(result) = Self::poll(waker, py) {
             let waiter = self.lock().waiter.take();
             if let Some(waiter) = waiter {
                 resolve_with(py, waiter.bind(py), result);
@@ -214,7 +181,7 @@ where
             .map(|waiter| waiter.clone_ref(py));
         self.abandon();
         if let Some(waiter) = waiter {
-            Waiter::loop_closed(waiter.bind(py));
+            RustFutureWaiter::loop_closed(waiter.bind(py));
         }
     }
 
@@ -231,7 +198,7 @@ where
     }
 }
 
-impl<F, T> Source for LocalTask<F, T>
+impl<F, T> Source for LoopWaker<LoopThreadTask<F, T>>
 where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,
@@ -242,7 +209,7 @@ where
 
     fn cancel(&self, _py: Python<'_>) -> bool {
         let (future, waiter) = {
-            let mut state = self.lock();
+            let mut state = self.target().lock();
             state.cancelled = true;
             (state.future.take(), state.waiter.take())
         };

@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::task::Wake;
 use std::task::Waker;
 
 use pyo3::prelude::*;
@@ -26,13 +25,11 @@ use crate::coroutine::in_runtime::entered;
 use crate::coroutine::send_start::SendStart;
 use crate::coroutine::to_python;
 use crate::errors::producer_dropped;
-use crate::event_loop::LoopRef;
-use crate::event_loop::Resume;
-use crate::event_loop::waker::Held;
-use crate::event_loop::waker::wake_on_loop;
+use crate::event_loop::waker::KeptForLoop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::LocalsSlot;
 use crate::panic::poll_catching;
-use crate::waiter::Waiter;
+use crate::waiter::RustFutureWaiter;
 use crate::waiter::resolve;
 use crate::waiter::source::Source;
 
@@ -217,26 +214,13 @@ where
     }
 }
 
-/// The waker of a spawned future's consumer: queues the waiter for resolution.
-pub(crate) struct Notify {
-    pub(crate) shared: LoopRef,
-    pub(crate) waiter: Held<Waiter>,
-    pub(crate) queued: AtomicBool,
+/// What the waker of a spawned future's consumer does: resolve the waiter on the loop thread.
+pub(crate) struct ResolveWaiter {
+    pub(crate) waiter: KeptForLoop<RustFutureWaiter>,
 }
 
-impl Wake for Notify {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        wake_on_loop(self, &self.shared, &self.queued);
-    }
-}
-
-impl Resume for Notify {
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        self.queued.store(false, Ordering::Release);
+impl LoopBound for ResolveWaiter {
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
         if let Some(waiter) = self.waiter.get(py) {
             resolve(py, waiter.bind(py));
         }
@@ -248,7 +232,7 @@ impl Resume for Notify {
 
     fn loop_closed(&self, py: Python<'_>) {
         if let Some(waiter) = self.waiter.take() {
-            Waiter::loop_closed(waiter.bind(py));
+            RustFutureWaiter::loop_closed(waiter.bind(py));
         }
     }
 }

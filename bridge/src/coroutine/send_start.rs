@@ -6,13 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
 use std::task::Context;
 use std::task::Poll;
 use std::task::Waker;
 
 use pyo3::prelude::*;
 
+use crate::event_loop::waker::LoopWaker;
 use crate::sync::lock;
 use pyo3_aio_core::Spawner;
 use pyo3_aio_core::completion;
@@ -23,9 +23,8 @@ use crate::coroutine::Started;
 use crate::coroutine::in_runtime::entered;
 use crate::coroutine::in_runtime::entered_if_usable;
 use crate::coroutine::in_runtime::refuse_unusable;
-use crate::coroutine::on_loop_thread::Begin;
 use crate::coroutine::on_loop_thread::start_on_loop_thread;
-use crate::coroutine::on_runtime::Notify;
+use crate::coroutine::on_runtime::ResolveWaiter;
 use crate::coroutine::on_runtime::Running;
 use crate::coroutine::on_runtime::SpawnedSource;
 use crate::coroutine::on_runtime::drive;
@@ -34,7 +33,7 @@ use crate::coroutine::require_loop;
 use crate::coroutine::to_python;
 use crate::event_loop::Resume;
 use crate::event_loop::registry::loop_shared;
-use crate::event_loop::waker::Held;
+use crate::event_loop::waker::KeptForLoop;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped;
@@ -43,7 +42,7 @@ use crate::options::Home;
 use crate::options::Options;
 use crate::panic::poll_catching;
 use crate::thread_bound::ThreadBound;
-use crate::waiter::Waiter;
+use crate::waiter::RustFutureWaiter;
 
 pin_project_lite::pin_project! {
     /// A `Send` future not yet awaited, with what its first await needs. The future is held
@@ -136,7 +135,7 @@ where
         if options.home == Home::LoopThread {
             refuse_unusable(&this.spawner)?;
             let slot = this.slot.clone();
-            return start_on_loop_thread(py, on_loop_thread(this), slot, options.first_poll.into());
+            return start_on_loop_thread(py, on_loop_thread(this), slot, options.first_poll);
         }
         // Register the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
@@ -156,7 +155,7 @@ where
                 // wake the no-op waker swallowed happened before this second poll, which sees
                 // its effect; no Python code ran in between.
                 let slot = this.slot.clone();
-                return start_on_loop_thread(py, on_loop_thread(this), slot, Begin::Inline);
+                return start_on_loop_thread(py, on_loop_thread(this), slot, FirstPoll::Inline);
             }
         } else {
             refuse_unusable(&this.spawner)?;
@@ -173,12 +172,16 @@ where
             running: Some(running.clone()),
             waker: OnceLock::new(),
         });
-        let waiter = Py::new(py, Waiter::new(event_loop.unbind(), source.clone()))?;
-        let notify = Arc::new(Notify {
-            shared: Arc::downgrade(&shared),
-            waiter: Held::new(waiter.clone_ref(py)),
-            queued: AtomicBool::new(false),
-        });
+        let waiter = Py::new(
+            py,
+            RustFutureWaiter::new(event_loop.unbind(), source.clone()),
+        )?;
+        let notify = LoopWaker::new(
+            Arc::downgrade(&shared),
+            ResolveWaiter {
+                waiter: KeptForLoop::new(waiter.clone_ref(py)),
+            },
+        );
         let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
         shared.track(py, tracked);
         let waker = Waker::from(notify);

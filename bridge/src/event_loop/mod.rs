@@ -1,7 +1,7 @@
 //! Per-event-loop state: the wake queue and the signal that wakes the Python loop.
 //!
 //! Every Python event loop that hosts a conversion gets one [`LoopShared`]. Producers on
-//! any thread [`schedule`](LoopShared::schedule) items onto its lock-free wake queue without
+//! any thread [`queue`](LoopShared::queue) items onto its lock-free wake queue without
 //! the GIL; only the push that finds no signal pending writes one byte to an eventfd (a
 //! pipe off Linux) that the loop watches with `loop.add_reader`. The loop thread then runs
 //! [`LoopWakeup`], which drains the whole queue and resumes each item in one go. Loops
@@ -70,7 +70,7 @@ pub(crate) struct LoopShared {
     pending: Mutex<Pending>,
     /// The fork generation this state was made in. In a forked child the loop's eventfd is
     /// the parent's too, and the loop thread does not exist: nothing is queued or signalled
-    /// there (see [`LoopShared::schedule`]).
+    /// there (see [`LoopShared::queue`]).
     generation: usize,
 }
 
@@ -97,7 +97,7 @@ impl LoopShared {
     ///
     /// Returns `false` when the loop closed: the item was dropped, and the caller should let
     /// go of the Python objects it keeps for the loop (nothing will resume it).
-    pub(crate) fn schedule(&self, item: LoopItem) -> bool {
+    pub(crate) fn queue(&self, item: LoopItem) -> bool {
         if !self.is_current() {
             // Inherited through fork: acts as a closed loop, without touching the
             // descriptor the parent still reads.
@@ -240,10 +240,10 @@ pub(crate) fn gil_held() -> bool {
 
 /// Queues `item` on the loop if its state still exists; otherwise the item is dropped here.
 ///
-/// Returns `false` when the loop is gone or closed (see [`LoopShared::schedule`]).
-pub(crate) fn schedule_on(shared: &LoopRef, item: LoopItem) -> bool {
+/// Returns `false` when the loop is gone or closed (see [`LoopShared::queue`]).
+pub(crate) fn queue_on(shared: &LoopRef, item: LoopItem) -> bool {
     match shared.upgrade() {
-        Some(shared) => shared.schedule(item),
+        Some(shared) => shared.queue(item),
         None => false,
     }
 }

@@ -12,18 +12,88 @@ use crate::sync::lock;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::Resume;
-use crate::event_loop::schedule_on;
+use crate::event_loop::queue_on;
+use std::task::Wake;
 
-/// The body of every loop-bound waker's `wake_by_ref`: queues `target` for its loop unless
-/// a wake-up is already queued (`queued`, cleared by the target's `resume`). When the loop
-/// refuses it (closed or gone), the target abandons what it keeps for the loop.
-pub(crate) fn wake_on_loop<T: Resume + 'static>(
-    target: &Arc<T>,
-    shared: &LoopRef,
-    queued: &AtomicBool,
-) {
-    if claim(queued) && !schedule_on(shared, LoopItem::Resume(target.clone())) {
-        target.abandon();
+/// What a [`LoopWaker`] does for its loop: the one part that differs between the bridge's
+/// loop-bound wakers (resolve a waiter, set an `asyncio.Future`, cancel a task, poll a
+/// loop-thread future).
+pub(crate) trait LoopBound: Send + Sync + Sized + 'static {
+    /// Called by every wake, on the waking thread without the GIL, before it queues.
+    fn woken(&self) {}
+    /// Runs on the loop thread, with the GIL, inside the drain; `waker` is the waker this
+    /// target sits in (a loop-thread future polls itself with it).
+    fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>);
+    /// The loop refused the wake-up (closed or gone): let go of what is kept for it.
+    fn abandon(&self);
+    /// See [`Resume::loop_closed`].
+    fn loop_closed(&self, py: Python<'_>) {
+        let _ = py;
+        self.abandon();
+    }
+}
+
+/// A Rust waker bound to one event loop: a wake queues the waker itself on the loop's wake
+/// queue, at most once until the loop thread runs it.
+///
+/// The `queued` protocol: a wake swaps `queued` to `true` and queues only when it was
+/// `false`; the loop thread clears it ([`LoopWaker::rearm`], Release) *before* running the
+/// target (which polls or reads what the wake announced). The swap is AcqRel, so a wake
+/// that finds the flag clear is ordered after that clear, hence after the run started, and
+/// its effect is seen by the run it queues; a wake that finds it set happened before the
+/// clear and is seen by the run already queued. So coalescing wakes loses none.
+pub(crate) struct LoopWaker<T> {
+    state: LoopRef,
+    queued: AtomicBool,
+    target: T,
+}
+
+impl<T: LoopBound> LoopWaker<T> {
+    pub(crate) fn new(state: LoopRef, target: T) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            queued: AtomicBool::new(false),
+            target,
+        })
+    }
+
+    pub(crate) fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// Lets the next wake queue again; called before each run of the target.
+    pub(crate) fn rearm(&self) {
+        self.queued.store(false, Ordering::Release);
+    }
+}
+
+impl<T: LoopBound> Wake for LoopWaker<T> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.target.woken();
+        // AcqRel: see the type's doc.
+        let first = !self.queued.swap(true, Ordering::AcqRel);
+        if first && !queue_on(&self.state, LoopItem::Resume(self.clone())) {
+            self.target.abandon();
+        }
+    }
+}
+
+impl<T: LoopBound> Resume for LoopWaker<T> {
+    fn resume(self: Arc<Self>, py: Python<'_>) {
+        self.rearm();
+        self.target.run(py, &self);
+    }
+
+    fn abandon(&self) {
+        self.target.abandon();
+    }
+
+    fn loop_closed(&self, py: Python<'_>) {
+        self.target.loop_closed(py);
     }
 }
 
@@ -31,9 +101,9 @@ pub(crate) fn wake_on_loop<T: Resume + 'static>(
 /// to cancel), let go of when the loop refuses the wake-up: the object keeps the waker
 /// alive (through a cell or a done-callback), so holding it for a loop that will never run
 /// again would be a cycle nothing breaks.
-pub(crate) struct Held<T>(Mutex<Option<Py<T>>>);
+pub(crate) struct KeptForLoop<T>(Mutex<Option<Py<T>>>);
 
-impl<T> Held<T> {
+impl<T> KeptForLoop<T> {
     pub(crate) fn new(object: Py<T>) -> Self {
         Self(Mutex::new(Some(object)))
     }
@@ -53,11 +123,4 @@ impl<T> Held<T> {
     pub(crate) fn take(&self) -> Option<Py<T>> {
         lock(&self.0).take()
     }
-}
-
-/// Whether a wake-up is already queued for a target; cleared by the target's `resume`.
-pub(crate) fn claim(queued: &AtomicBool) -> bool {
-    // AcqRel: the target's resume clears the flag before polling (Release), so a wake
-    // that finds it clear is ordered after that poll started and must queue again.
-    !queued.swap(true, Ordering::AcqRel)
 }

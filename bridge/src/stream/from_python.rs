@@ -22,9 +22,9 @@ use crate::asyncio::set_unless_done;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::is_loop_thread;
+use crate::event_loop::queue_on;
 use crate::event_loop::registry::loop_shared;
 use crate::event_loop::run_if_attached_here;
-use crate::event_loop::schedule_on;
 use crate::options::StreamOptions;
 use crate::stream::channel::Channel;
 
@@ -165,7 +165,7 @@ impl Stream for PyStream {
                 let _ = set_unless_done(future.bind(py), Ok(py.None()));
             };
             if let Some(release) = run_if_attached_here(&self.shared.loop_shared, release) {
-                schedule_on(
+                queue_on(
                     &self.shared.loop_shared,
                     LoopItem::Call(Box::new(move |py| {
                         release(py);
@@ -191,7 +191,7 @@ impl Drop for PyStream {
         };
         if unfinished {
             let shared = self.shared.clone();
-            schedule_on(
+            queue_on(
                 &self.shared.loop_shared,
                 LoopItem::Call(Box::new(move |py| {
                     shared.release_space(py);
@@ -305,7 +305,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
     if on_loop_thread {
         start(py)?;
     } else {
-        schedule_on(&shared.loop_shared, LoopItem::Call(Box::new(start)));
+        queue_on(&shared.loop_shared, LoopItem::Call(Box::new(start)));
     }
     Ok(PyStream { shared })
 }

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use crate::sync::lock;
 
 use crate::waiter::Callback;
-use crate::waiter::Waiter;
+use crate::waiter::RustFutureWaiter;
 use crate::waiter::run_callbacks;
 use crate::waiter::source::Source;
 
@@ -19,7 +19,7 @@ struct Batch(Vec<Cancelled>);
 /// One cancelled waiter's debt: its runtime-side future to stop (with the message of the
 /// cancel, passed on to Python tasks the future awaits) and its done-callbacks.
 pub(crate) struct Cancelled {
-    waiter: Py<Waiter>,
+    waiter: Py<RustFutureWaiter>,
     source: Option<Arc<dyn Source>>,
     message: Option<CancelMessage>,
     callbacks: Vec<Callback>,
@@ -136,7 +136,7 @@ impl Drop for Soon {
 pub(crate) fn soon(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     source: Option<Arc<dyn Source>>,
     message: Option<CancelMessage>,
     callbacks: Vec<Callback>,

@@ -1,7 +1,7 @@
 //! The small future-like object a converted Rust future yields to its `asyncio.Task`.
 //!
 //! Users never see it: they hold the coroutine (see `coroutine.rs`). While the Rust future
-//! is pending, the coroutine yields a [`Waiter`]; the Task reads `_asyncio_future_blocking`,
+//! is pending, the coroutine yields a [`RustFutureWaiter`]; the Task reads `_asyncio_future_blocking`,
 //! checks `get_loop()`, and registers its wake-up with `add_done_callback`. When the result
 //! arrives, the loop thread calls that wake-up directly from the drain (in the callback's
 //! own context), which skips the extra `call_soon` hop an `asyncio.Future` would take.
@@ -36,7 +36,7 @@ pub(crate) struct Callback {
 
 /// The future-like object yielded to asyncio's Task while a Rust future is pending.
 #[pyclass(name = "RustFutureWaiter", module = "pyo3_aio")]
-pub struct Waiter {
+pub struct RustFutureWaiter {
     event_loop: Py<PyAny>,
     outcome: Outcome,
     blocking: bool,
@@ -47,7 +47,7 @@ pub struct Waiter {
     source: Option<Arc<dyn Source>>,
 }
 
-impl Waiter {
+impl RustFutureWaiter {
     pub(crate) fn new(event_loop: Py<PyAny>, source: Arc<dyn Source>) -> Self {
         Self {
             event_loop,
@@ -124,7 +124,7 @@ impl Waiter {
 
 /// Delivers the source's result to `waiter` and runs its done-callbacks inline. Called from
 /// the loop's drain (never from inside a Task step).
-pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
+pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>) {
     let result = {
         let mut this = waiter.borrow_mut();
         if !matches!(this.outcome, Outcome::Pending) {
@@ -144,7 +144,7 @@ pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
 /// Resolves `waiter` with a result computed on the loop thread (loop-thread futures).
 pub(crate) fn resolve_with(
     py: Python<'_>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     result: PyResult<Py<PyAny>>,
 ) {
     let callbacks = {
@@ -162,7 +162,7 @@ pub(crate) fn resolve_with(
     run_callbacks(py, waiter, callbacks);
 }
 
-fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Callback>) {
+fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>, callbacks: Vec<Callback>) {
     for callback in callbacks {
         let called = match &callback.context {
             Some(context) => context
@@ -183,7 +183,7 @@ fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Call
 }
 
 #[pymethods]
-impl Waiter {
+impl RustFutureWaiter {
     #[getter(_asyncio_future_blocking)]
     fn get_blocking(&self) -> bool {
         self.blocking
@@ -322,7 +322,7 @@ impl Waiter {
 fn schedule_soon(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     callback: Callback,
 ) -> PyResult<()> {
     let call_soon = pyo3::intern!(py, "call_soon");
@@ -334,7 +334,7 @@ fn schedule_callback(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
     method: &Bound<'_, pyo3::types::PyString>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     callback: Callback,
 ) -> PyResult<()> {
     let kwargs = pyo3::types::PyDict::new(py);
@@ -345,7 +345,7 @@ fn schedule_callback(
     Ok(())
 }
 
-impl Drop for Waiter {
+impl Drop for RustFutureWaiter {
     fn drop(&mut self) {
         // A waiter dropped while pending (its Task was garbage-collected) stops its future.
         if let Some(source) = self.source.take() {
