@@ -278,12 +278,12 @@ fn start_task(
     let producer = unstarted;
     let callback = Bound::new(
         py,
-        DoneCallback {
+        IntoFutureDone {
             producer: Mutex::new(Some(producer)),
             shared: shared.clone(),
         },
     )?;
-    // Register the cancellation path before anyone can complete the cell.
+    // RegisterWakeup the cancellation path before anyone can complete the cell.
     let canceller = LoopWaker::new(
         shared.clone(),
         CancelTask {
@@ -308,14 +308,14 @@ fn start_task(
 
 /// Completes the cell from the task's result.
 #[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
-struct DoneCallback {
+struct IntoFutureDone {
     producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
     /// The task's loop: a Rust future waiting there is resumed before this callback returns.
     shared: LoopRef,
 }
 
 #[pymethods]
-impl DoneCallback {
+impl IntoFutureDone {
     fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = task.py();
         let result = task

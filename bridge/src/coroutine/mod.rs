@@ -18,7 +18,7 @@ pub(crate) mod on_runtime;
 pub(crate) mod send_start;
 
 pub(crate) use in_runtime::{InRuntime, entered};
-pub(crate) use on_loop_thread::LocalStart;
+pub(crate) use on_loop_thread::LoopThreadStart;
 pub(crate) use on_runtime::{Running, drive, interpreter_alive};
 pub(crate) use send_start::SendStart;
 
@@ -48,6 +48,27 @@ pub(crate) trait Start: Send {
     fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started>;
 }
 
+/// The coroutine's state.
+///
+/// ```text
+///            send/__next__ (step)                 step: result arrived
+///  Created ----------------------> Running ------------------------------> Done
+///     |                             |   ^  \  step: pending               ^  ^
+///     |                             |   |   `-------------> Waiting ------'  |
+///     |                             |   `--- step (Task resumes) ---'  |     |
+///     |                             `-- start failed ------------------+-----'
+///     `------------------------- close/throw ----------------------------'
+/// ```
+///
+/// - `Created`: made by `future_into_py`, not awaited; dropped here it warns "never
+///   awaited". Only `send(None)` is accepted.
+/// - `Running`: inside a step (the first poll, or reading the waiter's outcome); a
+///   re-entrant `send`, `close` or `throw` raises "coroutine already executing".
+/// - `Waiting`: the future is pending in its home and the waiter was yielded to the Task;
+///   a step reads the waiter's outcome (still pending: yield it again). `close`/`throw`
+///   end it through `RustFutureWaiter::coroutine_finished`.
+/// - `Done`: returned, raised, or closed; a step raises "cannot reuse already awaited
+///   coroutine".
 enum State {
     Created(Exclusive<Box<dyn Start>>),
     Running,

@@ -33,13 +33,13 @@ use crate::waiter::RustFutureWaiter;
 use crate::waiter::resolve_with;
 use crate::waiter::source::Source;
 
-pub(crate) struct LocalStart<F> {
+pub(crate) struct LoopThreadStart<F> {
     future: ThreadBound<Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>>,
     slot: LocalsSlot,
     first_poll: FirstPoll,
 }
 
-impl<F: Future> LocalStart<F> {
+impl<F: Future> LoopThreadStart<F> {
     pub(crate) fn new(future: F, first_poll: FirstPoll) -> Self {
         let slot: LocalsSlot = Arc::new(OnceLock::new());
         Self {
@@ -50,7 +50,7 @@ impl<F: Future> LocalStart<F> {
     }
 }
 
-impl<F, T> Start for LocalStart<F>
+impl<F, T> Start for LoopThreadStart<F>
 where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,
@@ -106,6 +106,22 @@ where
     Ok(Started::Waiting(waiter))
 }
 
+/// A loop-thread future's state, behind the task's lock (held for a take or a store, never
+/// across a poll, so the future may cancel its own waiter).
+///
+/// ```text
+///                 poll: Pending (not cancelled)
+///               .--------------------------.
+///               v                          |
+///  future: Some(f) -- poll (taken out) --> polling --- Ready ---> future: None, waiter resolved
+///      |                                   |
+///      |                                   `-- Pending, cancelled meanwhile --> None (dropped)
+///      `-- cancel / loop closed ---> future: None, waiter: None, (cancelled = true)
+/// ```
+///
+/// `waiter` is set once, after a first poll left the future pending; it is taken when the
+/// future finishes (to resolve it), is cancelled, or its loop closes. `cancelled` tells a
+/// poll in progress not to put the future back.
 pub(crate) struct LoopThreadState<F: ?Sized> {
     future: Option<ThreadBound<Pin<Box<F>>>>,
     waiter: Option<Py<RustFutureWaiter>>,

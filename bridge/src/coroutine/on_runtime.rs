@@ -14,6 +14,8 @@ use std::task::Waker;
 
 use pyo3::prelude::*;
 
+use crate::waiter::Arrival;
+
 use crate::errors::closed_cell;
 use pyo3_aio_core::Consumer;
 use pyo3_aio_core::Producer;
@@ -185,8 +187,12 @@ where
         lock(&self.consumer).cancel()
     }
 
-    fn arrived(&self) -> Option<bool> {
-        Some(lock(&self.consumer).is_complete())
+    fn arrival(&self) -> Arrival {
+        if lock(&self.consumer).is_complete() {
+            Arrival::Arrived
+        } else {
+            Arrival::Pending
+        }
     }
 
     fn discard(&self) {

@@ -109,7 +109,7 @@ impl<F: Future, T, S: Spawner> Future for SendStart<F, T, S> {
 
 /// The future, to live on the loop thread: polled there inside its runtime's context, and
 /// droppable anywhere (it is `Send`).
-pub(crate) fn on_loop_thread<F, T, S>(
+pub(crate) fn to_loop_thread<F, T, S>(
     mut this: Pin<Box<SendStart<F, T, S>>>,
 ) -> ThreadBound<Pin<Box<SendStart<F, T, S>>>>
 where
@@ -135,9 +135,9 @@ where
         if options.home == Home::LoopThread {
             refuse_unusable(&this.spawner)?;
             let slot = this.slot.clone();
-            return start_on_loop_thread(py, on_loop_thread(this), slot, options.first_poll);
+            return start_on_loop_thread(py, to_loop_thread(this), slot, options.first_poll);
         }
-        // Register the running loop before user code runs, so that `into_future` called
+        // RegisterWakeup the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
         if options.first_poll == FirstPoll::Inline {
@@ -155,7 +155,7 @@ where
                 // wake the no-op waker swallowed happened before this second poll, which sees
                 // its effect; no Python code ran in between.
                 let slot = this.slot.clone();
-                return start_on_loop_thread(py, on_loop_thread(this), slot, FirstPoll::Inline);
+                return start_on_loop_thread(py, to_loop_thread(this), slot, FirstPoll::Inline);
             }
         } else {
             refuse_unusable(&this.spawner)?;

@@ -18,7 +18,7 @@ pub(crate) struct InlineDrain {
 
 impl InlineDrain {
     /// Takes a signal for `shared` if a callback armed for it runs on this thread.
-    pub(crate) fn claim(&self, shared: &LoopShared) -> bool {
+    pub(crate) fn take_signal(&self, shared: &LoopShared) -> bool {
         let mine = std::ptr::eq(self.armed.get(), shared);
         if mine {
             self.pending.set(true);

@@ -65,7 +65,7 @@ pub(crate) struct LoopShared {
     /// The loop's thread, a weak reference to the loop and a drain callback that does not
     /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
     /// installed (on the loop thread).
-    soon: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
+    loop_thread: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
     /// Conversions bound to this loop that may still be pending, released when it closes.
     pending: Mutex<Pending>,
     /// The fork generation this state was made in. In a forked child the loop's eventfd is
@@ -171,7 +171,7 @@ impl LoopShared {
 
     /// Whether this is the loop's thread (known once its wake-up is installed).
     pub(crate) fn on_loop_thread(&self) -> bool {
-        self.soon
+        self.loop_thread
             .get()
             .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
     }

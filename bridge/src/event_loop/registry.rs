@@ -67,7 +67,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
         queue: WakeQueue::new(),
         wakeup: std::sync::OnceLock::new(),
         closed: AtomicBool::new(false),
-        soon: std::sync::OnceLock::new(),
+        loop_thread: std::sync::OnceLock::new(),
         pending: Mutex::new(Pending::new()),
         generation: pyo3_aio_core::fork::generation(),
     });
@@ -83,7 +83,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
     if !on_loop_thread {
         let register = Bound::new(
             py,
-            Register {
+            RegisterWakeup {
                 shared: shared.clone(),
                 event_loop: event_loop.clone().unbind(),
                 drain: drain.unbind(),
@@ -101,7 +101,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
 /// thread (registering a reader is not thread-safe for every loop), then drains what was
 /// queued meanwhile.
 #[pyclass(frozen, name = "_RegisterWakeup", module = "pyo3_aio")]
-struct Register {
+struct RegisterWakeup {
     shared: Arc<LoopShared>,
     event_loop: Py<PyAny>,
     drain: Py<LoopWakeup>,
@@ -109,7 +109,7 @@ struct Register {
 }
 
 #[pymethods]
-impl Register {
+impl RegisterWakeup {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         install(
             py,
@@ -139,7 +139,7 @@ fn install(
         },
     )?;
     let _ = shared
-        .soon
+        .loop_thread
         .set((std::thread::current().id(), weak_loop.unbind(), drain_soon));
     match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, drain)) {
         Ok(_) => {

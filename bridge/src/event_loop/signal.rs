@@ -69,13 +69,13 @@ impl LoopShared {
     /// future waits for), `loop.call_soon(drain)` wakes the loop for its next iteration
     /// without an eventfd write, a read and an extra trip through the selector.
     fn signal_from_loop_thread(&self) -> bool {
-        let Some((_, event_loop, drain)) = self.soon.get() else {
+        let Some((_, event_loop, drain)) = self.loop_thread.get() else {
             return false;
         };
         if !self.on_loop_thread() || !gil_held() {
             return false;
         }
-        if INLINE_DRAIN.with(|inline| inline.claim(self)) {
+        if INLINE_DRAIN.with(|inline| inline.take_signal(self)) {
             return true;
         }
         // SAFETY: PyGILState_Check just said this thread holds the GIL.

@@ -10,9 +10,26 @@ use pyo3::prelude::*;
 use crate::sync::lock;
 
 use crate::coroutine::to_python;
-use crate::stream::Front;
+use crate::stream::ItemSource;
 
 /// The buffer between a producer and a consumer.
+///
+/// Its two flags, set once each, never cleared:
+///
+/// ```text
+///              producer ends / fails / is dropped
+///   open  -----------------------------------------> finished
+///    |                                                   |
+///    | consumer closes (aclose, drop, cancelled anext)   | consumer closes
+///    v                                                   v
+///  closed  --------- producer ends -----------> finished + closed
+/// ```
+///
+/// - `finished`: no more items will come; the consumer takes what is buffered, then sees
+///   the end (`StopAsyncIteration` / `None`).
+/// - `closed`: the consumer went away; buffered items are dropped, a push is refused, and
+///   the producer stops at its next look (woken through `producer` to do so).
+/// - Either flag: `next_item` on an empty buffer reports the end rather than waiting.
 pub(crate) struct Channel<T> {
     pub(crate) items: VecDeque<T>,
     pub(crate) capacity: usize,
@@ -78,7 +95,7 @@ pub(crate) fn finish_channel<T>(channel: &Mutex<Channel<PyResult<T>>>, last: Opt
     wakers.into_iter().for_each(Waker::wake);
 }
 
-/// Takes and converts the item at the front; see [`Front::next_item`]. With `make_room`,
+/// Takes and converts the item at the front; see [`ItemSource::next_item`]. With `make_room`,
 /// taking from a full buffer wakes a producer waiting for room.
 pub(crate) fn next_item<T>(
     shared: &Mutex<Channel<PyResult<T>>>,
@@ -118,7 +135,7 @@ where
     item.map(|item| to_python(py, item))
 }
 
-impl<T> Front for Mutex<Channel<PyResult<T>>>
+impl<T> ItemSource for Mutex<Channel<PyResult<T>>>
 where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {

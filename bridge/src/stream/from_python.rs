@@ -28,7 +28,7 @@ use crate::event_loop::run_if_attached_here;
 use crate::options::StreamOptions;
 use crate::stream::channel::Channel;
 
-struct IntoStreamShared {
+struct Inlet {
     channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
     /// The asyncio future the pump awaits while the buffer is full.
     space: Mutex<Option<Py<PyAny>>>,
@@ -37,7 +37,7 @@ struct IntoStreamShared {
     loop_shared: LoopRef,
 }
 
-impl IntoStreamShared {
+impl Inlet {
     /// The `space()` future a pump waiting for room awaits, if any.
     fn take_space(&self) -> Option<Py<PyAny>> {
         lock(&self.space).take()
@@ -54,7 +54,7 @@ impl IntoStreamShared {
 /// The Python side of `into_stream`: what the pump coroutine pushes into.
 #[pyclass(frozen, name = "_StreamSink", module = "pyo3_aio")]
 struct StreamSink {
-    shared: Arc<IntoStreamShared>,
+    shared: Arc<Inlet>,
 }
 
 #[pymethods]
@@ -130,7 +130,7 @@ impl StreamSink {
 /// Dropping it early cancels the pump task on the loop, which closes the Python iterator
 /// (`aclose`), so an async generator's `finally` runs.
 pub struct PyStream {
-    shared: Arc<IntoStreamShared>,
+    shared: Arc<Inlet>,
 }
 
 impl std::fmt::Debug for PyStream {
@@ -260,7 +260,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
     let locals = crate::into_future::target_locals(py)?;
     crate::locals::check_locals(py, &locals)?;
     let event_loop = locals.event_loop(py);
-    let shared = Arc::new(IntoStreamShared {
+    let shared = Arc::new(Inlet {
         channel: Mutex::new(Channel::new(options.capacity)),
         space: Mutex::new(None),
         task: Mutex::new(None),

@@ -14,9 +14,9 @@ use pyo3::prelude::*;
 use crate::sync::lock;
 
 use crate::coroutine::to_python;
-use crate::stream::Front;
+use crate::stream::ItemSource;
 
-pub(crate) struct LocalFront<S: ?Sized> {
+pub(crate) struct UnsendSource<S: ?Sized> {
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) stream: Mutex<Option<crate::thread_bound::ThreadBound<Pin<Box<S>>>>>,
 }
@@ -51,7 +51,7 @@ impl std::task::Wake for Waiters {
     }
 }
 
-impl<S, T> Front for LocalFront<S>
+impl<S, T> ItemSource for UnsendSource<S>
 where
     S: Stream<Item = PyResult<T>> + ?Sized + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,

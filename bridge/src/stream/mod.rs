@@ -22,7 +22,7 @@ use std::task::Waker;
 use pyo3::prelude::*;
 
 /// Converts the item at the front, if any, on the loop thread.
-trait Front: Send + Sync {
+trait ItemSource: Send + Sync {
     /// `Some(Ok(item))`, `Some(Err(error))` (error items and the end, as
     /// `StopAsyncIteration`), or `None` when nothing is there yet (registers `waker`).
     fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>>;

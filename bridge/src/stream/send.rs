@@ -15,7 +15,7 @@ use pyo3_aio_core::Spawner;
 use crate::stream::channel::close_channel;
 use crate::sync::{lock, try_lock};
 
-use crate::stream::Front;
+use crate::stream::ItemSource;
 use crate::stream::channel::Channel;
 use crate::stream::channel::finish_channel;
 use crate::stream::channel::next_item;
@@ -23,11 +23,11 @@ use crate::stream::channel::next_item;
 /// The boxed stream of a `Send` conversion, with its task locals.
 pub(crate) type SendStream<T> = Pin<Box<dyn Stream<Item = PyResult<T>> + Send>>;
 
-/// A `Send` stream and its buffer. The pump on the runtime fills the buffer and does all
+/// A `Send` stream and its buffer. The filler on the runtime fills the buffer and does all
 /// the waiting; `__anext__` on the loop thread polls the stream itself when the buffer is
-/// empty and the pump is not polling it (`StreamOptions::inline`), so items that are
+/// empty and the filler is not polling it (`StreamOptions::inline`), so items that are
 /// ready need no thread hop.
-pub(crate) struct SendFront<T, Sp> {
+pub(crate) struct SendSource<T, Sp> {
     pub(crate) channel: Mutex<Channel<PyResult<T>>>,
     /// `None` once the stream ended or was dropped. Whoever polls holds the lock.
     pub(crate) stream: Mutex<Option<SendStream<T>>>,
@@ -45,7 +45,7 @@ enum Polled {
     Pending,
 }
 
-impl<T, Sp> SendFront<T, Sp> {
+impl<T, Sp> SendSource<T, Sp> {
     /// Polls the stream once and records the outcome in the channel; `wake` collects the
     /// consumers to wake once no lock is held.
     fn poll_once(
@@ -83,10 +83,10 @@ impl<T, Sp> SendFront<T, Sp> {
     }
 }
 
-/// Pulls items from the stream into the channel on the runtime, until the stream ends,
+/// The filler task: pulls items from the stream into the channel on the runtime, until the stream ends,
 /// the consumer closes, or the buffer is full (then it waits for room).
-pub(crate) async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
-    let mut dropped = PumpDropped {
+pub(crate) async fn fill<T, Sp: Spawner>(front: Arc<SendSource<T, Sp>>) {
+    let mut dropped = FillDropped {
         front: front.clone(),
         ended: false,
     };
@@ -141,15 +141,15 @@ pub(crate) async fn pump<T, Sp: Spawner>(front: Arc<SendFront<T, Sp>>) {
     finish_channel(&front.channel, None);
 }
 
-/// Dropped with an unfinished pump (its runtime shut down, or dropped the task): the
+/// Dropped with an unfinished filler (its runtime shut down, or dropped the task): the
 /// consumer gets the error a future gets then, instead of waiting forever.
-struct PumpDropped<T, Sp: Spawner> {
-    front: Arc<SendFront<T, Sp>>,
-    /// The pump ran to its end and finished the channel itself.
+struct FillDropped<T, Sp: Spawner> {
+    front: Arc<SendSource<T, Sp>>,
+    /// The filler ran to its end and finished the channel itself.
     ended: bool,
 }
 
-impl<T, Sp: Spawner> Drop for PumpDropped<T, Sp> {
+impl<T, Sp: Spawner> Drop for FillDropped<T, Sp> {
     fn drop(&mut self) {
         if !self.ended {
             let runtime = self.front.spawner.name();
@@ -159,13 +159,13 @@ impl<T, Sp: Spawner> Drop for PumpDropped<T, Sp> {
     }
 }
 
-impl<T, Sp> SendFront<T, Sp>
+impl<T, Sp> SendSource<T, Sp>
 where
     Sp: Spawner,
 {
     /// On the loop thread, with the buffer empty: polls the stream here, inside the
     /// runtime's context, while it has items ready (at most a buffer's worth), unless the
-    /// pump is polling it right now. A wake the stream asks for goes to the pump, which
+    /// pump is polling it right now. A wake the stream asks for goes to the filler, which
     /// does all the waiting: it is either parked with its waker left in the channel, or
     /// about to poll anyway (its waker is not there then, and a no-op one stands in).
     fn poll_inline(&self) {
@@ -197,7 +197,7 @@ where
         });
         drop(stream);
         if ended {
-            // Let a parked pump see the end and finish.
+            // Let a parked filler see the end and finish.
             let pump = lock(&self.channel).producer.take();
             wake.extend(pump);
         }
@@ -205,7 +205,7 @@ where
     }
 }
 
-impl<T, Sp> Front for SendFront<T, Sp>
+impl<T, Sp> ItemSource for SendSource<T, Sp>
 where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
     Sp: Spawner,
@@ -217,17 +217,17 @@ where
         if lock(&self.channel).items.is_empty() {
             self.poll_inline();
         }
-        // Room made here does not wake a pump parked on a full buffer: the loop thread
-        // refills it itself when it runs dry. The pump is only needed while the stream
+        // Room made here does not wake a filler parked on a full buffer: the loop thread
+        // refills it itself when it runs dry. The filler is only needed while the stream
         // waits for an event, and the stream wakes it then.
         next_item(&self.channel, py, waker, false)
     }
 
     fn close(&self) {
         close_channel(&self.channel);
-        // Dropped here when the pump is not polling it, so that after `aclose()` (or a
+        // Dropped here when the filler is not polling it, so that after `aclose()` (or a
         // cancelled `anext`) the stream's destructor has run, as an async generator's
-        // `finally` has; else the pump, which holds it, drops it when its poll returns.
+        // `finally` has; else the filler, which holds it, drops it when its poll returns.
         let stream = try_lock(&self.stream).and_then(|mut stream| stream.take());
         if let Some(stream) = stream {
             crate::coroutine::entered(&self.spawner, || drop(stream));

@@ -18,21 +18,21 @@ use crate::locals::scoped_locals;
 use crate::locals::with_locals;
 use crate::options::FirstPoll;
 use crate::options::StreamOptions;
-use crate::stream::Front;
+use crate::stream::ItemSource;
 use crate::stream::channel::Channel;
-use crate::stream::local::LocalFront;
+use crate::stream::local::UnsendSource;
 use crate::stream::local::Waiters;
 use crate::stream::ready::ready;
-use crate::stream::send::SendFront;
+use crate::stream::send::SendSource;
 use crate::stream::send::SendStream;
-use crate::stream::send::pump;
+use crate::stream::send::fill as fill_channel;
 
 /// A Rust stream as a Python async iterator (`async for`, `anext()`, `aclose()`).
 #[pyclass(name = "RustStream", module = "pyo3_aio", weakref)]
 pub struct RustStream {
-    /// The channel filled by the runtime's pump, or (`!Send` streams) the stream itself,
+    /// The channel filled by the runtime's filler task, or (`!Send` streams) the stream itself,
     /// polled on the loop thread by `__anext__`.
-    front: Arc<dyn Front>,
+    front: Arc<dyn ItemSource>,
 }
 
 #[pymethods]
@@ -107,7 +107,7 @@ impl Drop for RustStream {
 
 /// Closes the stream when a waiting `__anext__` is dropped unfinished (its task was
 /// cancelled), as the issue of cancelling the consumer requires.
-struct CloseOnDrop(Option<Arc<dyn Front>>);
+struct CloseOnDrop(Option<Arc<dyn ItemSource>>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
@@ -137,7 +137,7 @@ where
         slot,
         stream: Box::pin(stream),
     });
-    let front = Arc::new(SendFront {
+    let front = Arc::new(SendSource {
         channel: Mutex::new(Channel::new(options.capacity)),
         stream: Mutex::new(Some(stream)),
         spawner,
@@ -145,9 +145,9 @@ where
     });
     front
         .spawner
-        .spawn(Box::pin(pump(front.clone())))
+        .spawn(Box::pin(fill_channel(front.clone())))
         .map_err(crate::errors::refused)?;
-    let front: Arc<dyn Front> = front;
+    let front: Arc<dyn ItemSource> = front;
     crate::shared::register_types(py);
     Ok(Bound::new(py, RustStream { front })?.into_any())
 }
@@ -176,7 +176,7 @@ where
     S: Stream<Item = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
-    let front: Arc<dyn Front> = Arc::new(LocalFront {
+    let front: Arc<dyn ItemSource> = Arc::new(UnsendSource {
         stream: Mutex::new(Some(crate::thread_bound::ThreadBound::new(Box::pin(
             stream,
         )))),

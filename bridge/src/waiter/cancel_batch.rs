@@ -12,7 +12,7 @@ use crate::waiter::RustFutureWaiter;
 use crate::waiter::run_callbacks;
 use crate::waiter::source::Source;
 
-/// What cancelled waiters leave for the loop's next round; see [`soon`].
+/// What cancelled waiters leave for the loop's next round; see [`defer_cancelled`].
 #[derive(Default)]
 struct Batch(Vec<Cancelled>);
 
@@ -57,26 +57,26 @@ pub(crate) fn cancel_message() -> Option<CancelMessage> {
 
 /// The batch a loop callback will pass on; `None` inside once it has (later work then
 /// starts a new batch).
-struct SoonBatch(std::sync::Mutex<Option<Batch>>);
+struct OpenBatch(std::sync::Mutex<Option<Batch>>);
 
-impl SoonBatch {
+impl OpenBatch {
     fn take(&self) -> Option<Batch> {
         lock(&self.0).take()
     }
 }
 
 thread_local! {
-    static OPEN_BATCH: std::cell::RefCell<Option<Arc<SoonBatch>>> =
+    static OPEN_BATCH: std::cell::RefCell<Option<Arc<OpenBatch>>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// The loop callback that passes a batch on. Dropped without running (its loop closed
 /// first), it still stops the futures; the callbacks are dropped, as the loop's own are.
 #[pyclass(frozen, name = "_CancelledWaiters", module = "pyo3_aio")]
-struct Soon(Arc<SoonBatch>);
+struct CancelledWaiters(Arc<OpenBatch>);
 
 #[pymethods]
-impl Soon {
+impl CancelledWaiters {
     fn __call__(&self, py: Python<'_>) {
         let Some(batch) = self.0.take() else {
             return;
@@ -110,7 +110,7 @@ impl Soon {
     }
 }
 
-impl Drop for Soon {
+impl Drop for CancelledWaiters {
     fn drop(&mut self) {
         if let Some(batch) = self.0.take() {
             Python::attach(|py| {
@@ -133,7 +133,7 @@ impl Drop for Soon {
 /// one per cancel while still busy cancelling, and on few cores the woken threads take the
 /// CPU from it; batched, the burst runs first and the wakes follow in one go. The
 /// callbacks take one `call_soon` per batch instead of one each.
-pub(crate) fn soon(
+pub(crate) fn defer_cancelled(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
     waiter: &Bound<'_, RustFutureWaiter>,
@@ -161,10 +161,10 @@ pub(crate) fn soon(
     }
     let mut batch = Batch::default();
     add(&mut batch);
-    let shared = Arc::new(SoonBatch(std::sync::Mutex::new(Some(batch))));
-    let scheduled = Bound::new(py, Soon(shared.clone()))
+    let shared = Arc::new(OpenBatch(std::sync::Mutex::new(Some(batch))));
+    let scheduled = Bound::new(py, CancelledWaiters(shared.clone()))
         .and_then(|soon| event_loop.call_method1(pyo3::intern!(py, "call_soon"), (soon,)));
-    // On error (the loop is closed) the futures are stopped as the `Soon` object is
+    // On error (the loop is closed) the futures are stopped as the `CancelledWaiters` object is
     // dropped, and the error is the caller's, as `asyncio.Future.cancel`'s would be.
     scheduled?;
     OPEN_BATCH.with(|open| *open.borrow_mut() = Some(shared));

@@ -11,7 +11,7 @@ pub(crate) mod cancel_batch;
 pub(crate) mod source;
 
 pub(crate) use cancel_batch::{CancelMessage, cancel_message};
-pub(crate) use source::Source;
+pub(crate) use source::{Arrival, Source};
 
 use std::sync::Arc;
 
@@ -19,9 +19,29 @@ use pyo3::prelude::*;
 
 use crate::asyncio::cancelled_error;
 use crate::asyncio::invalid_state;
-use crate::waiter::cancel_batch::soon;
+use crate::waiter::cancel_batch::defer_cancelled;
 use crate::waiter::cancel_batch::with_cancel_message;
 
+/// The waiter's outcome, with the two fields that go with it: `source` (the Rust side the
+/// result comes from, `None` once nothing more is owed from it) and `blocking`
+/// (`_asyncio_future_blocking`, set while the waiter is yielded to a Task, cleared by it).
+///
+/// ```text
+///             resolve / resolve_with (drain)
+///  Pending ------------------------------------> Done(value) | Failed(error)
+///     |  \
+///     |   `-- coroutine_finished (close/throw) --> Done(None)
+///     `------ cancel(msg) -----------------------> Cancelled(msg)
+/// ```
+///
+/// Every arrow leaves `Pending` once: the first one wins, later ones find the outcome
+/// set and do nothing. On each arrow `source` is taken (`None` after), and the
+/// done-callbacks run (resolve: inline from the drain; cancel: in the next batch, or parked
+/// until a runtime thread polling the future lets go; coroutine_finished: `call_soon`).
+/// `source` also goes, with `Outcome` left `Pending`, when the loop closes
+/// (`loop_closed`). A cancel loses (returns `False`) while `source` reports
+/// [`Arrival::Arrived`]. `blocking` is reset to `true` (`rearm`) when a stray resume
+/// yields the same waiter again.
 enum Outcome {
     Pending,
     Done(Py<PyAny>),
@@ -235,7 +255,7 @@ impl RustFutureWaiter {
         // Already done: schedule like asyncio.Future does, never run inline.
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        schedule_soon(py, event_loop.bind(py), slf, Callback { function, context })
+        call_soon(py, event_loop.bind(py), slf, Callback { function, context })
     }
 
     fn remove_done_callback(
@@ -265,11 +285,11 @@ impl RustFutureWaiter {
         }
         let mut stop = None;
         if let Some(source) = this.source.clone() {
-            match source.arrived() {
+            match source.arrival() {
                 // The result is already on its way: the drain will deliver it.
-                Some(true) => return Ok(false),
-                Some(false) => stop = Some(source),
-                None => {
+                Arrival::Arrived => return Ok(false),
+                Arrival::Pending => stop = Some(source),
+                Arrival::Untracked => {
                     let message = msg.as_ref().map(|msg| Arc::new(msg.clone_ref(py)));
                     if !with_cancel_message(message, || source.cancel(py)) {
                         return Ok(false);
@@ -286,7 +306,7 @@ impl RustFutureWaiter {
         let callbacks = std::mem::take(&mut this.callbacks);
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        soon(py, event_loop.bind(py), slf, stop, message, callbacks)?;
+        defer_cancelled(py, event_loop.bind(py), slf, stop, message, callbacks)?;
         Ok(true)
     }
 
@@ -319,7 +339,7 @@ impl RustFutureWaiter {
     }
 }
 
-fn schedule_soon(
+fn call_soon(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
     waiter: &Bound<'_, RustFutureWaiter>,

@@ -2,6 +2,19 @@
 
 use pyo3::prelude::*;
 
+/// Where a source's result stands, as a cancel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// A source cancelled on the spot ([`Source::cancel`]), whose result is not tracked
+    /// apart from it (a loop-thread future).
+    Untracked,
+    /// A runtime future whose result has not arrived: it is stopped in the next batch
+    /// (`defer_cancelled`).
+    Pending,
+    /// A runtime future whose result has arrived: the cancel loses, the drain delivers it.
+    Arrived,
+}
+
 /// The Rust side a waiter's result comes from.
 pub(crate) trait Source: Send + Sync {
     /// Takes the result once it has arrived; `None` while it has not.
@@ -9,11 +22,10 @@ pub(crate) trait Source: Send + Sync {
     /// Stops the Rust future. Returns `false` when its result has already arrived (the
     /// cancellation lost and the result will be delivered).
     fn cancel(&self, py: Python<'_>) -> bool;
-    /// For a future on a runtime's threads, whose cancellation wakes one of them: whether
-    /// its result has arrived. Such a source is cancelled in a batch ([`soon`]).
-    /// `None` for sources that are cancelled on the spot.
-    fn arrived(&self) -> Option<bool> {
-        None
+    /// How a cancel of this source proceeds: on the spot, or (a future on a runtime's
+    /// threads, whose cancellation wakes one of them) in a batch unless its result arrived.
+    fn arrival(&self) -> Arrival {
+        Arrival::Untracked
     }
     /// Cancels and drops the Rust future right here when no other thread is polling it.
     /// Returns `false` when its drop is still to come (a runtime thread is polling it at
