@@ -64,15 +64,20 @@ impl Options {
     }
 }
 
-/// How many items a stream's producer may run ahead of its consumer by default.
-pub const DEFAULT_CAPACITY: usize = 64;
+/// [`StreamOptions::DEFAULT_CAPACITY`], kept at the crate root while the test module
+/// still names it there.
+#[doc(hidden)]
+pub const DEFAULT_CAPACITY: usize = StreamOptions::DEFAULT_CAPACITY;
 
 /// Options of the stream conversions.
 ///
 /// ```
 /// let options = pyo3_aio::StreamOptions::default().capacity(8).inline(false);
 /// assert_eq!((options.capacity, options.inline), (8, false));
-/// assert_eq!(pyo3_aio::StreamOptions::default().capacity, pyo3_aio::DEFAULT_CAPACITY);
+/// assert_eq!(
+///     pyo3_aio::StreamOptions::default().capacity,
+///     pyo3_aio::StreamOptions::DEFAULT_CAPACITY
+/// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamOptions {
@@ -90,13 +95,16 @@ pub struct StreamOptions {
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
-            capacity: DEFAULT_CAPACITY,
+            capacity: Self::DEFAULT_CAPACITY,
             inline: true,
         }
     }
 }
 
 impl StreamOptions {
+    /// How many items a stream's producer may run ahead of its consumer by default.
+    pub const DEFAULT_CAPACITY: usize = 64;
+
     /// Sets [`StreamOptions::capacity`] (values below 1 count as 1).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);

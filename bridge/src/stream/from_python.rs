@@ -216,7 +216,7 @@ impl Drop for PyStream {
 ///
 /// The iteration runs as a task on the loop of the current task locals (found as
 /// [`into_future`](crate::into_future) finds them). Items that are ready cross in batches;
-/// the Python side runs at most [`DEFAULT_CAPACITY`] items ahead. An exception raised by
+/// the Python side runs at most [`StreamOptions::DEFAULT_CAPACITY`] items ahead. An exception raised by
 /// the iterator arrives as that `PyErr` and ends the stream.
 ///
 /// # Errors
