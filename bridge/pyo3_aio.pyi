@@ -2,7 +2,8 @@
 # process (it appears in sys.modules once such an extension is imported). Put this file
 # next to your extension's own stubs (or in a `pyo3_aio-stubs` package) for type checkers.
 
-from collections.abc import AsyncIterator, Coroutine
+import concurrent.futures
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -18,3 +19,9 @@ class RustCoroutine(Coroutine[Any, None, _T]):
 
 class RustStream(AsyncIterator[_T]):
     """The async iterator a pyo3-aio extension returns for a Rust stream."""
+
+class RustTask(concurrent.futures.Future[_T]):
+    """A Rust future running in the background (`spawn_task`): a concurrent.futures.Future
+    that can also be awaited on any asyncio loop; cancel() drops the Rust future."""
+
+    def __await__(self) -> Generator[Any, None, _T]: ...

@@ -8,6 +8,7 @@ returning `asyncio.Future` use `future_into_py_eager` and start at once.
 """
 
 import asyncio
+import concurrent.futures
 import contextvars
 from typing import (
     Any,
@@ -447,3 +448,11 @@ class Latch:
     def dropped(self) -> bool: ...
     def finished(self) -> bool:
         """The spawned task returned."""
+
+# Synchronous entry points (blocking.rs). `what` names the Rust future's work: "ready",
+# "sleep", "await" / "await-inline" (awaits `argument` through into_future), "error",
+# "panic", "never" (pending forever; its drop is counted).
+def block(runtime: str, what: str, argument: Any) -> Any: ...
+def spawn(runtime: str, what: str, argument: Any) -> concurrent.futures.Future[Any]: ...
+def blocking_dropped() -> int: ...
+def shutdown_background_loops(timeout: float) -> bool: ...

@@ -43,8 +43,30 @@ where
     let event_loop = get_current_loop(py)?;
     let slot: LocalsSlot = Arc::new(OnceLock::new());
     fill(py, &slot, &event_loop)?;
-    let shared = loop_shared(py, &event_loop)?;
     let py_future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+    start(py, spawner, slot, &event_loop, &py_future, future)?;
+    Ok(py_future)
+}
+
+/// Starts `future` on `spawner` now, with `slot` as its task locals. Its outcome is set on
+/// `py_future` (an `asyncio.Future`, or anything with `done`, `set_result`,
+/// `set_exception`, `cancelled` and `add_done_callback`, such as a
+/// `concurrent.futures.Future`) from `event_loop`'s thread, without the GIL on the
+/// runtime's side; cancelling `py_future` drops the future.
+pub(crate) fn start<S, F, T>(
+    py: Python<'_>,
+    spawner: S,
+    slot: LocalsSlot,
+    event_loop: &Bound<'_, PyAny>,
+    py_future: &Bound<'_, PyAny>,
+    future: F,
+) -> PyResult<Arc<SpawnedSource<T>>>
+where
+    S: Spawner,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let shared = loop_shared(py, event_loop)?;
     let (producer, consumer) = completion::<PyResult<T>>();
     let running = Running::new(Box::pin(scoped(slot, future)));
     let source = Arc::new(SpawnedSource {
@@ -64,12 +86,17 @@ where
     let _ = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
     py_future.call_method1(
         pyo3::intern!(py, "add_done_callback"),
-        (Bound::new(py, CancelOnDone { source })?,),
+        (Bound::new(
+            py,
+            CancelOnDone {
+                source: source.clone(),
+            },
+        )?,),
     )?;
     spawner
         .spawn(Box::pin(drive(running, producer)))
         .map_err(crate::errors::refused)?;
-    Ok(py_future)
+    Ok(source)
 }
 
 /// What the waker of an eager future's consumer does: set the `asyncio.Future`.

@@ -64,14 +64,7 @@ pub(crate) fn producer_dropped(runtime: &str) -> PyErr {
 /// check runs only on this error path, and imports nothing: trio is asked only if it is
 /// already loaded.
 pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
-    let under_trio = py
-        .import("sys")
-        .and_then(|sys| sys.getattr("modules"))
-        .and_then(|modules| modules.get_item("trio"))
-        .and_then(|trio| trio.getattr("lowlevel"))
-        .and_then(|lowlevel| lowlevel.call_method0("current_trio_token"))
-        .is_ok();
-    if under_trio {
+    if trio_running(py) {
         return PyRuntimeError::new_err(format!(
             "no running asyncio event loop: this runs under trio, and pyo3-aio supports \
              asyncio-compatible event loops only (asyncio, uvloop, ...); run it on asyncio, \
@@ -79,6 +72,16 @@ pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
         ));
     }
     PyRuntimeError::new_err(message.to_owned())
+}
+
+/// Whether trio runs on this thread (asked only if trio is already loaded).
+pub(crate) fn trio_running(py: Python<'_>) -> bool {
+    py.import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|modules| modules.get_item("trio"))
+        .and_then(|trio| trio.getattr("lowlevel"))
+        .and_then(|lowlevel| lowlevel.call_method0("current_trio_token"))
+        .is_ok()
 }
 
 /// `RuntimeError: cannot reuse already awaited coroutine`, what CPython raises when a

@@ -144,15 +144,22 @@ pub fn into_future_with_locals(
 }
 
 fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
-    let mut running = running_loops(py)?;
+    let mut running = Vec::new();
+    for event_loop in running_loops(py)? {
+        if !crate::blocking::is_background(&event_loop)? {
+            running.push(event_loop);
+        }
+    }
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
-        0 => Err(crate::errors::no_running_loop(
+        0 if crate::errors::trio_running(py) => Err(crate::errors::no_running_loop(
             py,
             "no running event loop for into_future or into_stream: call it inside a future converted with \
              future_into_py, on the loop's thread, or wrap the future in \
              pyo3_aio::scope(locals, future)",
         )),
+        // No loop runs anywhere (a Rust program or thread that just calls async Python).
+        0 => Ok(TaskLocals::new(crate::blocking::first_loop(py)?)),
         count => Err(PyRuntimeError::new_err(format!(
             "{count} event loops are running, so into_future cannot tell which one to use: \
              wrap the future in pyo3_aio::scope(locals, future) or call into_future_with_locals"

@@ -38,6 +38,7 @@
 //! ```
 
 mod asyncio;
+pub mod blocking;
 mod callables;
 mod coroutine;
 mod eager;
@@ -79,6 +80,7 @@ pub use stream::{PyStream, RustStream, into_stream, into_stream_with};
 #[cfg(feature = "tokio-runtime")]
 pub mod tokio {
     crate::runtime::runtime_module!(pyo3_aio_tokio::TokioSpawner::global(), "tokio");
+    crate::blocking::runtime_functions!(pyo3_aio_tokio::TokioSpawner::global(), "tokio");
     /// Runs `async fn main` on tokio with Python's loop on the main thread; see the
     /// crate-level docs of `pyo3-aio-macros` for options.
     #[cfg(feature = "attributes")]
@@ -95,6 +97,7 @@ pub mod tokio {
 #[cfg(feature = "async-std-runtime")]
 pub mod async_std {
     crate::runtime::runtime_module!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
+    crate::blocking::runtime_functions!(pyo3_aio_async_std::AsyncStdSpawner, "async-std");
     pub use pyo3_aio_async_std::AsyncStdSpawner;
     /// Runs `async fn main` on async-std with Python's loop on the main thread.
     #[cfg(feature = "attributes")]
@@ -108,6 +111,7 @@ pub mod async_std {
 #[cfg(feature = "smol-runtime")]
 pub mod smol {
     crate::runtime::runtime_module!(pyo3_aio_smol::SmolSpawner::global(), "smol");
+    crate::blocking::runtime_functions!(pyo3_aio_smol::SmolSpawner::global(), "smol");
     /// Runs `async fn main` on smol with Python's loop on the main thread.
     #[cfg(feature = "attributes")]
     pub use pyo3_aio_macros::smol_main as main;

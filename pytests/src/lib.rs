@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 
+mod blocking;
 mod homes;
 mod lifecycle;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -1503,6 +1504,7 @@ fn unit_after<'py>(py: Python<'py>, runtime: &str, seconds: f64) -> PyResult<Bou
 
 #[pymodule]
 fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    blocking::register(m)?;
     homes::register(m)?;
     lifecycle::register(m)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;

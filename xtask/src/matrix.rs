@@ -38,6 +38,7 @@ const PACKAGES: &[(&str, Installed)] = &[
     ("pytest", Installed::Module("pytest")),
     ("pytest-timeout", Installed::Module("pytest_timeout")),
     ("uvloop", Installed::Module("uvloop")),
+    ("ipython", Installed::Module("IPython")),
 ];
 
 enum Installed {

@@ -87,6 +87,11 @@ const REQUIREMENTS: &[Requirement] = &[
         package: "atheris",
         probe: Probe::Import("atheris"),
     },
+    Requirement {
+        // The blocking-call test inside an IPython session with a running loop.
+        package: "ipython",
+        probe: Probe::Import("IPython"),
+    },
 ];
 
 /// The Python-side fuzzer of the test module's public functions (atheris).

@@ -19,7 +19,7 @@ pub(crate) mod send_start;
 
 pub(crate) use in_runtime::{InRuntime, entered};
 pub(crate) use on_loop_thread::LoopThreadStart;
-pub(crate) use on_runtime::{Running, drive, interpreter_alive};
+pub(crate) use on_runtime::{Discard, Running, drive, interpreter_alive};
 pub(crate) use send_start::SendStart;
 
 use std::any::type_name;
@@ -315,7 +315,7 @@ impl Drop for RustCoroutine {
 
 /// The function name inside a future's type name (`crate::module::fetch::{{closure}}` ->
 /// `fetch`).
-fn short_name(full: &'static str) -> &'static str {
+pub(crate) fn short_name(full: &'static str) -> &'static str {
     let trimmed = full.split('<').next().unwrap_or(full);
     trimmed
         .rsplit("::")

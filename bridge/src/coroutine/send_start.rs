@@ -64,7 +64,7 @@ pin_project_lite::pin_project! {
 impl<F, T, S> SendStart<F, T, S>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    T: Send + 'static,
     S: Spawner + Clone,
 {
     pub(crate) fn new(future: F, spawner: S, options: Options) -> Self {
@@ -79,9 +79,18 @@ where
         }
     }
 
+    /// Gives the future `locals` up front, instead of those of the loop that first awaits
+    /// it.
+    pub(crate) fn set_locals(&self, locals: crate::TaskLocals) {
+        let _ = self.slot.set(locals);
+    }
+
     /// The inline first poll: inside the runtime's context, catching a panic, or the
     /// runtime's `RuntimeError` when it cannot run futures here (nothing polled then).
-    fn poll_first(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PyResult<Poll<F::Output>> {
+    pub(crate) fn poll_first(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> PyResult<Poll<F::Output>> {
         let this = self.project();
         entered_if_usable(this.spawner, || poll_catching(this.future, cx))
     }
