@@ -11,6 +11,7 @@ use pyo3_aio_core::Spawner;
 
 /// Runs `work` inside `spawner`'s runtime context (tokio's timers and I/O need it on a
 /// thread that is not one of the runtime's) and returns what it returned.
+#[inline]
 pub(crate) fn entered<R>(spawner: &(impl Spawner + ?Sized), work: impl FnOnce() -> R) -> R {
     let mut work = Some(work);
     let mut output = None;
@@ -26,6 +27,7 @@ pub(crate) fn entered<R>(spawner: &(impl Spawner + ?Sized), work: impl FnOnce() 
 /// [`entered`] for a first poll: the runtime's `RuntimeError` instead of running `work` when
 /// the runtime cannot run futures here (one step with entering, see
 /// [`Spawner::enter_usable`]).
+#[inline]
 pub(crate) fn entered_if_usable<R>(
     spawner: &(impl Spawner + ?Sized),
     work: impl FnOnce() -> R,
