@@ -4,18 +4,31 @@
 //! result or need a real `asyncio.Future` (`add_done_callback`, `asyncio.isfuture`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Wake, Waker};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::task::Context;
+use std::task::Waker;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3_aio_core::{Spawner, completion};
 
-use crate::coroutine::{Running, SpawnedSource, drive};
-use crate::event_loop::{Held, LoopRef, Resume, loop_shared, report, wake_on_loop};
-use crate::locals::{LocalsSlot, fill, get_current_loop, scoped};
-use crate::waiter::Source;
+use crate::sync::lock;
+use pyo3_aio_core::Spawner;
+use pyo3_aio_core::completion;
+
+use crate::asyncio::report;
+use crate::asyncio::set_unless_done;
+use crate::coroutine::on_runtime::Running;
+use crate::coroutine::on_runtime::SpawnedSource;
+use crate::coroutine::on_runtime::drive;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::waker::KeptForLoop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
+use crate::locals::LocalsSlot;
+use crate::locals::fill;
+use crate::locals::get_current_loop;
+use crate::locals::scoped;
+use crate::waiter::source::Source;
 
 pub(crate) fn future_into_py_eager<'py, S, F, T>(
     py: Python<'py>,
@@ -62,18 +75,15 @@ where
         running: Some(running.clone()),
         waker: std::sync::OnceLock::new(),
     });
-    let notify = Arc::new(EagerNotify {
-        shared: Arc::downgrade(&shared),
-        future: Held::new(py_future.clone().unbind()),
-        source: Arc::downgrade(&source),
-        queued: AtomicBool::new(false),
-    });
+    let notify = LoopWaker::new(
+        Arc::downgrade(&shared),
+        SetFuture {
+            future: KeptForLoop::new(py_future.clone().unbind()),
+            source: Arc::downgrade(&source),
+        },
+    );
     let waker = Waker::from(notify);
-    let _ = source
-        .consumer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .poll_result(&mut Context::from_waker(&waker));
+    let _ = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
     py_future.call_method1(
         pyo3::intern!(py, "add_done_callback"),
         (Bound::new(
@@ -85,39 +95,24 @@ where
     )?;
     spawner
         .spawn(Box::pin(drive(running, producer)))
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        .map_err(crate::errors::refused)?;
     Ok(source)
 }
 
-struct EagerNotify<T> {
-    shared: LoopRef,
-    future: Held<PyAny>,
+/// What the waker of an eager future's consumer does: set the `asyncio.Future`.
+struct SetFuture<T> {
+    future: KeptForLoop<PyAny>,
     /// Weak: the source owns the cell that holds this waker, so a strong reference would
     /// be a cycle keeping the result alive once the loop is gone. The future's done-callback
     /// keeps the source while the future lives.
     source: std::sync::Weak<SpawnedSource<T>>,
-    queued: AtomicBool,
 }
 
-impl<T> Wake for EagerNotify<T>
+impl<T> LoopBound for SetFuture<T>
 where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        wake_on_loop(self, &self.shared, &self.queued);
-    }
-}
-
-impl<T> Resume for EagerNotify<T>
-where
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        self.queued.store(false, Ordering::Release);
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
         let Some(future) = self.future.get(py) else {
             return;
         };
@@ -126,7 +121,7 @@ where
             return;
         };
         // asyncio refuses StopIteration as a future's exception (it would read as a return).
-        let result = result.map_err(|error| crate::coroutine::no_stop_iteration(py, error));
+        let result = result.map_err(|error| crate::errors::no_stop_iteration(py, error));
         if let Err(error) = set_unless_done(future, result) {
             if let Ok(event_loop) = future.call_method0("get_loop") {
                 report(
@@ -142,26 +137,6 @@ where
     fn abandon(&self) {
         self.future.release();
     }
-}
-
-/// Sets an `asyncio.Future`'s result or exception unless it is already done: a cancelled
-/// future keeps its cancellation, and the result is dropped.
-pub(crate) fn set_unless_done(
-    future: &Bound<'_, PyAny>,
-    result: PyResult<Py<PyAny>>,
-) -> PyResult<()> {
-    let py = future.py();
-    if future
-        .call_method0(pyo3::intern!(py, "done"))?
-        .is_truthy()?
-    {
-        return Ok(());
-    }
-    match result {
-        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
-        Err(error) => future.call_method1(pyo3::intern!(py, "set_exception"), (error.value(py),)),
-    }
-    .map(drop)
 }
 
 /// Cancels the Rust future when the `asyncio.Future` is cancelled.

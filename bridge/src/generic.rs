@@ -45,9 +45,8 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{
-    FirstPoll, InRuntime, LocalStart, Options, RustCoroutine, SendStart, future_name,
-};
+use crate::coroutine::{InRuntime, LoopThreadStart, RustCoroutine, SendStart, future_name};
+use crate::options::{FirstPoll, Options};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
 ///
@@ -87,7 +86,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    crate::coroutine::install_am_send(py);
+    crate::slots::install_am_send(py);
     let start = SendStart::new(future, spawner, options);
     let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
     Ok(Bound::new(py, coroutine)?.into_any())
@@ -166,7 +165,7 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
-    local_coroutine(py, first_poll, future, future_name::<F>())
+    loop_thread_coroutine(py, first_poll, future, future_name::<F>())
 }
 
 /// [`local_future_into_py`] for a future that needs `spawner`'s runtime around each poll
@@ -187,10 +186,10 @@ where
     T: for<'a> IntoPyObject<'a> + 'static,
 {
     let name = future_name::<F>();
-    local_coroutine(py, first_poll, InRuntime::new(spawner, future), name)
+    loop_thread_coroutine(py, first_poll, InRuntime::new(spawner, future), name)
 }
 
-fn local_coroutine<'py, F, T>(
+fn loop_thread_coroutine<'py, F, T>(
     py: Python<'py>,
     first_poll: FirstPoll,
     future: F,
@@ -200,8 +199,8 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
-    crate::coroutine::install_am_send(py);
-    let start = LocalStart::new(future, first_poll);
+    crate::slots::install_am_send(py);
+    let start = LoopThreadStart::new(future, first_poll);
     let coroutine = RustCoroutine::new(Box::new(start), name);
     Ok(Bound::new(py, coroutine)?.into_any())
 }

@@ -8,21 +8,40 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Waker;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
-use pyo3_aio_core::{Closed, Consumer, Producer, completion};
 
-use crate::event_loop::{
-    Held, LoopItem, LoopRef, Resume, cancel_task, drain_after, is_interrupt, loop_shared, report,
-    running_loop, running_loops, runs_here, wake_on_loop,
-};
-use crate::locals::{TaskLocals, scoped_locals};
+use crate::callables;
+
+use crate::errors::closed_cell;
+
+use crate::sync::lock;
+use pyo3_aio_core::Consumer;
+use pyo3_aio_core::Producer;
+use pyo3_aio_core::completion;
+
+use crate::asyncio::cancel_task;
+use crate::asyncio::create_task;
+use crate::asyncio::is_interrupt;
+use crate::asyncio::report;
+use crate::asyncio::running::running_loop;
+use crate::asyncio::running::runs_here;
+use crate::event_loop::LoopItem;
+use crate::event_loop::LoopRef;
+use crate::event_loop::inline_drain::drain_after;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::registry::running_loops;
+use crate::event_loop::waker::KeptForLoop;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
+use crate::locals::TaskLocals;
+use crate::locals::scoped_locals;
 
 /// The Rust future of a Python awaitable; see [`into_future`].
 ///
@@ -61,11 +80,12 @@ impl Future for PyFuture {
         }
         polled.map(|outcome| match outcome {
             Ok(result) => result,
-            Err(Closed::ProducerDropped) => Err(PyRuntimeError::new_err(
-                "the Python awaitable was dropped before it completed: its event loop closed \
-                 or stopped before running it",
-            )),
-            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+            Err(closed) => Err(closed_cell(closed, || {
+                PyRuntimeError::new_err(
+                    "the Python awaitable was dropped before it completed: its event loop \
+                     closed or stopped before running it",
+                )
+            })),
         })
     }
 }
@@ -95,7 +115,7 @@ impl Future for PyFuture {
 pub fn into_future(awaitable: Bound<'_, PyAny>) -> PyResult<PyFuture> {
     let py = awaitable.py();
     check_awaitable(&awaitable)?;
-    schedule(&awaitable, &target_locals(py)?)
+    start_awaitable(&awaitable, &target_locals(py)?)
 }
 
 /// The locals Python work started from Rust runs with: those of the current scope, else
@@ -120,7 +140,7 @@ pub fn into_future_with_locals(
     awaitable: Bound<'_, PyAny>,
 ) -> PyResult<PyFuture> {
     check_awaitable(&awaitable)?;
-    schedule(&awaitable, locals)
+    start_awaitable(&awaitable, locals)
 }
 
 fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
@@ -132,7 +152,7 @@ fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     }
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
-        0 if crate::locals::trio_running(py) => Err(crate::locals::no_running_loop(
+        0 if crate::errors::trio_running(py) => Err(crate::errors::no_running_loop(
             py,
             "no running event loop for into_future or into_stream: call it inside a future converted with \
              future_into_py, on the loop's thread, or wrap the future in \
@@ -153,11 +173,10 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
     if unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0 {
         return Ok(());
     }
-    static IS_AWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let is_awaitable = IS_AWAITABLE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("inspect")?.getattr("isawaitable")?.unbind())
-    })?;
-    if is_awaitable.bind(py).call1((awaitable,))?.is_truthy()? {
+    if callables::is_awaitable(py)?
+        .call1((awaitable,))?
+        .is_truthy()?
+    {
         Ok(())
     } else {
         Err(PyTypeError::new_err(format!(
@@ -167,7 +186,7 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
+fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
     crate::locals::check_locals(py, locals)?;
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
@@ -195,12 +214,12 @@ fn schedule(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFut
         let awaitable = awaitable.clone().unbind();
         let context = match context {
             Some(context) => context,
-            None => crate::locals::copy_current_context(py)?,
+            None => crate::asyncio::copy_current_context(py)?,
         }
         .unbind();
         let event_loop = event_loop.unbind();
         let target = Arc::downgrade(&shared);
-        shared.schedule(LoopItem::Call(Box::new(move |py| {
+        shared.queue(LoopItem::Call(Box::new(move |py| {
             let event_loop = event_loop.bind(py);
             let producer = std::cell::Cell::new(Some(producer));
             if let Err(error) = start_task(
@@ -266,24 +285,21 @@ fn start_task(
     let producer = unstarted;
     let callback = Bound::new(
         py,
-        DoneCallback {
+        IntoFutureDone {
             producer: Mutex::new(Some(producer)),
             shared: shared.clone(),
         },
     )?;
-    // Register the cancellation path before anyone can complete the cell.
-    let canceller = Arc::new(CancelTask {
-        shared: shared.clone(),
-        task: Held::new(task.clone().unbind()),
-        queued: AtomicBool::new(false),
-        message: Mutex::new(None),
-    });
+    // RegisterWakeup the cancellation path before anyone can complete the cell.
+    let canceller = LoopWaker::new(
+        shared.clone(),
+        CancelTask {
+            task: KeptForLoop::new(task.clone().unbind()),
+            message: Mutex::new(None),
+        },
+    );
     let waker = Waker::from(canceller);
-    let already_cancelled = callback
-        .get()
-        .producer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let already_cancelled = lock(&callback.get().producer)
         .as_mut()
         .is_some_and(|producer| {
             producer
@@ -297,68 +313,22 @@ fn start_task(
     Ok(())
 }
 
-fn create_task<'py>(
-    py: Python<'py>,
-    event_loop: &Bound<'py, PyAny>,
-    awaitable: &Bound<'py, PyAny>,
-    context: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    static ENSURE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    // Cached: `version_info` formats and parses the version string on every call.
-    static CREATE_TASK_HAS_CONTEXT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    // SAFETY: plain type check on a valid object pointer.
-    let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
-    let create_task = pyo3::intern!(py, "create_task");
-    match context {
-        // No explicit context: the task copies the current one.
-        None if is_coroutine => return event_loop.call_method1(create_task, (awaitable,)),
-        Some(context)
-            if is_coroutine
-                && *CREATE_TASK_HAS_CONTEXT.get_or_init(|| py.version_info() >= (3, 11)) =>
-        {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", context)?;
-            return event_loop.call_method(create_task, (awaitable,), Some(&kwargs));
-        }
-        _ => {}
-    }
-    // Older Pythons, futures and other awaitables: `ensure_future` inside the context, so
-    // a task it creates copies that context.
-    let ensure_future = ENSURE_FUTURE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("ensure_future")?.unbind())
-    })?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("loop", event_loop)?;
-    match context {
-        Some(context) => context.call_method(
-            pyo3::intern!(py, "run"),
-            (ensure_future, awaitable),
-            Some(&kwargs),
-        ),
-        None => ensure_future.bind(py).call((awaitable,), Some(&kwargs)),
-    }
-}
-
 /// Completes the cell from the task's result.
 #[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
-struct DoneCallback {
+struct IntoFutureDone {
     producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
     /// The task's loop: a Rust future waiting there is resumed before this callback returns.
     shared: LoopRef,
 }
 
 #[pymethods]
-impl DoneCallback {
+impl IntoFutureDone {
     fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = task.py();
         let result = task
             .call_method0(pyo3::intern!(py, "result"))
             .map(Bound::unbind);
-        let producer = self
-            .producer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let producer = lock(&self.producer).take();
         let Some(producer) = producer else {
             return Ok(());
         };
@@ -374,33 +344,23 @@ impl DoneCallback {
 
 /// The producer-side waker: the Rust future was dropped, so cancel the Python task.
 struct CancelTask {
-    shared: LoopRef,
-    task: Held<PyAny>,
-    queued: AtomicBool,
+    task: KeptForLoop<PyAny>,
     /// The message of the `cancel(msg)` that dropped the Rust future, if any.
     message: Mutex<Option<crate::waiter::CancelMessage>>,
 }
 
-impl Wake for CancelTask {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task
-        // is cancelled with that message too.
+impl LoopBound for CancelTask {
+    /// Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task is
+    /// cancelled with that message too.
+    fn woken(&self) {
         if let Some(msg) = crate::waiter::cancel_message() {
-            *crate::event_loop::lock(&self.message) = Some(msg);
+            *lock(&self.message) = Some(msg);
         }
-        wake_on_loop(self, &self.shared, &self.queued);
     }
-}
 
-impl Resume for CancelTask {
-    fn resume(self: Arc<Self>, py: Python<'_>) {
-        self.queued.store(false, Ordering::Release);
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
         if let Some(task) = self.task.get(py) {
-            let msg = crate::event_loop::lock(&self.message).take();
+            let msg = crate::sync::lock(&self.message).take();
             let msg = msg.as_deref();
             cancel_task(py, task.bind(py), msg, "pyo3-aio could not cancel a task");
         }

@@ -37,14 +37,18 @@
 //! asyncio.run(my_async_module.rust_sleep(0.1))
 //! ```
 
+mod asyncio;
 pub mod blocking;
+mod callables;
 mod coroutine;
 mod eager;
+mod errors;
 mod event_loop;
 pub mod generic;
 mod into_future;
 mod introspect;
 mod locals;
+mod options;
 mod panic;
 #[cfg(feature = "attributes")]
 #[doc(hidden)]
@@ -52,7 +56,9 @@ pub mod private;
 mod run;
 mod runtime;
 mod shared;
+mod slots;
 mod stream;
+mod sync;
 #[cfg(feature = "attributes")]
 pub mod testing;
 mod thread_bound;
@@ -62,14 +68,12 @@ mod waiter;
 #[doc(hidden)]
 pub use private as __private;
 
-pub use coroutine::{FirstPoll, Home, Options, RustCoroutine};
+pub use coroutine::RustCoroutine;
 pub use into_future::{PyFuture, into_future, into_future_with_locals};
 pub use locals::{TaskLocals, get_current_locals, get_current_loop, scope, scope_local};
+pub use options::{DEFAULT_CAPACITY, FirstPoll, Home, Options, StreamOptions};
 pub use panic::RustPanic;
-pub use stream::{
-    DEFAULT_CAPACITY, PyStream, RustStream, StreamOptions, into_stream, into_stream_with,
-};
-pub use waiter::Waiter;
+pub use stream::{PyStream, RustStream, into_stream, into_stream_with};
 
 /// The bridge on tokio (feature `tokio-runtime`); the runtime is [`pyo3_aio_tokio`]'s
 /// lazily built global one.

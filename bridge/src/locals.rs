@@ -2,13 +2,16 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_aio_core::scope;
 
-use crate::event_loop::running_loop;
+use crate::asyncio::copy_current_context;
+use crate::asyncio::is_event_loop;
+use crate::asyncio::running::running_loop;
 
 /// The event loop and `contextvars.Context` that Python work started from Rust runs in.
 ///
@@ -217,31 +220,6 @@ pub fn get_current_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     }
 }
 
-/// `contextvars.copy_context()`, without the Python call where the C API is available.
-pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    #[cfg(not(Py_LIMITED_API))]
-    {
-        // SAFETY: the GIL is held (`py`); the call returns a new reference, or NULL with an
-        // exception set, which `from_owned_ptr_or_err` turns into the error.
-        unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent()) }
-    }
-    #[cfg(Py_LIMITED_API)]
-    {
-        py.import("contextvars")?.call_method0("copy_context")
-    }
-}
-
-/// Whether `object` is an asyncio event loop (`asyncio.AbstractEventLoop`, which uvloop's
-/// loops also are).
-pub(crate) fn is_event_loop(object: &Bound<'_, PyAny>) -> PyResult<bool> {
-    static ABSTRACT_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let py = object.py();
-    let class = ABSTRACT_LOOP.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("AbstractEventLoop")?.unbind())
-    })?;
-    object.is_instance(class.bind(py))
-}
-
 /// Checks locals that may come from user code (`TaskLocals::new` takes any object): a
 /// junk loop or context would otherwise fail later, far from its cause, or leave a task
 /// that can never run.
@@ -263,29 +241,4 @@ pub(crate) fn check_locals(py: Python<'_>, locals: &TaskLocals) -> PyResult<()> 
         }
     }
     Ok(())
-}
-
-/// The error for a conversion that needs an asyncio event loop where none runs. Under trio
-/// (or anyio's trio backend) it says so: only asyncio-compatible loops are supported. The
-/// check runs only on this error path, and imports nothing: trio is asked only if it is
-/// already loaded.
-pub(crate) fn no_running_loop(py: Python<'_>, message: &str) -> PyErr {
-    if trio_running(py) {
-        return PyRuntimeError::new_err(format!(
-            "no running asyncio event loop: this runs under trio, and pyo3-aio supports \
-             asyncio-compatible event loops only (asyncio, uvloop, ...); run it on asyncio, \
-             e.g. with anyio's asyncio backend or trio-asyncio ({message})"
-        ));
-    }
-    PyRuntimeError::new_err(message.to_owned())
-}
-
-/// Whether trio runs on this thread (asked only if trio is already loaded).
-pub(crate) fn trio_running(py: Python<'_>) -> bool {
-    py.import("sys")
-        .and_then(|sys| sys.getattr("modules"))
-        .and_then(|modules| modules.get_item("trio"))
-        .and_then(|trio| trio.getattr("lowlevel"))
-        .and_then(|lowlevel| lowlevel.call_method0("current_trio_token"))
-        .is_ok()
 }

@@ -4,7 +4,7 @@ pub use pyo3::{PyErr, PyResult, Python};
 #[cfg(feature = "tokio-runtime")]
 pub use tokio;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 
 /// Configures the tokio runtime from the attribute's options (a current-thread runtime
@@ -47,11 +47,11 @@ pub fn loop_from_path<'py>(py: Python<'py>, dotted: &str) -> PyResult<Bound<'py,
             wrapped
         })?;
     let event_loop = factory.call0()?;
-    if !crate::locals::is_event_loop(&event_loop)? {
-        return Err(PyTypeError::new_err(format!(
-            "the event loop factory '{dotted}' returned '{}', which is not an asyncio event loop",
-            event_loop.get_type().name()?
-        )));
+    if !crate::asyncio::is_event_loop(&event_loop)? {
+        return Err(crate::errors::not_an_event_loop(
+            &format!("the event loop factory '{dotted}' returned"),
+            &event_loop,
+        )?);
     }
     Ok(event_loop)
 }

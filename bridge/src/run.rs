@@ -9,15 +9,19 @@ use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
-use pyo3_aio_core::{Closed, Spawner, completion};
 
-use crate::coroutine::{FirstPoll, Running, drive};
+use crate::errors::{closed_cell, not_an_event_loop, producer_dropped};
+
+use crate::sync::lock;
+use pyo3::types::{PyDict, PyList};
+use pyo3_aio_core::{Spawner, completion};
+
+use crate::coroutine::{Running, drive};
 use crate::generic::local_future_into_py_with;
 use crate::locals::{LocalsSlot, TaskLocals, scoped};
-use crate::waiter::producer_dropped;
+use crate::options::FirstPoll;
 
 /// Runs `future` on `spawner` while `event_loop` runs on this thread, until the future is
 /// done; returns its output. The loop must not be running already.
@@ -43,12 +47,11 @@ where
     let py = event_loop.py();
     // Checked before anything is made: a failure after `create_task` would leave a task on
     // the loop and wait for the runtime to let go of the future.
-    if !crate::locals::is_event_loop(&event_loop)? {
-        return Err(PyTypeError::new_err(format!(
-            "run_until_complete needs an asyncio event loop, got '{}', which is not an asyncio \
-             event loop",
-            event_loop.get_type().name()?
-        )));
+    if !crate::asyncio::is_event_loop(&event_loop)? {
+        return Err(not_an_event_loop(
+            "run_until_complete needs an asyncio event loop, got",
+            &event_loop,
+        )?);
     }
     if event_loop.call_method0("is_closed")?.is_truthy()? {
         return Err(PyRuntimeError::new_err(
@@ -56,7 +59,7 @@ where
         ));
     }
     if event_loop.call_method0("is_running")?.is_truthy()?
-        || crate::event_loop::running_loop(py)?.is_some()
+        || crate::asyncio::running_loop(py)?.is_some()
     {
         return Err(PyRuntimeError::new_err(
             "run_until_complete: an event loop is already running on this thread; await the \
@@ -80,13 +83,12 @@ where
                 let _release = release_on_drop;
                 drive(Running::new(Box::pin(scoped(slot, future))), producer).await
             }))
-            .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+            .map_err(crate::errors::refused)?;
         let result = match consumer.await {
             Ok(result) => result,
-            Err(Closed::ProducerDropped) => Err(producer_dropped(runtime)),
-            Err(closed) => Err(PyRuntimeError::new_err(closed.to_string())),
+            Err(closed) => Err(closed_cell(closed, || producer_dropped(runtime))),
         };
-        *delivered.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        *lock(&delivered) = Some(result);
         Ok(())
     })?;
     let task = match event_loop.call_method1(pyo3::intern!(py, "create_task"), (&waiting,)) {
@@ -108,7 +110,7 @@ where
         py.detach(|| released.wait(Duration::from_secs(5)));
         return Err(error);
     }
-    let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let result = lock(&outcome).take();
     result.unwrap_or_else(|| {
         Err(PyRuntimeError::new_err(
             "the event loop stopped before the Rust future completed",
@@ -126,8 +128,8 @@ struct Released {
 impl Released {
     /// Waits until the future is released, at most `timeout`: a future stuck in a blocking
     /// call must not keep the program from exiting.
-    fn wait(&self, timeout: Duration) {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let done = lock(&self.done);
         let _ = self
             .changed
             .wait_timeout_while(done, timeout, |done| !*done);
@@ -139,7 +141,7 @@ struct ReleaseOnDrop(Arc<Released>);
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        *self.0.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *lock(&self.0.done) = true;
         self.0.changed.notify_all();
     }
 }
@@ -183,11 +185,11 @@ where
 {
     let asyncio = py.import("asyncio")?;
     let event_loop = factory(py)?;
-    if !crate::locals::is_event_loop(&event_loop)? {
-        return Err(PyTypeError::new_err(format!(
-            "the event loop factory returned '{}', which is not an asyncio event loop",
-            event_loop.get_type().name()?
-        )));
+    if !crate::asyncio::is_event_loop(&event_loop)? {
+        return Err(not_an_event_loop(
+            "the event loop factory returned",
+            &event_loop,
+        )?);
     }
     asyncio.call_method1("set_event_loop", (&event_loop,))?;
     let interrupts = InterruptWakeup::install(py, &event_loop)?;
@@ -266,7 +268,7 @@ impl<'py> InterruptWakeup<'py> {
             signal.call_method1("signal", (&sigint, signal.getattr("default_int_handler")?))?;
             this.previous_handler = Some(current);
         }
-        let Ok((read, write)) = crate::event_loop::nonblocking_pipe() else {
+        let Ok((read, write)) = crate::event_loop::signal::nonblocking_pipe() else {
             return Ok(this);
         };
         this.pipe = Some((read, write));
@@ -307,7 +309,7 @@ impl Drop for InterruptWakeup<'_> {
                 let _ = self.event_loop.call_method1("remove_reader", (read,));
             }
             // Both ends were opened in `install` and are no longer the wake-up fd.
-            crate::event_loop::close_fds(write, read);
+            crate::event_loop::signal::close_fds(write, read);
         }
     }
 }

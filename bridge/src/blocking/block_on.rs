@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3_aio_core::{Closed, Spawner, completion};
+use pyo3_aio_core::{Spawner, completion};
 
-use crate::coroutine::{Options, Running, SendStart, drive};
-use crate::event_loop::running_loop;
-use crate::waiter::producer_dropped;
+use crate::asyncio::running_loop;
+use crate::coroutine::{Running, SendStart, drive};
+use crate::errors::{closed_cell, producer_dropped};
+use crate::options::Options;
 
 /// How often the main thread looks for a signal (Ctrl-C) while it waits.
 const SIGNAL_CHECK: Duration = Duration::from_millis(20);
@@ -42,7 +42,7 @@ where
     let running = Running::new(start);
     spawner
         .spawn(Box::pin(drive(running.clone(), producer)))
-        .map_err(|error| PyRuntimeError::new_err(error.to_string()))?;
+        .map_err(crate::errors::refused)?;
     let waker = Waker::from(Arc::new(super::Unpark(std::thread::current())));
     // Only the main thread receives signals; others wait without looking.
     let slice = is_main_thread(py)?.then_some(SIGNAL_CHECK);
@@ -61,8 +61,7 @@ where
         );
         match outcome {
             Some(Ok(result)) => return result,
-            Some(Err(Closed::ProducerDropped)) => return Err(producer_dropped(runtime)),
-            Some(Err(closed)) => return Err(PyRuntimeError::new_err(closed.to_string())),
+            Some(Err(closed)) => return Err(closed_cell(closed, || producer_dropped(runtime))),
             None => {}
         }
         if let Err(interrupt) = py.check_signals() {

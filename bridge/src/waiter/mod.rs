@@ -1,203 +1,47 @@
 //! The small future-like object a converted Rust future yields to its `asyncio.Task`.
 //!
 //! Users never see it: they hold the coroutine (see `coroutine.rs`). While the Rust future
-//! is pending, the coroutine yields a [`Waiter`]; the Task reads `_asyncio_future_blocking`,
+//! is pending, the coroutine yields a [`RustFutureWaiter`]; the Task reads `_asyncio_future_blocking`,
 //! checks `get_loop()`, and registers its wake-up with `add_done_callback`. When the result
 //! arrives, the loop thread calls that wake-up directly from the drain (in the callback's
 //! own context), which skips the extra `call_soon` hop an `asyncio.Future` would take.
 //! Only the loop thread touches a waiter.
 
+pub(crate) mod cancel_batch;
+pub(crate) mod source;
+
+pub(crate) use cancel_batch::{CancelMessage, cancel_message};
+pub(crate) use source::{Arrival, Source};
+
 use std::sync::Arc;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
 
-/// The Rust side a waiter's result comes from.
-pub(crate) trait Source: Send + Sync {
-    /// Takes the result once it has arrived; `None` while it has not.
-    fn take(&self, py: Python<'_>) -> Option<PyResult<Py<PyAny>>>;
-    /// Stops the Rust future. Returns `false` when its result has already arrived (the
-    /// cancellation lost and the result will be delivered).
-    fn cancel(&self, py: Python<'_>) -> bool;
-    /// For a future on a runtime's threads, whose cancellation wakes one of them: whether
-    /// its result has arrived. Such a source is cancelled in a batch ([`soon`]).
-    /// `None` for sources that are cancelled on the spot.
-    fn arrived(&self) -> Option<bool> {
-        None
-    }
-    /// Cancels and drops the Rust future right here when no other thread is polling it.
-    /// Returns `false` when its drop is still to come (a runtime thread is polling it at
-    /// this instant): that thread drops it when the poll returns and then queues the
-    /// waiter, whose [`resolve`] runs the callbacks parked until then. A cancelled future
-    /// is gone before anyone sees the cancellation, as a coroutine's `finally` has run by
-    /// the time its Task is done.
-    fn stop(&self, py: Python<'_>) -> bool {
-        self.cancel(py);
-        true
-    }
-    /// The first half of [`stop`](Source::stop) for a batch: drops the future here if no
-    /// thread is polling it, waking no one. `stop` follows and wakes what must finish.
-    fn discard(&self) {}
-}
+use crate::asyncio::cancelled_error;
+use crate::asyncio::invalid_state;
+use crate::waiter::cancel_batch::defer_cancelled;
+use crate::waiter::cancel_batch::with_cancel_message;
 
-/// What cancelled waiters leave for the loop's next round; see [`soon`].
-#[derive(Default)]
-struct Batch(Vec<Cancelled>);
-
-/// One cancelled waiter's debt: its runtime-side future to stop (with the message of the
-/// cancel, passed on to Python tasks the future awaits) and its done-callbacks.
-struct Cancelled {
-    waiter: Py<Waiter>,
-    source: Option<Arc<dyn Source>>,
-    message: Option<CancelMessage>,
-    callbacks: Vec<Callback>,
-}
-
-/// The `msg` of a `cancel(msg)`, shareable without the GIL.
-pub(crate) type CancelMessage = Arc<Py<PyAny>>;
-
-thread_local! {
-    /// The message of the cancel whose Rust future is being dropped on this thread.
-    static CANCEL_MESSAGE: std::cell::RefCell<Option<CancelMessage>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `stop` (which drops a cancelled Rust future) with `message` in effect, so that a
-/// Python task the future awaits is cancelled with the same message, as a chain of native
-/// coroutines passes `Task.cancel(msg)` down.
-fn with_cancel_message<R>(message: Option<CancelMessage>, stop: impl FnOnce() -> R) -> R {
-    if message.is_none() {
-        return stop();
-    }
-    let outer = CANCEL_MESSAGE.with(|current| current.replace(message));
-    let result = stop();
-    CANCEL_MESSAGE.with(|current| current.replace(outer));
-    result
-}
-
-/// The message of the cancel dropping a Rust future on this thread right now, if any.
-pub(crate) fn cancel_message() -> Option<CancelMessage> {
-    CANCEL_MESSAGE.with(|current| current.borrow().clone())
-}
-
-/// The batch a loop callback will pass on; `None` inside once it has (later work then
-/// starts a new batch).
-struct SoonBatch(std::sync::Mutex<Option<Batch>>);
-
-impl SoonBatch {
-    fn take(&self) -> Option<Batch> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-thread_local! {
-    static OPEN_BATCH: std::cell::RefCell<Option<Arc<SoonBatch>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The loop callback that passes a batch on. Dropped without running (its loop closed
-/// first), it still stops the futures; the callbacks are dropped, as the loop's own are.
-#[pyclass(frozen, name = "_CancelledWaiters", module = "pyo3_aio")]
-struct Soon(Arc<SoonBatch>);
-
-#[pymethods]
-impl Soon {
-    fn __call__(&self, py: Python<'_>) {
-        let Some(batch) = self.0.take() else {
-            return;
-        };
-        // Stop every future first, then run the callbacks of those that are gone: a Task
-        // must not see its cancellation before its Rust future was dropped. A future a
-        // runtime thread is polling right now parks its callbacks in the waiter instead;
-        // the drain runs them once that thread has dropped it.
-        // Drop the idle futures before any stop wakes a runtime thread, which on few cores
-        // would take the CPU from this burst.
-        for entry in &batch.0 {
-            if let Some(source) = &entry.source {
-                with_cancel_message(entry.message.clone(), || source.discard());
-            }
-        }
-        let mut ready = Vec::with_capacity(batch.0.len());
-        for entry in batch.0 {
-            let Some(source) = entry.source else {
-                ready.push((entry.waiter, entry.callbacks));
-                continue;
-            };
-            entry.waiter.borrow_mut(py).parked = entry.callbacks;
-            if with_cancel_message(entry.message, || source.stop(py)) {
-                let callbacks = std::mem::take(&mut entry.waiter.borrow_mut(py).parked);
-                ready.push((entry.waiter, callbacks));
-            }
-        }
-        for (waiter, callbacks) in ready {
-            run_callbacks(py, waiter.bind(py), callbacks);
-        }
-    }
-}
-
-impl Drop for Soon {
-    fn drop(&mut self) {
-        if let Some(batch) = self.0.take() {
-            Python::attach(|py| {
-                for entry in batch.0 {
-                    if let Some(source) = entry.source {
-                        with_cancel_message(entry.message, || source.stop(py));
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Leaves what a cancelled waiter owes for the loop's next round, in one batch per round:
-/// `source` (a future on a runtime's threads) to stop, and the waiter's done-callbacks to
-/// run, as `asyncio.Future.cancel` schedules them.
+/// The waiter's outcome, with the two fields that go with it: `source` (the Rust side the
+/// result comes from, `None` once nothing more is owed from it) and `blocking`
+/// (`_asyncio_future_blocking`, set while the waiter is yielded to a Task, cleared by it).
 ///
-/// Stopping a runtime-side future wakes a runtime thread to drop it. In a burst (a task
-/// group failing, a server shutting down, `gather` cancelled) the loop thread would wake
-/// one per cancel while still busy cancelling, and on few cores the woken threads take the
-/// CPU from it; batched, the burst runs first and the wakes follow in one go. The
-/// callbacks take one `call_soon` per batch instead of one each.
-fn soon(
-    py: Python<'_>,
-    event_loop: &Bound<'_, PyAny>,
-    waiter: &Bound<'_, Waiter>,
-    source: Option<Arc<dyn Source>>,
-    message: Option<CancelMessage>,
-    callbacks: Vec<Callback>,
-) -> PyResult<()> {
-    if source.is_none() && callbacks.is_empty() {
-        return Ok(());
-    }
-    let mut entry = Some(Cancelled {
-        waiter: waiter.clone().unbind(),
-        source,
-        message,
-        callbacks,
-    });
-    let mut add = |batch: &mut Batch| batch.0.extend(entry.take());
-    let open = OPEN_BATCH.with(|open| open.borrow().clone());
-    if let Some(open) = open {
-        let mut guard = open.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(batch) = guard.as_mut() {
-            add(batch);
-            return Ok(());
-        }
-    }
-    let mut batch = Batch::default();
-    add(&mut batch);
-    let shared = Arc::new(SoonBatch(std::sync::Mutex::new(Some(batch))));
-    let scheduled = Bound::new(py, Soon(shared.clone()))
-        .and_then(|soon| event_loop.call_method1(pyo3::intern!(py, "call_soon"), (soon,)));
-    // On error (the loop is closed) the futures are stopped as the `Soon` object is
-    // dropped, and the error is the caller's, as `asyncio.Future.cancel`'s would be.
-    scheduled?;
-    OPEN_BATCH.with(|open| *open.borrow_mut() = Some(shared));
-    Ok(())
-}
-
+/// ```text
+///             resolve / resolve_with (drain)
+///  Pending ------------------------------------> Done(value) | Failed(error)
+///     |  \
+///     |   `-- coroutine_finished (close/throw) --> Done(None)
+///     `------ cancel(msg) -----------------------> Cancelled(msg)
+/// ```
+///
+/// Every arrow leaves `Pending` once: the first one wins, later ones find the outcome
+/// set and do nothing. On each arrow `source` is taken (`None` after), and the
+/// done-callbacks run (resolve: inline from the drain; cancel: in the next batch, or parked
+/// until a runtime thread polling the future lets go; coroutine_finished: `call_soon`).
+/// `source` also goes, with `Outcome` left `Pending`, when the loop closes
+/// (`loop_closed`). A cancel loses (returns `False`) while `source` reports
+/// [`Arrival::Arrived`]. `blocking` is reset to `true` (`rearm`) when a stray resume
+/// yields the same waiter again.
 enum Outcome {
     Pending,
     Done(Py<PyAny>),
@@ -205,14 +49,14 @@ enum Outcome {
     Cancelled(Option<Py<PyAny>>),
 }
 
-struct Callback {
+pub(crate) struct Callback {
     function: Py<PyAny>,
     context: Option<Py<PyAny>>,
 }
 
 /// The future-like object yielded to asyncio's Task while a Rust future is pending.
 #[pyclass(name = "RustFutureWaiter", module = "pyo3_aio")]
-pub struct Waiter {
+pub struct RustFutureWaiter {
     event_loop: Py<PyAny>,
     outcome: Outcome,
     blocking: bool,
@@ -223,7 +67,7 @@ pub struct Waiter {
     source: Option<Arc<dyn Source>>,
 }
 
-impl Waiter {
+impl RustFutureWaiter {
     pub(crate) fn new(event_loop: Py<PyAny>, source: Arc<dyn Source>) -> Self {
         Self {
             event_loop,
@@ -275,7 +119,7 @@ impl Waiter {
         let event_loop = slf.borrow().event_loop.clone_ref(py);
         let event_loop = event_loop.bind(py);
         // `close()` may come from any thread.
-        let method = match crate::event_loop::runs_here(py, event_loop) {
+        let method = match crate::asyncio::runs_here(py, event_loop) {
             Ok(true) => pyo3::intern!(py, "call_soon"),
             _ => pyo3::intern!(py, "call_soon_threadsafe"),
         };
@@ -300,7 +144,7 @@ impl Waiter {
 
 /// Delivers the source's result to `waiter` and runs its done-callbacks inline. Called from
 /// the loop's drain (never from inside a Task step).
-pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
+pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>) {
     let result = {
         let mut this = waiter.borrow_mut();
         if !matches!(this.outcome, Outcome::Pending) {
@@ -320,7 +164,7 @@ pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, Waiter>) {
 /// Resolves `waiter` with a result computed on the loop thread (loop-thread futures).
 pub(crate) fn resolve_with(
     py: Python<'_>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     result: PyResult<Py<PyAny>>,
 ) {
     let callbacks = {
@@ -331,14 +175,14 @@ pub(crate) fn resolve_with(
         this.source = None;
         this.outcome = match result {
             Ok(value) => Outcome::Done(value),
-            Err(error) => Outcome::Failed(crate::coroutine::no_stop_iteration(py, error)),
+            Err(error) => Outcome::Failed(crate::errors::no_stop_iteration(py, error)),
         };
         std::mem::take(&mut this.callbacks)
     };
     run_callbacks(py, waiter, callbacks);
 }
 
-fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Callback>) {
+fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>, callbacks: Vec<Callback>) {
     for callback in callbacks {
         let called = match &callback.context {
             Some(context) => context
@@ -348,7 +192,7 @@ fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Call
         };
         if let Err(error) = called {
             let event_loop = waiter.borrow().event_loop.clone_ref(py);
-            crate::event_loop::report(
+            crate::asyncio::report(
                 py,
                 event_loop.bind(py),
                 "Exception in callback of a pyo3-aio waiter",
@@ -358,37 +202,8 @@ fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, Waiter>, callbacks: Vec<Call
     }
 }
 
-fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyErr {
-    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let class = match CANCELLED.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("asyncio")?.getattr("CancelledError")?.unbind())
-    }) {
-        Ok(class) => class.bind(py),
-        Err(error) => return error,
-    };
-    let args = match message {
-        Some(message) => PyTuple::new(py, [message.bind(py)]),
-        None => Ok(PyTuple::empty(py)),
-    };
-    match args.and_then(|args| class.call1(args)) {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
-    }
-}
-
-fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
-    match py
-        .import("asyncio")
-        .and_then(|asyncio| asyncio.getattr("InvalidStateError"))
-        .and_then(|class| class.call1((message,)))
-    {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
-    }
-}
-
 #[pymethods]
-impl Waiter {
+impl RustFutureWaiter {
     #[getter(_asyncio_future_blocking)]
     fn get_blocking(&self) -> bool {
         self.blocking
@@ -440,7 +255,7 @@ impl Waiter {
         // Already done: schedule like asyncio.Future does, never run inline.
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        schedule_soon(py, event_loop.bind(py), slf, Callback { function, context })
+        call_soon(py, event_loop.bind(py), slf, Callback { function, context })
     }
 
     fn remove_done_callback(
@@ -470,11 +285,11 @@ impl Waiter {
         }
         let mut stop = None;
         if let Some(source) = this.source.clone() {
-            match source.arrived() {
+            match source.arrival() {
                 // The result is already on its way: the drain will deliver it.
-                Some(true) => return Ok(false),
-                Some(false) => stop = Some(source),
-                None => {
+                Arrival::Arrived => return Ok(false),
+                Arrival::Pending => stop = Some(source),
+                Arrival::Untracked => {
                     let message = msg.as_ref().map(|msg| Arc::new(msg.clone_ref(py)));
                     if !with_cancel_message(message, || source.cancel(py)) {
                         return Ok(false);
@@ -491,7 +306,7 @@ impl Waiter {
         let callbacks = std::mem::take(&mut this.callbacks);
         let event_loop = this.event_loop.clone_ref(py);
         drop(this);
-        soon(py, event_loop.bind(py), slf, stop, message, callbacks)?;
+        defer_cancelled(py, event_loop.bind(py), slf, stop, message, callbacks)?;
         Ok(true)
     }
 
@@ -524,10 +339,10 @@ impl Waiter {
     }
 }
 
-fn schedule_soon(
+fn call_soon(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     callback: Callback,
 ) -> PyResult<()> {
     let call_soon = pyo3::intern!(py, "call_soon");
@@ -539,7 +354,7 @@ fn schedule_callback(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
     method: &Bound<'_, pyo3::types::PyString>,
-    waiter: &Bound<'_, Waiter>,
+    waiter: &Bound<'_, RustFutureWaiter>,
     callback: Callback,
 ) -> PyResult<()> {
     let kwargs = pyo3::types::PyDict::new(py);
@@ -550,7 +365,7 @@ fn schedule_callback(
     Ok(())
 }
 
-impl Drop for Waiter {
+impl Drop for RustFutureWaiter {
     fn drop(&mut self) {
         // A waiter dropped while pending (its Task was garbage-collected) stops its future.
         if let Some(source) = self.source.take() {
@@ -559,12 +374,4 @@ impl Drop for Waiter {
             });
         }
     }
-}
-
-/// Error for a Rust future whose producer vanished (runtime shutdown, task dropped).
-pub(crate) fn producer_dropped(runtime: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
-        "the Rust future was dropped by the {runtime} runtime before it completed \
-         (the runtime shut down, or dropped the task)"
-    ))
 }

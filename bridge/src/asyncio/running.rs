@@ -1,0 +1,153 @@
+//! Which asyncio loop runs on this thread, asked cheaply on the hot path.
+
+use std::cell::RefCell;
+
+use pyo3::prelude::*;
+
+use crate::callables;
+
+use crate::event_loop::registry::loop_shared;
+
+thread_local! {
+    /// The loop this thread last registered as its running loop, and how to ask it cheaply
+    /// whether it still runs.
+    static REGISTERED: RefCell<Option<Registered>> = const { RefCell::new(None) };
+}
+
+/// What `register_running_loop` remembers of the loop it last registered on this thread.
+struct Registered {
+    event_loop: Py<PyAny>,
+    still_running: StillRunning,
+    /// What asyncio's C accelerator kept in the thread state's dict for the running loop
+    /// when it was registered (a holder object made by each `_set_running_loop` on 3.9 to
+    /// 3.11, the loop itself on 3.12), held so its address cannot be reused. While the
+    /// dict still holds this very object, the running loop is the registered one.
+    marker: Option<Py<PyAny>>,
+    /// The fork generation of the registration: a forked child registers afresh (the
+    /// parent's loop may still look running there, its `_thread_id` copied).
+    generation: usize,
+}
+
+/// The thread state dict's entry for the running loop, where asyncio's C accelerator keeps
+/// it (`None` where it does not: pure-Python asyncio, later CPythons).
+fn running_loop_marker(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        let key = pyo3::intern!(py, "__asyncio_running_event_loop__");
+        // SAFETY: the GIL is held (`py`); PyThreadState_GetDict returns a borrowed dict (or
+        // NULL), and PyDict_GetItemWithError a borrowed value (or NULL), which we turn into
+        // a new reference before anything else runs.
+        unsafe {
+            let dict = pyo3::ffi::PyThreadState_GetDict();
+            if dict.is_null() {
+                return None;
+            }
+            let value = pyo3::ffi::PyDict_GetItemWithError(dict, key.as_ptr());
+            if value.is_null() {
+                pyo3::ffi::PyErr_Clear();
+                return None;
+            }
+            Some(Bound::from_borrowed_ptr(py, value))
+        }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        let _ = py;
+        None
+    }
+}
+
+/// How `register_running_loop` asks a cached loop whether it still runs.
+#[derive(Clone, Copy)]
+enum StillRunning {
+    /// An asyncio `BaseEventLoop` whose `is_running` is the stock one (`_thread_id is not
+    /// None`): read the attribute, without a Python-level call.
+    ThreadId,
+    /// Any other loop (uvloop's is a C method): call `is_running()`.
+    Method,
+}
+
+impl StillRunning {
+    fn of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> Self {
+        let is_stock = callables::stock_is_running(py).is_ok_and(|stock| {
+            event_loop
+                .get_type()
+                .getattr(pyo3::intern!(py, "is_running"))
+                .is_ok_and(|method| method.is(stock))
+        });
+        if is_stock {
+            StillRunning::ThreadId
+        } else {
+            StillRunning::Method
+        }
+    }
+
+    fn check(self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match self {
+            StillRunning::ThreadId => Ok(!event_loop
+                .getattr(pyo3::intern!(py, "_thread_id"))?
+                .is_none()),
+            StillRunning::Method => event_loop
+                .call_method0(pyo3::intern!(py, "is_running"))?
+                .is_truthy(),
+        }
+    }
+}
+
+/// Registers the loop running on this thread (so that `into_future` called from other
+/// threads finds it), cheaply when this thread already did so for a loop that still runs.
+///
+/// `asyncio._get_running_loop` costs a `getpid` system call on Python 3.11, more than a
+/// whole ready await; asking the cached loop whether it still runs avoids it on the fast
+/// path (and for asyncio's own loops, without a Python-level call). A thread runs one loop
+/// at a time, so a still-running cached loop is this thread's (unless the loop moved to
+/// another thread, which then only skips this registration).
+pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
+    let marker = running_loop_marker(py);
+    // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
+    let cached = REGISTERED.with(|cached| {
+        let cached = cached.borrow();
+        let registered = cached
+            .as_ref()
+            .filter(|registered| pyo3_aio_core::fork::is_current(registered.generation))?;
+        if let (Some(now), Some(then)) = (&marker, &registered.marker)
+            && now.is(then)
+        {
+            return Some(None);
+        }
+        Some(Some((
+            registered.event_loop.clone_ref(py),
+            registered.still_running,
+        )))
+    });
+    match cached {
+        Some(None) => return Ok(()),
+        Some(Some((cached, still_running))) if still_running.check(py, cached.bind(py))? => {
+            return Ok(());
+        }
+        _ => {}
+    }
+    if let Some(event_loop) = running_loop(py)? {
+        loop_shared(py, &event_loop)?;
+        let registered = Registered {
+            still_running: StillRunning::of(py, &event_loop),
+            event_loop: event_loop.unbind(),
+            marker: marker.map(Bound::unbind),
+            generation: pyo3_aio_core::fork::generation(),
+        };
+        let old = REGISTERED.with(|cached| cached.borrow_mut().replace(registered));
+        drop(old);
+    }
+    Ok(())
+}
+
+/// Whether `event_loop` is the loop running on this thread.
+pub(crate) fn runs_here(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(running_loop(py)?.is_some_and(|running| running.is(event_loop)))
+}
+
+/// `asyncio`'s C-level `_get_running_loop`, cached.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let event_loop = callables::get_running_loop(py)?.call0()?;
+    Ok((!event_loop.is_none()).then_some(event_loop))
+}

@@ -1,0 +1,57 @@
+//! The Python objects the bridge calls often, looked up once per process and cached (each
+//! lookup is an import and attribute reads; the hot paths call them per await).
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// Defines one accessor per cached object: `name = "module", ["attribute", ...]`.
+macro_rules! cached {
+    ($($(#[$doc:meta])* $name:ident = $module:literal, [$($attribute:literal),+];)*) => {$(
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CACHED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CACHED
+                .get_or_try_init(py, || {
+                    let object = py.import($module)?.into_any();
+                    $(let object = object.getattr($attribute)?;)+
+                    Ok::<_, PyErr>(object.unbind())
+                })
+                .map(|object| object.bind(py))
+        }
+    )*};
+}
+
+cached! {
+    /// `asyncio._get_running_loop` (C-level in CPython).
+    get_running_loop = "asyncio", ["_get_running_loop"];
+    /// `asyncio.BaseEventLoop.is_running`, to tell asyncio's own loops from others.
+    stock_is_running = "asyncio", ["BaseEventLoop", "is_running"];
+    /// `asyncio.AbstractEventLoop`.
+    abstract_event_loop = "asyncio", ["AbstractEventLoop"];
+    /// `asyncio.ensure_future`.
+    ensure_future = "asyncio", ["ensure_future"];
+    /// `asyncio.CancelledError`.
+    cancelled_error = "asyncio", ["CancelledError"];
+    /// `asyncio.InvalidStateError`.
+    invalid_state_error = "asyncio", ["InvalidStateError"];
+    /// `inspect.isawaitable`.
+    is_awaitable = "inspect", ["isawaitable"];
+    /// `weakref.WeakKeyDictionary`.
+    weak_key_dictionary = "weakref", ["WeakKeyDictionary"];
+}
+
+/// The `pump` coroutine function of `stream/pump.py`, compiled once.
+pub(crate) fn stream_pump(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static PUMP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    PUMP.get_or_try_init(py, || {
+        let module = pyo3::types::PyModule::from_code(
+            py,
+            pyo3::ffi::c_str!(include_str!("stream/pump.py")),
+            c"pyo3_aio_stream_pump.py",
+            c"pyo3_aio_stream_pump",
+        )?;
+        Ok::<_, PyErr>(module.getattr("pump")?.unbind())
+    })
+    .map(|function| function.bind(py))
+}

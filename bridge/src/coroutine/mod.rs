@@ -1,0 +1,370 @@
+//! Rust future -> Python: the coroutine object `future_into_py` returns.
+//!
+//! The object is a real coroutine to Python (`__await__`, `send`, `throw`, `close`), so
+//! `asyncio.run`, `create_task`, `gather` and `wait_for` accept it. Nothing happens until
+//! it is first awaited; then, on the loop thread:
+//!
+//! 1. the future is polled once inline (inside the runtime's context); a future that is
+//!    ready costs no thread hop and no asyncio future at all;
+//! 2. a future still pending moves to its home: the runtime's workers (through the
+//!    spawner, result back through a completion cell and the loop's wake queue) or the loop
+//!    thread itself (re-polled from the wake queue when woken);
+//! 3. the coroutine yields a small [`RustFutureWaiter`] to the Task; the loop's drain resolves it and
+//!    calls the Task's wake-up directly.
+
+pub(crate) mod in_runtime;
+pub(crate) mod on_loop_thread;
+pub(crate) mod on_runtime;
+pub(crate) mod send_start;
+
+pub(crate) use in_runtime::{InRuntime, entered};
+pub(crate) use on_loop_thread::LoopThreadStart;
+pub(crate) use on_runtime::{Discard, Running, drive, interpreter_alive};
+pub(crate) use send_start::SendStart;
+
+use std::any::type_name;
+
+use pyo3::BoundObject;
+use pyo3::exceptions::PyRuntimeWarning;
+use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::asyncio::running::running_loop;
+use crate::errors::no_stop_iteration;
+use crate::errors::stop_iteration;
+use crate::errors::thrown;
+use crate::slots::Step;
+use crate::waiter::RustFutureWaiter;
+
+/// What the first await of a coroutine produced.
+pub(crate) enum Started {
+    Ready(PyResult<Py<PyAny>>),
+    Waiting(Py<RustFutureWaiter>),
+}
+
+/// A converted future not yet awaited.
+pub(crate) trait Start: Send {
+    fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started>;
+}
+
+/// The coroutine's state.
+///
+/// ```text
+///            send/__next__ (step)                 step: result arrived
+///  Created ----------------------> Running ------------------------------> Done
+///     |                             |   ^  \  step: pending               ^  ^
+///     |                             |   |   `-------------> Waiting ------'  |
+///     |                             |   `--- step (Task resumes) ---'  |     |
+///     |                             `-- start failed ------------------+-----'
+///     `------------------------- close/throw ----------------------------'
+/// ```
+///
+/// - `Created`: made by `future_into_py`, not awaited; dropped here it warns "never
+///   awaited". Only `send(None)` is accepted.
+/// - `Running`: inside a step (the first poll, or reading the waiter's outcome); a
+///   re-entrant `send`, `close` or `throw` raises "coroutine already executing".
+/// - `Waiting`: the future is pending in its home and the waiter was yielded to the Task;
+///   a step reads the waiter's outcome (still pending: yield it again). `close`/`throw`
+///   end it through `RustFutureWaiter::coroutine_finished`.
+/// - `Done`: returned, raised, or closed; a step raises "cannot reuse already awaited
+///   coroutine".
+enum State {
+    Created(Exclusive<Box<dyn Start>>),
+    Running,
+    Waiting(Py<RustFutureWaiter>),
+    Done,
+}
+
+/// Makes a `Send` value `Sync` by offering no shared access to it at all (pyclasses must
+/// be `Sync`; the futures inside need not be).
+struct Exclusive<T>(T);
+
+// SAFETY: the field is private and only reached by value or through `&mut`, never through
+// `&Exclusive`, so sharing `&Exclusive` between threads shares nothing.
+unsafe impl<T: Send> Sync for Exclusive<T> {}
+
+/// The coroutine object returned by `future_into_py`.
+#[pyclass(name = "RustCoroutine", module = "pyo3_aio", weakref)]
+pub struct RustCoroutine {
+    state: State,
+    name: &'static str,
+}
+
+impl RustCoroutine {
+    pub(crate) fn new(start: Box<dyn Start>, name: &'static str) -> Self {
+        Self {
+            state: State::Created(Exclusive(start)),
+            name,
+        }
+    }
+
+    /// Advances the coroutine: the object to yield to the Task, or the value to return.
+    pub(crate) fn step(slf: &Bound<'_, Self>) -> PyResult<Step> {
+        let py = slf.py();
+        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
+        let started = match state {
+            State::Created(start) => start.0.start(py),
+            State::Waiting(waiter) => {
+                let outcome = waiter.borrow(py).outcome(py);
+                match outcome {
+                    Some(result) => Ok(Started::Ready(result)),
+                    // Resumed before the result arrived (a stray send): keep waiting.
+                    None => {
+                        let yielded = waiter.clone_ref(py).into_any();
+                        waiter.borrow_mut(py).rearm();
+                        slf.borrow_mut().state = State::Waiting(waiter);
+                        return Ok(Step::Yield(yielded));
+                    }
+                }
+            }
+            State::Running => {
+                return Err(PyValueError::new_err("coroutine already executing"));
+            }
+            State::Done => {
+                slf.borrow_mut().state = State::Done;
+                return Err(crate::errors::already_awaited());
+            }
+        };
+        match started {
+            Ok(Started::Ready(result)) => {
+                slf.borrow_mut().state = State::Done;
+                result
+                    .map(Step::Return)
+                    .map_err(|error| no_stop_iteration(py, error))
+            }
+            Ok(Started::Waiting(waiter)) => {
+                let yielded = waiter.clone_ref(py).into_any();
+                slf.borrow_mut().state = State::Waiting(waiter);
+                Ok(Step::Yield(yielded))
+            }
+            Err(error) => {
+                slf.borrow_mut().state = State::Done;
+                Err(error)
+            }
+        }
+    }
+
+    /// A coroutine that has not started takes only `None`, as Python's do.
+    pub(crate) fn check_sent(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::check_sent(slf, value)?;
+        match Self::step(slf)? {
+            Step::Yield(yielded) => Ok(yielded),
+            Step::Return(value) => Err(stop_iteration(slf.py(), value)),
+        }
+    }
+
+    /// `close()` or `throw()` from inside the coroutine's own step, as CPython refuses it.
+    fn not_running(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if matches!(slf.borrow().state, State::Running) {
+            return Err(PyValueError::new_err("coroutine already executing"));
+        }
+        Ok(())
+    }
+
+    /// Ends the coroutine from outside (`close`, `throw`): the Rust future is dropped and
+    /// a Task waiting on it is woken to find the coroutine finished.
+    fn finish(slf: &Bound<'_, Self>) {
+        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
+        if let State::Waiting(waiter) = state {
+            RustFutureWaiter::coroutine_finished(waiter.bind(slf.py()));
+        }
+    }
+}
+
+#[pymethods]
+impl RustCoroutine {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::send_value(slf, &slf.py().None().into_bound(slf.py()))
+    }
+
+    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::send_value(slf, value)
+    }
+
+    /// Raises the given exception here: the Rust future is dropped first.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::not_running(slf)?;
+        // As CPython's coroutines: a finished one refuses, whatever is thrown in.
+        if matches!(slf.borrow().state, State::Done) {
+            return Err(crate::errors::already_awaited());
+        }
+        Self::finish(slf);
+        Err(thrown(typ, val, tb)?)
+    }
+
+    /// Drops the Rust future; awaiting afterwards raises RuntimeError.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::not_running(slf)?;
+        Self::finish(slf);
+        Ok(())
+    }
+
+    #[getter]
+    fn __name__(&self) -> &'static str {
+        short_name(self.name)
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &'static str {
+        short_name(self.name)
+    }
+
+    #[getter]
+    fn cr_running(&self) -> bool {
+        matches!(self.state, State::Running)
+    }
+
+    /// Whether it waits for its Rust future (3.11's `cr_suspended`).
+    #[getter]
+    fn cr_suspended(&self) -> bool {
+        matches!(self.state, State::Waiting(_))
+    }
+
+    /// A stand-in frame while not finished (see `introspect.rs`), `None` once finished, as
+    /// `inspect.getcoroutinestate` reads it.
+    #[getter]
+    fn cr_frame(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let started = match self.state {
+            State::Created(_) => false,
+            State::Running | State::Waiting(_) => true,
+            State::Done => return Ok(None),
+        };
+        let frame = crate::introspect::RustFrame::new(py, short_name(self.name), started)?;
+        Ok(Some(Py::new(py, frame)?.into_any()))
+    }
+
+    /// `None`: there is no Python code; asyncio then shows the coroutine by name.
+    #[getter]
+    fn cr_code(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    /// `None`, as for coroutines created without origin tracking.
+    #[getter]
+    fn cr_origin(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    #[getter]
+    fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &self.state {
+            State::Waiting(waiter) => Some(waiter.clone_ref(py).into_any()),
+            _ => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RustCoroutine {}>", short_name(self.name))
+    }
+
+    /// The waiter is the one Python object a coroutine holds; its Task holds the coroutine
+    /// and the waiter holds the Task's wake-up, so the garbage collector must see this edge
+    /// to collect a Task abandoned on a closed loop.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let State::Waiting(waiter) = &self.state {
+            visit.call(waiter)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        if let State::Waiting(_) = self.state {
+            // Dropping the waiter cancels the Rust future (RustFutureWaiter's Drop).
+            self.state = State::Done;
+        }
+    }
+}
+
+impl Drop for RustCoroutine {
+    fn drop(&mut self) {
+        if matches!(self.state, State::Created(_)) {
+            let name = short_name(self.name);
+            Python::attach(|py| {
+                let message =
+                    std::ffi::CString::new(format!("coroutine '{name}' was never awaited"))
+                        .unwrap_or_default();
+                let category = py.get_type::<PyRuntimeWarning>();
+                if let Err(error) = PyErr::warn(py, &category, &message, 1) {
+                    error.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// The function name inside a future's type name (`crate::module::fetch::{{closure}}` ->
+/// `fetch`).
+pub(crate) fn short_name(full: &'static str) -> &'static str {
+    let trimmed = full.split('<').next().unwrap_or(full);
+    trimmed
+        .rsplit("::")
+        .find(|part| !part.starts_with('{') && !part.is_empty())
+        .unwrap_or(full)
+}
+
+pub(crate) fn future_name<F>() -> &'static str {
+    type_name::<F>()
+}
+
+/// Converts a future's output on the loop thread. `()` becomes `None`, as a Python
+/// function without a return value gives (PyO3 turns `()` into an empty tuple elsewhere).
+pub(crate) fn to_python<T>(py: Python<'_>, result: PyResult<T>) -> PyResult<Py<PyAny>>
+where
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    let value = result?;
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
+        return Ok(py.None());
+    }
+    value
+        .into_pyobject(py)
+        .map(|bound| bound.into_any().unbind())
+        .map_err(Into::into)
+}
+
+/// The running loop, or the error for awaiting a pending future outside one.
+fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    running_loop(py)?.ok_or_else(|| {
+        crate::errors::no_running_loop(
+            py,
+            "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \
+             or another coroutine running on a loop)",
+        )
+    })
+}
+
+thread_local! {
+    /// How many times a [`PyFuture`](crate::PyFuture) polled on its own loop's thread was
+    /// left pending: `Home::Auto`'s first poll compares it before and after.
+    static PYTHON_WAITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn python_waits() -> u64 {
+    PYTHON_WAITS.with(std::cell::Cell::get)
+}
+
+/// Counts a wait on Python work of the loop running on this thread (see `Home::Auto`).
+pub(crate) fn note_python_wait() {
+    PYTHON_WAITS.with(|waits| waits.set(waits.get().wrapping_add(1)));
+}

@@ -1,0 +1,237 @@
+//! The loop-thread home: a future (every `!Send` one, and `Send` ones by choice) kept on
+//! the event loop's thread and re-polled there, from the loop's drain, when woken.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Wake;
+use std::task::Waker;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::sync::lock;
+
+use crate::coroutine::Start;
+use crate::coroutine::Started;
+use crate::coroutine::require_loop;
+use crate::coroutine::to_python;
+use crate::event_loop::Resume;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::waker::{LoopBound, LoopWaker};
+use crate::locals::LocalsSlot;
+use crate::locals::fill;
+use crate::locals::scoped;
+use crate::options::FirstPoll;
+use crate::panic::poll_catching;
+use crate::thread_bound::ThreadBound;
+use crate::waiter::RustFutureWaiter;
+use crate::waiter::resolve_with;
+use crate::waiter::source::Source;
+
+pub(crate) struct LoopThreadStart<F> {
+    future: ThreadBound<Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>>,
+    slot: LocalsSlot,
+    first_poll: FirstPoll,
+}
+
+impl<F: Future> LoopThreadStart<F> {
+    pub(crate) fn new(future: F, first_poll: FirstPoll) -> Self {
+        let slot: LocalsSlot = Arc::new(OnceLock::new());
+        Self {
+            future: ThreadBound::new(Box::pin(scoped(slot.clone(), future))),
+            slot,
+            first_poll,
+        }
+    }
+}
+
+impl<F, T> Start for LoopThreadStart<F>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn start(self: Box<Self>, py: Python<'_>) -> PyResult<Started> {
+        let mut this = *self;
+        if this.future.get_mut().is_none() {
+            return Err(PyRuntimeError::new_err(
+                "a !Send Rust future was awaited on another thread than the one that created it",
+            ));
+        }
+        start_on_loop_thread(py, this.future, this.slot, this.first_poll)
+    }
+}
+
+pub(crate) fn start_on_loop_thread<F, T>(
+    py: Python<'_>,
+    future: ThreadBound<Pin<Box<F>>>,
+    slot: LocalsSlot,
+    first_poll: FirstPoll,
+) -> PyResult<Started>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    let event_loop = require_loop(py)?;
+    let shared = loop_shared(py, &event_loop)?;
+    let task = LoopWaker::new(
+        Arc::downgrade(&shared),
+        LoopThreadTask {
+            state: Mutex::new(LoopThreadState {
+                future: Some(future),
+                waiter: None,
+                cancelled: false,
+            }),
+            _output: std::marker::PhantomData,
+        },
+    );
+    match first_poll {
+        FirstPoll::Inline => {
+            if let Poll::Ready(result) = LoopThreadTask::poll(&task, py) {
+                return Ok(Started::Ready(result));
+            }
+        }
+        // Polled by the next drain.
+        FirstPoll::Deferred => task.wake_by_ref(),
+    }
+    let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&task) as _;
+    shared.track(py, tracked);
+    fill(py, &slot, &event_loop)?;
+    let waiter = Py::new(py, RustFutureWaiter::new(event_loop.unbind(), task.clone()))?;
+    task.target().lock().waiter = Some(waiter.clone_ref(py));
+    Ok(Started::Waiting(waiter))
+}
+
+/// A loop-thread future's state, behind the task's lock (held for a take or a store, never
+/// across a poll, so the future may cancel its own waiter).
+///
+/// ```text
+///                 poll: Pending (not cancelled)
+///               .--------------------------.
+///               v                          |
+///  future: Some(f) -- poll (taken out) --> polling --- Ready ---> future: None, waiter resolved
+///      |                                   |
+///      |                                   `-- Pending, cancelled meanwhile --> None (dropped)
+///      `-- cancel / loop closed ---> future: None, waiter: None, (cancelled = true)
+/// ```
+///
+/// `waiter` is set once, after a first poll left the future pending; it is taken when the
+/// future finishes (to resolve it), is cancelled, or its loop closes. `cancelled` tells a
+/// poll in progress not to put the future back.
+pub(crate) struct LoopThreadState<F: ?Sized> {
+    future: Option<ThreadBound<Pin<Box<F>>>>,
+    waiter: Option<Py<RustFutureWaiter>>,
+    cancelled: bool,
+}
+
+pub(crate) struct LoopThreadTask<F: ?Sized, T> {
+    state: Mutex<LoopThreadState<F>>,
+    _output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<F, T> LoopThreadTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, LoopThreadState<F>> {
+        lock(&self.state)
+    }
+
+    /// Polls the future on the loop thread. The lock is not held while polling, so the
+    /// future may cancel its own waiter.
+    fn poll(task: &Arc<LoopWaker<Self>>, py: Python<'_>) -> Poll<PyResult<Py<PyAny>>> {
+        task.rearm();
+        let this = task.target();
+        let Some(mut bound) = this.lock().future.take() else {
+            return Poll::Pending;
+        };
+        let Some(future) = bound.get_mut() else {
+            // Not the owner thread: cannot happen for items drained by the loop thread.
+            this.lock().future = Some(bound);
+            return Poll::Pending;
+        };
+        let waker = Waker::from(task.clone());
+        let polled = poll_catching(future.as_mut(), &mut Context::from_waker(&waker));
+        match polled {
+            Poll::Ready(result) => {
+                drop(bound);
+                Poll::Ready(to_python(py, result))
+            }
+            Poll::Pending => {
+                let mut state = this.lock();
+                if !state.cancelled {
+                    state.future = Some(bound);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F, T> LoopBound for LoopThreadTask<F, T>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>) {
+        if let Poll::Ready(result) = Self::poll(waker, py) {
+            let waiter = self.lock().waiter.take();
+            if let Some(waiter) = waiter {
+                resolve_with(py, waiter.bind(py), result);
+            }
+        }
+    }
+
+    /// The loop closed and its Task will never run again: drop the future and free the
+    /// waiter of the Task's wake-up, so the Task, its coroutine and the loop can go.
+    fn loop_closed(&self, py: Python<'_>) {
+        let waiter = self
+            .lock()
+            .waiter
+            .as_ref()
+            .map(|waiter| waiter.clone_ref(py));
+        self.abandon();
+        if let Some(waiter) = waiter {
+            RustFutureWaiter::loop_closed(waiter.bind(py));
+        }
+    }
+
+    /// The loop closed: nothing will poll this future again. Let go of the waiter (a
+    /// cycle through this waker otherwise) and of the future: a `Send` one is dropped
+    /// here, a `!Send` one only on its own thread (else leaked; see `ThreadBound`).
+    fn abandon(&self) {
+        let (future, waiter) = {
+            let mut state = self.lock();
+            (state.future.take(), state.waiter.take())
+        };
+        drop(future);
+        drop(waiter);
+    }
+}
+
+impl<F, T> Source for LoopWaker<LoopThreadTask<F, T>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    fn take(&self, _py: Python<'_>) -> Option<PyResult<Py<PyAny>>> {
+        None
+    }
+
+    fn cancel(&self, _py: Python<'_>) -> bool {
+        let (future, waiter) = {
+            let mut state = self.target().lock();
+            state.cancelled = true;
+            (state.future.take(), state.waiter.take())
+        };
+        // Dropped outside the lock: a future's destructor may run arbitrary code.
+        drop(future);
+        drop(waiter);
+        true
+    }
+}

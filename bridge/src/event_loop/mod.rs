@@ -1,0 +1,249 @@
+//! Per-event-loop state: the wake queue and the signal that wakes the Python loop.
+//!
+//! Every Python event loop that hosts a conversion gets one [`LoopShared`]. Producers on
+//! any thread [`queue`](LoopShared::queue) items onto its lock-free wake queue without
+//! the GIL; only the push that finds no signal pending writes one byte to an eventfd (a
+//! pipe off Linux) that the loop watches with `loop.add_reader`. The loop thread then runs
+//! [`LoopWakeup`], which drains the whole queue and resumes each item in one go. Loops
+//! without `add_reader` (Windows' proactor) fall back to one `call_soon_threadsafe` per
+//! burst, which needs the GIL on the signalling thread.
+
+pub(crate) mod inline_drain;
+pub(crate) mod registry;
+pub(crate) mod signal;
+pub(crate) mod waker;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+
+use pyo3::prelude::*;
+use pyo3_aio_core::Signal;
+use pyo3_aio_core::WakeQueue;
+
+use crate::sync::lock;
+
+use crate::event_loop::registry::DrainSoon;
+use crate::event_loop::signal::Wakeup;
+use crate::event_loop::signal::close_fds;
+
+/// Work the loop thread does when it drains the queue.
+pub(crate) trait Resume: Send + Sync {
+    /// Runs on the loop thread, with the GIL, inside the drain.
+    fn resume(self: Arc<Self>, py: Python<'_>);
+    /// The loop closed with this wake-up still queued: nothing will resume it, so let go of
+    /// what is kept for the loop (as when the loop refuses a wake-up). Any thread, no GIL.
+    fn abandon(&self);
+    /// The loop closed (or was collected) while this conversion was pending and
+    /// [`tracked`](LoopShared::track): stop the Rust side, tell a Rust awaiter, and let go
+    /// of everything kept for the loop. Runs where the loop's reader was released, with
+    /// the GIL.
+    fn loop_closed(&self, py: Python<'_>) {
+        let _ = py;
+        self.abandon();
+    }
+}
+
+/// One item of a loop's wake queue.
+pub(crate) enum LoopItem {
+    /// Resume a waiting conversion (its result arrived, or its future was woken).
+    Resume(Arc<dyn Resume>),
+    /// Run a closure on the loop thread (schedule an awaitable from another thread). An
+    /// error it returns is re-raised by the drain: only `KeyboardInterrupt`/`SystemExit`
+    /// should be returned (see [`is_interrupt`]); report the others.
+    Call(Box<dyn FnOnce(Python<'_>) -> PyResult<()> + Send>),
+}
+
+/// The shared state of one event loop; producers hold it through `Arc`, so the eventfd
+/// outlives every producer that might still write to it.
+pub(crate) struct LoopShared {
+    queue: WakeQueue<LoopItem>,
+    wakeup: std::sync::OnceLock<Wakeup>,
+    /// Set once the loop can no longer drain (closed); later items are dropped at once.
+    closed: AtomicBool,
+    /// The loop's thread, a weak reference to the loop and a drain callback that does not
+    /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
+    /// installed (on the loop thread).
+    loop_thread: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
+    /// Conversions bound to this loop that may still be pending, released when it closes.
+    pending: Mutex<Pending>,
+    /// The fork generation this state was made in. In a forked child the loop's eventfd is
+    /// the parent's too, and the loop thread does not exist: nothing is queued or signalled
+    /// there (see [`LoopShared::queue`]).
+    generation: usize,
+}
+
+/// The conversions a loop must release when it closes, held weakly: a finished one's
+/// entry is dead and is swept out when the list has doubled since the last sweep.
+pub(crate) struct Pending {
+    targets: Vec<std::sync::Weak<dyn Resume>>,
+    sweep_at: usize,
+}
+
+impl Pending {
+    const FIRST_SWEEP: usize = 64;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            targets: Vec::new(),
+            sweep_at: Self::FIRST_SWEEP,
+        }
+    }
+}
+
+impl LoopShared {
+    /// Queues `item` for the loop thread, signalling the loop when the queue asks for it.
+    ///
+    /// Returns `false` when the loop closed: the item was dropped, and the caller should let
+    /// go of the Python objects it keeps for the loop (nothing will resume it).
+    pub(crate) fn queue(&self, item: LoopItem) -> bool {
+        if !self.is_current() {
+            // Inherited through fork: acts as a closed loop, without touching the
+            // descriptor the parent still reads.
+            if let LoopItem::Resume(target) = item {
+                target.abandon();
+            }
+            return false;
+        }
+        if self.queue.push(item) == Signal::Needed {
+            self.signal();
+        }
+        // Checked after the push (Acquire pairs with `close`'s Release): either `close`
+        // drains after our push, or we see the flag and drain ourselves.
+        if self.closed.load(Ordering::Acquire) {
+            self.discard();
+            return false;
+        }
+        true
+    }
+
+    /// The loop closed (its reader callback was released): drop what is queued and refuse
+    /// what comes, so that nothing waits forever on a loop that will not run again; every
+    /// conversion still pending there is released (its Rust future dropped, a Rust
+    /// awaiter told).
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.discard();
+        let targets = std::mem::take(&mut lock(&self.pending).targets);
+        if targets.is_empty() {
+            return;
+        }
+        Python::attach(|py| {
+            for target in targets {
+                if let Some(target) = target.upgrade() {
+                    target.loop_closed(py);
+                }
+            }
+        });
+    }
+
+    /// Remembers a pending conversion bound to this loop, to release it if the loop closes
+    /// first. On a loop already closed it is released at once.
+    pub(crate) fn track(&self, py: Python<'_>, target: std::sync::Weak<dyn Resume>) {
+        if self.closed.load(Ordering::Acquire) {
+            if let Some(target) = target.upgrade() {
+                target.loop_closed(py);
+            }
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        if pending.targets.len() >= pending.sweep_at {
+            pending.targets.retain(|target| target.strong_count() > 0);
+            pending.sweep_at = (pending.targets.len() * 2).max(Pending::FIRST_SWEEP);
+        }
+        pending.targets.push(target);
+    }
+
+    /// Drops what is queued on a closed loop; wake-ups let go of what they keep for it.
+    fn discard(&self) {
+        for item in self.queue.drain() {
+            if let LoopItem::Resume(target) = item {
+                target.abandon();
+            }
+        }
+    }
+
+    /// Whether this state was made in this process (not inherited through fork).
+    fn is_current(&self) -> bool {
+        pyo3_aio_core::fork::is_current(self.generation)
+    }
+
+    /// Whether this is the loop's thread (known once its wake-up is installed).
+    pub(crate) fn on_loop_thread(&self) -> bool {
+        self.loop_thread
+            .get()
+            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
+    }
+
+    /// Takes every queued item and resumes it. Runs on the loop thread.
+    ///
+    /// # Errors
+    ///
+    /// The first `KeyboardInterrupt`/`SystemExit` an item ran into, after every item has
+    /// run: asyncio re-raises those from a callback (`Handle._run`), which is how Ctrl-C
+    /// stops `run_until_complete`; swallowing one would lose the Ctrl-C.
+    pub(crate) fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut interrupt = None;
+        for item in self.queue.drain() {
+            match item {
+                LoopItem::Resume(target) => target.resume(py),
+                LoopItem::Call(call) => {
+                    if let Err(error) = call(py) {
+                        interrupt.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        interrupt.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for LoopShared {
+    fn drop(&mut self) {
+        if let Some(Wakeup::Fd { write, read }) = self.wakeup.get() {
+            // No producer can write any more: they all held an `Arc` to this LoopShared.
+            close_fds(*write, *read);
+        }
+    }
+}
+
+/// A producer's handle on a loop's shared state. It is weak so that items queued for a loop
+/// that no longer drains (stopped and closed) do not keep that state, and through it
+/// themselves, alive forever: the state lives as long as the loop's reader registration and
+/// the registry entry, both tied to the loop.
+pub(crate) type LoopRef = std::sync::Weak<LoopShared>;
+
+/// Runs `work` right here if this is the loop's own thread and it holds the GIL (Python
+/// work for the loop needs no trip through the queue then); returns `work` back otherwise.
+pub(crate) fn run_if_attached_here<W: FnOnce(Python<'_>)>(shared: &LoopRef, work: W) -> Option<W> {
+    if !is_loop_thread(shared) || !gil_held() {
+        return Some(work);
+    }
+    // SAFETY: gil_held just said this thread holds the GIL.
+    work(unsafe { Python::assume_attached() });
+    None
+}
+
+/// Whether the loop of `shared` runs on this thread.
+pub(crate) fn is_loop_thread(shared: &LoopRef) -> bool {
+    shared
+        .upgrade()
+        .is_some_and(|shared| shared.on_loop_thread())
+}
+
+/// Whether this thread holds the GIL.
+pub(crate) fn gil_held() -> bool {
+    // SAFETY: PyGILState_Check only reads this thread's state.
+    unsafe { pyo3::ffi::PyGILState_Check() == 1 }
+}
+
+/// Queues `item` on the loop if its state still exists; otherwise the item is dropped here.
+///
+/// Returns `false` when the loop is gone or closed (see [`LoopShared::queue`]).
+pub(crate) fn queue_on(shared: &LoopRef, item: LoopItem) -> bool {
+    match shared.upgrade() {
+        Some(shared) => shared.queue(item),
+        None => false,
+    }
+}

@@ -1,0 +1,311 @@
+//! A Python async iterable as a Rust stream: a small Python coroutine (`pump.py`) steps the
+//! iterator on its loop and pushes into the channel.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Waker;
+
+use futures_core::Stream;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::sync::lock;
+
+use crate::asyncio::cancel_task;
+use crate::asyncio::is_interrupt;
+use crate::asyncio::report;
+use crate::asyncio::running::runs_here;
+use crate::asyncio::set_unless_done;
+use crate::event_loop::LoopItem;
+use crate::event_loop::LoopRef;
+use crate::event_loop::is_loop_thread;
+use crate::event_loop::queue_on;
+use crate::event_loop::registry::loop_shared;
+use crate::event_loop::run_if_attached_here;
+use crate::options::StreamOptions;
+use crate::stream::channel::Channel;
+
+struct Inlet {
+    channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
+    /// The asyncio future the pump awaits while the buffer is full.
+    space: Mutex<Option<Py<PyAny>>>,
+    /// The pump's task, to cancel when the Rust side drops the stream.
+    task: Mutex<Option<Py<PyAny>>>,
+    loop_shared: LoopRef,
+}
+
+impl Inlet {
+    /// The `space()` future a pump waiting for room awaits, if any.
+    fn take_space(&self) -> Option<Py<PyAny>> {
+        lock(&self.space).take()
+    }
+
+    /// Lets a pump waiting for room go on (on the loop thread).
+    fn release_space(&self, py: Python<'_>) {
+        if let Some(future) = self.take_space() {
+            let _ = set_unless_done(future.bind(py), Ok(py.None()));
+        }
+    }
+}
+
+/// The Python side of `into_stream`: what the pump coroutine pushes into.
+#[pyclass(frozen, name = "_StreamSink", module = "pyo3_aio")]
+struct StreamSink {
+    shared: Arc<Inlet>,
+}
+
+#[pymethods]
+impl StreamSink {
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.shared.channel).closed
+    }
+
+    /// Adds an item; returns whether the pump must stop pulling: the buffer is now full,
+    /// or the stream was closed (the item is dropped). Either way it awaits `space()` and
+    /// then checks `closed`.
+    fn push(&self, item: Py<PyAny>) -> bool {
+        let (full, waker) = {
+            let mut channel = lock(&self.shared.channel);
+            if channel.closed {
+                return true;
+            }
+            channel.items.push_back(Ok(item));
+            (
+                channel.items.len() >= channel.capacity,
+                channel.take_consumers(),
+            )
+        };
+        waker.into_iter().for_each(Waker::wake);
+        full
+    }
+
+    /// An asyncio future resolved when the consumer made room (or closed).
+    fn space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = crate::get_current_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let mut space = lock(&self.shared.space);
+        let ready = {
+            let channel = lock(&self.shared.channel);
+            channel.closed || channel.items.len() < channel.capacity
+        };
+        if ready {
+            future.call_method1("set_result", (py.None(),))?;
+        } else {
+            *space = Some(future.clone().unbind());
+        }
+        Ok(future)
+    }
+
+    fn finish(&self) {
+        self.end(None);
+    }
+
+    fn fail(&self, error: Bound<'_, PyAny>) {
+        self.end(Some(PyErr::from_value(error)));
+    }
+}
+
+impl StreamSink {
+    fn end(&self, error: Option<PyErr>) {
+        let waker = {
+            let mut channel = lock(&self.shared.channel);
+            if let Some(error) = error {
+                if !channel.closed {
+                    channel.items.push_back(Err(error));
+                }
+            }
+            channel.finished = true;
+            channel.take_consumers()
+        };
+        waker.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A Python async iterable as a Rust [`Stream`]; see [`into_stream`].
+///
+/// Dropping it early cancels the pump task on the loop, which closes the Python iterator
+/// (`aclose`), so an async generator's `finally` runs.
+pub struct PyStream {
+    shared: Arc<Inlet>,
+}
+
+impl std::fmt::Debug for PyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for PyStream {
+    type Item = PyResult<Py<PyAny>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let (item, room) = {
+            let mut channel = lock(&self.shared.channel);
+            match channel.items.pop_front() {
+                Some(item) => (item, channel.items.len() < channel.capacity),
+                None if channel.finished => return Poll::Ready(None),
+                None => {
+                    channel.wait(cx.waker());
+                    drop(channel);
+                    if is_loop_thread(&self.shared.loop_shared) {
+                        // Waiting on a pump of the loop running here (see `Home::Auto`).
+                        crate::coroutine::note_python_wait();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        };
+        if room && let Some(future) = self.shared.take_space() {
+            // On the loop thread the pump can be let go at once; elsewhere the loop does it.
+            let release = move |py: Python<'_>| {
+                let _ = set_unless_done(future.bind(py), Ok(py.None()));
+            };
+            if let Some(release) = run_if_attached_here(&self.shared.loop_shared, release) {
+                queue_on(
+                    &self.shared.loop_shared,
+                    LoopItem::Call(Box::new(move |py| {
+                        release(py);
+                        Ok(())
+                    })),
+                );
+            }
+        }
+        let is_error = item.is_err();
+        if is_error {
+            lock(&self.shared.channel).finished = true;
+        }
+        Poll::Ready(Some(item))
+    }
+}
+
+impl Drop for PyStream {
+    fn drop(&mut self) {
+        let unfinished = {
+            let mut channel = lock(&self.shared.channel);
+            channel.closed = true;
+            !channel.finished
+        };
+        if unfinished {
+            let shared = self.shared.clone();
+            queue_on(
+                &self.shared.loop_shared,
+                LoopItem::Call(Box::new(move |py| {
+                    shared.release_space(py);
+                    let task = lock(&shared.task).take();
+                    if let Some(task) = task {
+                        cancel_task(
+                            py,
+                            task.bind(py),
+                            None,
+                            "pyo3-aio could not cancel a stream",
+                        );
+                    }
+                    Ok(())
+                })),
+            );
+        }
+    }
+}
+
+/// Converts a Python async iterable (an async generator, or any object with `__aiter__`
+/// returning something with `__anext__`) into a Rust [`Stream`] of its items.
+///
+/// The iteration runs as a task on the loop of the current task locals (found as
+/// [`into_future`](crate::into_future) finds them). Items that are ready cross in batches;
+/// the Python side runs at most [`StreamOptions::DEFAULT_CAPACITY`] items ahead. An exception raised by
+/// the iterator arrives as that `PyErr` and ends the stream.
+///
+/// # Errors
+///
+/// `TypeError` naming the type when the object is not async-iterable; `RuntimeError` when
+/// no event loop can be found.
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// Python::attach(|py| {
+///     let error = pyo3_aio::into_stream(py.None().into_bound(py)).unwrap_err();
+///     assert_eq!(error.to_string(), "TypeError: expected an async iterable, got 'NoneType'");
+/// });
+/// ```
+pub fn into_stream(iterable: Bound<'_, PyAny>) -> PyResult<PyStream> {
+    into_stream_with(iterable, StreamOptions::default())
+}
+
+/// [`into_stream`] with [`StreamOptions`].
+///
+/// # Errors
+///
+/// As [`into_stream`].
+pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> PyResult<PyStream> {
+    let py = iterable.py();
+    if !iterable.hasattr(pyo3::intern!(py, "__aiter__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "expected an async iterable, got '{}'",
+            iterable.get_type().name()?
+        )));
+    }
+    let iterator = iterable.call_method0(pyo3::intern!(py, "__aiter__"))?;
+    if !iterator.hasattr(pyo3::intern!(py, "__anext__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "__aiter__ of '{}' returned '{}', which has no __anext__",
+            iterable.get_type().name()?,
+            iterator.get_type().name()?
+        )));
+    }
+    let locals = crate::into_future::target_locals(py)?;
+    crate::locals::check_locals(py, &locals)?;
+    let event_loop = locals.event_loop(py);
+    let shared = Arc::new(Inlet {
+        channel: Mutex::new(Channel::new(options.capacity)),
+        space: Mutex::new(None),
+        task: Mutex::new(None),
+        loop_shared: Arc::downgrade(&loop_shared(py, &event_loop)?),
+    });
+    let sink = Py::new(
+        py,
+        StreamSink {
+            shared: shared.clone(),
+        },
+    )?;
+    let pump = crate::callables::stream_pump(py)?.call1((iterator, sink))?;
+    let start = {
+        let shared = shared.clone();
+        let event_loop = event_loop.clone().unbind();
+        let context = locals.context(py).map(Bound::unbind);
+        let pump = pump.unbind();
+        move |py: Python<'_>| {
+            let event_loop = event_loop.bind(py);
+            let created = match &context {
+                Some(context) => context.bind(py).call_method1(
+                    "run",
+                    (event_loop.getattr("create_task").ok(), pump.bind(py)),
+                ),
+                None => event_loop.call_method1("create_task", (pump.bind(py),)),
+            };
+            match created {
+                Ok(task) => *lock(&shared.task) = Some(task.unbind()),
+                Err(error) => {
+                    let _ = pump.bind(py).call_method0("close");
+                    StreamSink { shared }.end(Some(error.clone_ref(py)));
+                    if is_interrupt(py, &error) {
+                        return Err(error);
+                    }
+                    report(py, event_loop, "pyo3-aio could not start a stream", error);
+                }
+            }
+            Ok(())
+        }
+    };
+    let on_loop_thread = runs_here(py, &event_loop)?;
+    if on_loop_thread {
+        start(py)?;
+    } else {
+        queue_on(&shared.loop_shared, LoopItem::Call(Box::new(start)));
+    }
+    Ok(PyStream { shared })
+}
