@@ -109,7 +109,9 @@ class _OwnLoop:
         #: The test's deadline, when the loop reported it to its exception handler instead
         #: of raising it: uvloop runs Python signal handlers inside a callback of its own
         #: and reports what one raises (other than KeyboardInterrupt and SystemExit), so
-        #: pytest-timeout's `Failed` would be swallowed and the loop would go on for good.
+        #: pytest-timeout's `Failed` does not come out of `run_until_complete`. The loop is
+        #: stopped for it (here, and by conftest's `deadline_stops_the_running_loop`), and
+        #: the run raises it.
         self.deadline: Optional[BaseException] = None
         loop.set_exception_handler(self._handle)
 
