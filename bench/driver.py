@@ -16,8 +16,9 @@ has one body for the two Rust contenders and one for plain asyncio.
 
 Each figure is the median of up to ``--runs`` runs (default 5) of one size, after one
 untimed warm-up run; a cell stops early once its runs took ``--budget`` seconds, and then
-says how many runs it has. Sizes are the issue's; where a contender is too slow for them
-within the time limit the table says which size it ran ("n" column). Peak memory growth
+says how many runs it has. Every contender of a scenario runs the same size (the "n"
+column): the issue's, or less where the slowest contender would not fit the time limit
+at the issue's size (the scenario's note says so). Peak memory growth
 (scenario 2) is the growth of the peak RSS (``VmHWM`` of ``/proc/self/status``) of a
 fresh subprocess across the ``gather``, after a warm-up in the same subprocess: tracemalloc
 would not see Rust's allocations.
@@ -45,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
@@ -128,6 +129,17 @@ async def noop():
 
 async def agen(n):
     for i in range(n):
+        yield i
+
+
+async def pending_agen(n):
+    """`agen`, except that each item waits for one round of the loop first: a future that
+    the loop resolves through `call_soon`, so whoever iterates suspends once per item."""
+    loop = asyncio.get_running_loop()
+    for i in range(n):
+        ready = loop.create_future()
+        loop.call_soon(ready.set_result, None)
+        await ready
         yield i
 
 
@@ -240,6 +252,18 @@ async def s5a_stream(c: Contender, n: int) -> float:
     return elapsed
 
 
+async def s5a_pending_stream(c: Contender, n: int) -> float:
+    m = c.module()
+    seen = 0
+    start = now()
+    items = pending_agen(n) if m is None else m.pending_stream(c.runtime, n, c.home)
+    async for _ in items:
+        seen += 1
+    elapsed = now() - start
+    assert seen == n, (seen, n)
+    return elapsed
+
+
 async def s5b_consume(c: Contender, n: int) -> float:
     m = c.module()
     start = now()
@@ -297,23 +321,30 @@ async def s6b_await_contention(c: Contender, n: int) -> float:
 # Scenarios
 
 
+ALL_FAMILIES = ("asyncio", "pyo3-aio", "pyo3-async-runtimes")
+
+
 @dataclass
 class Scenario:
+    #: what `--only` selects; "5a-pending" is also selected by "5a"
     key: str
     title: str
     body: Callable[[Contender, int], Awaitable]
-    #: size per family; a missing family does not take part
-    sizes: dict
+    #: the size every contender runs (one size, so that the figures compare)
+    n: int
     #: "ns" (per item, from seconds / n) or "ms" (whole run)
     unit: str
     #: which contenders: "rust" (default home only), "homes" (pyo3-aio per home)
     contenders: str = "rust"
     note: str = ""
-    #: size per (family, home) overriding `sizes`
-    home_sizes: dict = field(default_factory=dict)
+    #: the families that take part; the Rust ones left out are listed as n/a
+    families: tuple = ALL_FAMILIES
 
     def size(self, c: Contender) -> Optional[int]:
-        return self.home_sizes.get((c.family, c.home), self.sizes.get(c.family))
+        return self.n if c.family in self.families else None
+
+    def selected(self, only: set) -> bool:
+        return not only or self.key in only or self.key.split("-", 1)[0] in only
 
 
 SCENARIOS = [
@@ -321,17 +352,18 @@ SCENARIOS = [
         "1",
         "1. await a Rust future that is ready at once (ns per await)",
         s1_ready,
-        {"asyncio": 200_000, "pyo3-aio": 200_000, "pyo3-async-runtimes": 10_000},
+        20_000,
         "ns",
         note="plain asyncio: `await f(i)` of an `async def f(v): return v`. "
         "pyo3-async-runtimes spawns even a ready future and answers through "
-        "`call_soon_threadsafe`, so it runs 10,000 awaits instead of 200,000.",
+        "`call_soon_threadsafe` (about 150 µs an await), so every contender runs 20,000 "
+        "awaits instead of the issue's 200,000.",
     ),
     Scenario(
         "1b",
         "1b. await a Rust future completed on a worker thread, in a row (ns per await)",
         s1b_hop,
-        {"asyncio": 10_000, "pyo3-aio": 10_000, "pyo3-async-runtimes": 10_000},
+        10_000,
         "ns",
         note="(extra) the Rust future is pending once, then completed by a runtime worker: "
         "one hop there and back per await. plain asyncio: `await loop.run_in_executor(None, int)`.",
@@ -340,7 +372,7 @@ SCENARIOS = [
         "2",
         "2. `gather` of 10,000 Rust timers of 1 ms (wall time)",
         s2_timers,
-        {"asyncio": 10_000, "pyo3-aio": 10_000, "pyo3-async-runtimes": 10_000},
+        10_000,
         "ms",
         note="plain asyncio: `gather` of 10,000 `asyncio.sleep(0.001)`; "
         "the Rust timers are the runtime's own (tokio::time, async-std, smol::Timer).",
@@ -349,23 +381,22 @@ SCENARIOS = [
         "3",
         "3. Rust awaits a trivial Python coroutine, in a row (ns per round trip)",
         s3_round_trips,
-        {"asyncio": 100_000, "pyo3-aio": 10_000, "pyo3-async-runtimes": 10_000},
+        10_000,
         "ns",
         contenders="homes",
-        home_sizes={("pyo3-aio", "loop-thread"): 100_000, ("pyo3-aio", "default"): 100_000},
         note="`into_future(noop())` awaited n times by one Rust future. plain asyncio: "
         "`await loop.create_task(noop())`, what into_future does. With the default options "
         "(`Home::Auto`) the Rust future, left pending on Python work of its loop by its first "
-        "poll, stays on the loop thread. Futures living on a worker (\"(runtime)\") pay two "
-        "cross-thread wake-ups per round trip, so those rows (and pyo3-async-runtimes) run "
-        "10,000 instead of 100,000 to fit the time limit.",
+        "poll, stays on the loop thread. Futures living on a worker (\"(runtime)\") and "
+        "pyo3-async-runtimes' pay two cross-thread wake-ups per round trip (200-300 µs), so "
+        "every contender runs 10,000 round trips instead of the issue's 100,000.",
     ),
     Scenario(
         "4",
         "4. 10,000 tasks awaiting a never-ending Rust future, cancelled (ms until every "
         "Rust future is dropped; dropped / 10,000)",
         s4_cancel,
-        {"asyncio": 10_000, "pyo3-aio": 10_000, "pyo3-async-runtimes": 10_000},
+        10_000,
         "ms",
         note="from the first `task.cancel()` until the 10,000th drop of the Rust future "
         "(a drop counter in the future). plain asyncio: tasks awaiting a bare "
@@ -375,49 +406,67 @@ SCENARIOS = [
         "5a",
         "5a. Rust stream into `async for` (ns per item)",
         s5a_stream,
-        {"asyncio": 100_000, "pyo3-aio": 100_000},
+        100_000,
         "ns",
         contenders="homes",
+        families=("asyncio", "pyo3-aio"),
         note="plain asyncio: `async for` over a Python async generator of 100,000 ints. "
         "pyo3-async-runtimes has no Rust stream -> Python conversion (n/a). "
-        "home=loop-thread is `local_stream_into_py`.",
+        "home=loop-thread is `local_stream_into_py`. Every item is ready when asked for.",
+    ),
+    Scenario(
+        "5a-pending",
+        "5a (pending). Rust stream into `async for`, each item after a hop to a runtime "
+        "worker (ns per item)",
+        s5a_pending_stream,
+        20_000,
+        "ns",
+        contenders="homes",
+        families=("asyncio", "pyo3-aio"),
+        note="(extra) the stream of 5a, except that each item waits for a task spawned on "
+        "the runtime (through the spawner pyo3-aio uses) to have run: the item is not there "
+        "when `__anext__` polls inline, so `async for` suspends until the worker's wake-up "
+        "reaches the loop (through the pump; for home=loop-thread through the loop's queue). "
+        "plain asyncio: an async generator that awaits, before each item, a future the loop "
+        "resolves through `call_soon`. Both suspend about once per item. "
+        "pyo3-async-runtimes: n/a, as in 5a.",
     ),
     Scenario(
         "5b",
         "5b. Python async generator into a Rust stream (ns per item)",
         s5b_consume,
-        {"asyncio": 100_000, "pyo3-aio": 100_000, "pyo3-async-runtimes": 20_000},
+        100_000,
         "ns",
         contenders="homes",
         note="Rust counts the items of `into_stream(agen(n))`; pyo3-async-runtimes uses "
-        "`into_stream_v2` (feature `unstable-streams`) and runs 20,000 items. "
+        "`into_stream_v2` (feature `unstable-streams`). "
         "plain asyncio: `async for` over the same generator.",
     ),
     Scenario(
         "6a",
         "6a. contention: 4 Python tasks awaiting Rust futures completed on workers, "
-        "100,000 round trips in all (ns per round trip)",
+        "20,000 round trips in all (ns per round trip)",
         s6a_hop_contention,
-        {"asyncio": 20_000, "pyo3-aio": 40_000, "pyo3-async-runtimes": 20_000},
+        20_000,
         "ns",
         note="4 tasks at once, each awaiting `hop()` (scenario 1b) in a row: the workers "
         "complete while the loop thread runs Python, which is where a completion path that "
         "takes the GIL waits. plain asyncio: `run_in_executor(None, int)`. Every round trip "
-        "crosses threads twice, so pyo3-aio runs 40,000 and the others 20,000 instead of "
+        "crosses threads twice, so every contender runs 20,000 instead of the issue's "
         "100,000 to fit the time limit.",
     ),
     Scenario(
         "6b",
         "6b. contention: 4 Rust futures awaiting Python coroutines at once, "
-        "100,000 round trips in all (ns per round trip)",
+        "20,000 round trips in all (ns per round trip)",
         s6b_await_contention,
-        {"asyncio": 100_000, "pyo3-aio": 20_000, "pyo3-async-runtimes": 20_000},
+        20_000,
         "ns",
         contenders="homes",
-        home_sizes={("pyo3-aio", "loop-thread"): 100_000, ("pyo3-aio", "default"): 100_000},
         note="4 `await_many(noop, n/4)` gathered (scenario 3, four at once). plain asyncio: "
-        "4 tasks doing `await loop.create_task(noop())`. Rows with futures on workers (and "
-        "pyo3-async-runtimes) run 20,000 to fit the time limit.",
+        "4 tasks doing `await loop.create_task(noop())`. Rows with futures on workers and "
+        "pyo3-async-runtimes cross threads twice per round trip, so every contender runs "
+        "20,000 instead of the issue's 100,000 to fit the time limit.",
     ),
 ]
 
@@ -488,7 +537,7 @@ def measure(s: Scenario, c: Contender, loop_kind: str, n: int, runs: int, budget
 
 
 def contenders_for(s: Scenario) -> list[Contender]:
-    found = [ASYNCIO] if "asyncio" in s.sizes else []
+    found = [ASYNCIO] if "asyncio" in s.families else []
     for c in rust_contenders(homes=s.contenders == "homes"):
         if s.size(c) is not None:
             found.append(c)
@@ -754,7 +803,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per cell (median), default 5")
     parser.add_argument("--budget", type=float, default=3.0,
                         help="seconds after which a cell stops repeating (default 3)")
-    parser.add_argument("--only", default="", help="comma-separated scenario keys, e.g. 1,3,6a")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenario keys, e.g. 1,3,6a (5a also runs 5a-pending)")
     parser.add_argument("--output", default=None, help="where the Markdown goes")
     parser.add_argument("--append-criterion", metavar="DIR", default=None,
                         help="only append the medians of the core's criterion benches "
@@ -787,7 +837,7 @@ def main() -> int:
     sections = []
     memory: dict = {}
     for s in SCENARIOS:
-        if only and s.key not in only:
+        if not s.selected(only):
             continue
         rows = contenders_for(s)
         cells: dict = {}

@@ -10,8 +10,11 @@ Build the extension module first (from this directory):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
+import signal
+import threading
 
 import pytest
 
@@ -63,3 +66,33 @@ def pytest_configure(config):
     ceiling = int(MEMORY_CEILING_GIB * (1 << 30))
     if hard == resource.RLIM_INFINITY or hard > ceiling:
         resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+
+
+@pytest.fixture(autouse=True)
+def deadline_stops_the_running_loop():
+    """Makes the test's deadline stop the event loop running on the main thread, before
+    pytest-timeout's own handler raises its `Failed` there.
+
+    asyncio lets that exception out of `run_until_complete`, but uvloop runs Python signal
+    handlers inside a callback of its own and hands what one raises to the loop's exception
+    handler: the loop would go on, and a hung test would only end when faulthandler ends
+    the whole process. Stopped, `run_until_complete` returns ("Event loop stopped before
+    Future completed." for a loop of the test's own; `run_on` raises the deadline itself)."""
+    deadline = signal.getsignal(signal.SIGALRM)
+    if not callable(deadline) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop_then_fail(signum, frame):
+        try:
+            asyncio.get_running_loop().stop()
+        except RuntimeError:  # no loop runs here
+            pass
+        deadline(signum, frame)
+
+    signal.signal(signal.SIGALRM, stop_then_fail)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGALRM) is stop_then_fail:
+            signal.signal(signal.SIGALRM, deadline)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Awaitable, Callable, List
+from typing import Any, Awaitable, Callable, List, Optional
 
 import pytest
 import uvloop
@@ -52,13 +52,6 @@ class LoopErrors(AssertionError):
     destroyed while pending, an exception was never retrieved...)."""
 
 
-def _collecting_handler(errors: List[dict]):
-    def handler(loop, context):
-        errors.append(context)
-
-    return handler
-
-
 def run_directly(kind: str, coroutine: Awaitable[Any]) -> Any:
     """Runs `coroutine` as `asyncio.run(coroutine)` would, on a loop of `kind`, with the
     coroutine object passed as-is (no wrapper)."""
@@ -67,42 +60,163 @@ def run_directly(kind: str, coroutine: Awaitable[Any]) -> Any:
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(coroutine)
-    return _run_on_new_loop(uvloop.new_event_loop(), coroutine)
-
-
-def _run_on_new_loop(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[Any]) -> Any:
-    """`asyncio.run` for Pythons without `asyncio.Runner` (3.9, 3.10) and any loop."""
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        try:
-            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
+    # `asyncio.run` for a loop factory on Pythons without `asyncio.Runner` (3.9, 3.10).
+    return _OwnLoop(uvloop.new_event_loop(), errors=None, current=False).run(coroutine)
 
 
 def run_on(kind: str, coro_factory: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Runs `coro_factory(*args)` on a new loop of `kind` (asyncio.run for the default loop,
-    asyncio.Runner or a plain new loop for uvloop) and returns its result.
+    """Runs `coro_factory(*args)` on a new loop of `kind` and returns its result.
 
+    A run that returns is cleaned up as `asyncio.run` does it: the tasks still pending are
+    cancelled and awaited, async generators and the default executor shut down, the loop
+    closed (and the default loop is the thread's current loop while it runs, as there).
     Fails the test with LoopErrors when the loop's exception handler was called.
+
+    A run that raises (its coroutine failed, or the test's deadline interrupted the loop)
+    gives the tasks still pending PATIENCE to end once cancelled, and then closes the loop
+    under whatever has not ended (see `_ABANDONED`). `asyncio.run` would await them for
+    good: a Task that a bug keeps from ending when cancelled would hold its cleanup past
+    the deadline, until faulthandler ends the whole pytest process, losing this test's
+    failure and every later test.
     """
     errors: List[dict] = []
 
     async def main():
-        asyncio.get_running_loop().set_exception_handler(_collecting_handler(errors))
         return await coro_factory(*args)
 
-    result = run_directly(kind, main())
+    result = _OwnLoop(loop_factory(kind)(), errors, current=kind == "asyncio").run(main())
     if errors:
         raise LoopErrors(f"the event loop reported errors: {errors!r}")
     return result
+
+
+#: Tasks (and their loops) that a run closed its loop under because they did not end in
+#: time after a failure (see `run_on`), kept for the rest of the session: collected, each
+#: would report "Task was destroyed but it is pending!" and close its coroutine in the
+#: middle of whichever test runs then, and could fail it.
+_ABANDONED: List[Any] = []
+
+
+class _OwnLoop:
+    """A new loop that runs one coroutine and is then cleaned up and closed, as `run_on`
+    describes. `errors` collects what the loop's exception handler is given (None: asyncio's
+    default handler logs it); `current` makes it the thread's current loop while it runs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, errors: Optional[List[dict]], current: bool):
+        self.loop = loop
+        self.errors = errors
+        self.current = current
+        #: The test's deadline, when the loop reported it to its exception handler instead
+        #: of raising it: uvloop runs Python signal handlers inside a callback of its own
+        #: and reports what one raises (other than KeyboardInterrupt and SystemExit), so
+        #: pytest-timeout's `Failed` does not come out of `run_until_complete`. The loop is
+        #: stopped for it (here, and by conftest's `deadline_stops_the_running_loop`), and
+        #: the run raises it.
+        self.deadline: Optional[BaseException] = None
+        loop.set_exception_handler(self._handle)
+
+    def _handle(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if isinstance(context.get("exception"), pytest.fail.Exception):
+            self.deadline = self.deadline or context["exception"]
+            loop.stop()
+        elif self.errors is not None:
+            self.errors.append(context)
+        else:
+            loop.default_exception_handler(context)
+
+    def run(self, coroutine: Awaitable[Any]) -> Any:
+        if self.current:
+            asyncio.set_event_loop(self.loop)
+        try:
+            task = asyncio.ensure_future(coroutine, loop=self.loop)
+            try:
+                result = self.loop.run_until_complete(task)
+                if self.deadline is not None:
+                    raise self.deadline
+            except BaseException as error:
+                self._fail(error)
+            self._close()
+            return result
+        finally:
+            if self.current:
+                asyncio.set_event_loop(None)
+
+    def _close(self) -> None:
+        """`asyncio.run`'s cleanup: cancel and await the tasks left, report the errors they
+        ended with to the loop's handler, shut down async generators and the default
+        executor, close the loop. Should the deadline interrupt it, the rest is bounded."""
+        loop = self.loop
+        try:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            for task in leftovers:
+                if not task.cancelled() and task.exception() is not None:
+                    loop.call_exception_handler(
+                        {
+                            "message": "unhandled exception during asyncio.run() shutdown",
+                            "exception": task.exception(),
+                            "task": task,
+                        }
+                    )
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            if self.deadline is not None:
+                raise self.deadline
+        except BaseException as error:
+            self._fail(error)
+        loop.close()
+
+    def _fail(self, error: BaseException) -> None:
+        """Closes the loop after `error` (bounded, see `_close_abandoning`) and raises the
+        error to report: the deadline if the loop reported it (it stopped the loop, which
+        raised `error`), else `error`."""
+        reported = self.deadline or error
+        self._close_abandoning(reported)
+        if reported is error:
+            raise error
+        raise reported from None
+
+    def _close_abandoning(self, error: BaseException) -> None:
+        """Closes the loop after a run that failed with `error`: the tasks still pending are
+        cancelled, and they and the shutdown of async generators and of the default
+        executor get PATIENCE in all to end; what has not ended by then stays pending, kept
+        in `_ABANDONED`, and is named in a note on `error`."""
+        loop = self.loop
+        deadline = time.monotonic() + PATIENCE
+        notes = []
+        try:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            for step in (None, loop.shutdown_asyncgens, loop.shutdown_default_executor):
+                waiting = leftovers if step is None else {loop.create_task(step())}
+                if waiting:
+                    timeout = max(deadline - time.monotonic(), 0.001)
+                    loop.run_until_complete(asyncio.wait(waiting, timeout=timeout))
+            for task in leftovers:
+                # Seen here, so a task that ended with an error does not report it again
+                # when collected ("exception was never retrieved"): the test fails anyway.
+                if task.done() and not task.cancelled():
+                    task.exception()
+        except Exception as cleanup_error:  # the test's own error is the one to report
+            notes.append(f"cleaning up the loop after the failure failed too: {cleanup_error!r}")
+        finally:
+            stuck = asyncio.all_tasks(loop)
+            if stuck:
+                _ABANDONED.append((loop, stuck))
+                named = sorted(map(repr, stuck))
+                notes.append(
+                    f"{len(stuck)} task(s) had not ended {PATIENCE} s after being cancelled "
+                    f"and were abandoned with the loop: "
+                    f"{named[:5]}{' ...' if len(named) > 5 else ''}"
+                )
+            loop.close()
+            if hasattr(error, "add_note"):  # 3.11+
+                for note in notes:
+                    error.add_note(note)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool:

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 import pyo3_aio_tests as m
-from harness import LoopErrors, loop_factory, run_python, wait_until
+from harness import run_python, wait_until
 
 #: Loop iterations after which anything the loop was already signalled about has run: a
 #: wake-up written to the loop's eventfd before the test looks is read by the next select.
@@ -23,24 +23,6 @@ SETTLE = 10
 async def settle():
     for _ in range(SETTLE):
         await asyncio.sleep(0)
-
-
-def run_abandoning(loop_kind, coro_factory):
-    """The `run` fixture, except that tasks `coro_factory()` leaves behind are abandoned
-    with the loop instead of awaited: a Task whose cancellation a bug keeps from ever
-    completing would keep `asyncio.run`'s cleanup waiting until the per-test deadline,
-    where the test's own bounded wait has already failed."""
-    loop = loop_factory(loop_kind)()
-    errors = []
-    loop.set_exception_handler(lambda loop, context: errors.append(context))
-    try:
-        result = loop.run_until_complete(coro_factory())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
-    if errors:
-        raise LoopErrors(f"the event loop reported errors: {errors!r}")
-    return result
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,7 +204,7 @@ def test_a_runtime_future_is_dropped_before_python_sees_its_result(run, patience
     run(main)
 
 
-def test_a_cancel_while_the_runtime_polls_completes_once_the_poll_ends(loop_kind, patience):
+def test_a_cancel_while_the_runtime_polls_completes_once_the_poll_ends(run, patience):
     """Cancelled while a runtime thread is inside its poll, the future cannot be dropped
     at once: the Task's cancellation waits, and must complete once that thread drops it."""
 
@@ -241,10 +223,10 @@ def test_a_cancel_while_the_runtime_polls_completes_once_the_poll_ends(loop_kind
         assert task.cancelled()
         assert latch.dropped()
 
-    run_abandoning(loop_kind, main)
+    run(main)
 
 
-def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes(loop_kind, patience):
+def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes(run, patience):
     """The runtime thread drops the cancelled future after the loop thread found it busy
     and before it asked to be told when it is gone: the loop thread must see it gone."""
 
@@ -261,7 +243,7 @@ def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes(loop_kin
         assert latch.finished()
         assert latch.dropped()
 
-    run_abandoning(loop_kind, main)
+    run(main)
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 //!   flowing back, one per conversion in either direction;
 //! - [`wake_queue`]: the per-event-loop queue that turns a burst of completions into one
 //!   wake-up of the Python loop;
+//! - [`loop_queue`]: that queue with the loop's `closed` flag, so that nothing is left
+//!   queued for a loop that closed;
 //! - [`waker`]: wakers from `Arc`s of wake targets;
 //! - [`spawn`]: the object-safe [`Spawner`] trait runtimes implement;
 //! - `scope` (with the `std` feature): task-local values that travel with a future.
@@ -21,6 +23,7 @@ extern crate std;
 pub mod cell;
 #[cfg(feature = "std")]
 pub mod fork;
+pub mod loop_queue;
 #[cfg(feature = "std")]
 pub mod scope;
 pub mod spawn;
@@ -29,5 +32,6 @@ pub mod wake_queue;
 pub mod waker;
 
 pub use cell::{Closed, Consumer, Producer, completion};
+pub use loop_queue::LoopQueue;
 pub use spawn::{BoxFuture, SpawnError, Spawner};
 pub use wake_queue::{Signal, WakeQueue};

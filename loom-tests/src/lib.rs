@@ -1,4 +1,5 @@
-//! Loom models of `pyo3-aio-core`: every race of the completion cell and the wake queue.
+//! Loom models of `pyo3-aio-core`: every race of the completion cell, the wake queue and
+//! the loop queue (the wake queue with its loop's `closed` flag).
 //!
 //! [loom] runs a closure over and over, once per interleaving of its threads' atomic
 //! operations (and per allowed value of each relaxed load), and fails on a panic, a
@@ -13,9 +14,12 @@
 //!   consumer drop on the other), plus waker replacement on both sides;
 //! - `tests/wake_queue.rs`: push against push, push against drain, drain against drain,
 //!   push against the queue's drop, and the signal protocol the event loop runs;
+//! - `tests/loop_queue.rs`: a push against the loop's close, and pushes against the loop's
+//!   last drain and its close;
 //! - `tests/planted_bug.rs`: the proof that the models have teeth: a cell with a planted
-//!   lost wake-up must fail the `complete_vs_poll` story that the real cell passes, and a
-//!   wake queue that links a node after publishing it must fail `push_vs_drain`.
+//!   lost wake-up must fail the `complete_vs_poll` story that the real cell passes, a
+//!   wake queue that links a node after publishing it must fail `push_vs_drain`, and a
+//!   loop queue whose push reads `closed` before enqueueing must fail `push_vs_close`.
 //!
 //! # Running
 //!

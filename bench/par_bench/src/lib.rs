@@ -169,6 +169,13 @@ fn stream(runtime: &str, n: usize, home: &str) -> PyResult<()> {
     ))
 }
 
+/// Not available, as for `stream`: the protocol's stream whose every item is pending once.
+#[pyfunction]
+#[pyo3(signature = (runtime, n, home = "default"))]
+fn pending_stream(runtime: &str, n: usize, home: &str) -> PyResult<()> {
+    stream(runtime, n, home)
+}
+
 /// Rust consumes the Python async generator `aiter` (through `into_stream_v2`, feature
 /// `unstable-streams`); returns how many items it saw.
 #[pyfunction]
@@ -212,6 +219,7 @@ fn par_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dropped, m)?)?;
     m.add_function(wrap_pyfunction!(await_many, m)?)?;
     m.add_function(wrap_pyfunction!(stream, m)?)?;
+    m.add_function(wrap_pyfunction!(pending_stream, m)?)?;
     m.add_function(wrap_pyfunction!(consume, m)?)?;
     Ok(())
 }

@@ -10,12 +10,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_core::Stream;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3_aio::generic::Spawner;
 use pyo3_aio::{Home, Options};
 
 const RUNTIMES: [&str; 3] = ["tokio", "async-std", "smol"];
@@ -181,6 +183,93 @@ impl Stream for Counting {
     }
 }
 
+/// The spawner pyo3-aio uses for the named runtime, for [`Hop`].
+fn spawner(name: &str) -> PyResult<Arc<dyn Spawner>> {
+    match name {
+        "tokio" => Ok(Arc::new(pyo3_aio::tokio::TokioSpawner::global())),
+        "async-std" => Ok(Arc::new(pyo3_aio::async_std::AsyncStdSpawner)),
+        "smol" => Ok(Arc::new(pyo3_aio::smol::SmolSpawner::global())),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+/// A future that is done once a task spawned on a runtime has run: one hop to one of its
+/// workers and back, on the spawner pyo3-aio itself uses for that runtime.
+struct Hop(Arc<Mutex<HopState>>);
+
+#[derive(Default)]
+struct HopState {
+    done: bool,
+    waker: Option<Waker>,
+}
+
+impl Hop {
+    fn start(spawner: &dyn Spawner) -> Self {
+        let state = Arc::new(Mutex::new(HopState::default()));
+        let worker = state.clone();
+        let spawned = spawner.spawn(Box::pin(async move {
+            let waker = {
+                let mut state = worker.lock().unwrap_or_else(|e| e.into_inner());
+                state.done = true;
+                state.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }));
+        // A runtime that refuses (shut down) leaves the hop done at once.
+        if spawned.is_err() {
+            state.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        }
+        Self(state)
+    }
+}
+
+impl Future for Hop {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if state.done {
+            return Poll::Ready(());
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The integers `0..n` as a Rust stream in which every item waits for a [`Hop`] first. The
+/// item is not there yet when `__anext__` polls the stream inline; it is once a worker ran
+/// the hop's task and that worker's wake-up reached the loop the usual way (through the
+/// pump for a Send stream, through the loop's queue for a local one). So the consumer
+/// suspends whenever it has caught up with the stream, about once per item.
+struct CountingAfterHops {
+    next: usize,
+    end: usize,
+    spawner: Arc<dyn Spawner>,
+    /// The hop the next item waits for, once started.
+    hop: Option<Hop>,
+}
+
+impl Stream for CountingAfterHops {
+    type Item = PyResult<usize>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.next == self.end {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let hop = this.hop.get_or_insert_with(|| Hop::start(&*this.spawner));
+        if Pin::new(hop).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.hop = None;
+        let item = self.next;
+        self.next += 1;
+        Poll::Ready(Some(Ok(item)))
+    }
+}
+
 /// A Rust stream of the integers `0..n` as a Python async iterator (`async for`).
 #[pyfunction]
 #[pyo3(signature = (runtime, n, home = "default"))]
@@ -190,7 +279,39 @@ fn stream<'py>(
     n: usize,
     home: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let items = Counting { next: 0, end: n };
+    into_async_iterator(py, runtime, home, Counting { next: 0, end: n })
+}
+
+/// As `stream`, but every item waits for a hop to a worker of the runtime first (see
+/// `CountingAfterHops`).
+#[pyfunction]
+#[pyo3(signature = (runtime, n, home = "default"))]
+fn pending_stream<'py>(
+    py: Python<'py>,
+    runtime: &str,
+    n: usize,
+    home: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let items = CountingAfterHops {
+        next: 0,
+        end: n,
+        spawner: spawner(runtime)?,
+        hop: None,
+    };
+    into_async_iterator(py, runtime, home, items)
+}
+
+/// `items` as a Python async iterator: `local_stream_into_py` for `home="loop-thread"`, the
+/// named runtime's `stream_into_py` otherwise.
+fn into_async_iterator<'py, S>(
+    py: Python<'py>,
+    runtime: &str,
+    home: &str,
+    items: S,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Stream<Item = PyResult<usize>> + Send + 'static,
+{
     match (parse_home(home)?, runtime) {
         (Home::LoopThread, "tokio" | "async-std" | "smol") => {
             pyo3_aio::generic::local_stream_into_py(py, items)
@@ -239,6 +360,7 @@ fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dropped, m)?)?;
     m.add_function(wrap_pyfunction!(await_many, m)?)?;
     m.add_function(wrap_pyfunction!(stream, m)?)?;
+    m.add_function(wrap_pyfunction!(pending_stream, m)?)?;
     m.add_function(wrap_pyfunction!(consume, m)?)?;
     Ok(())
 }

@@ -15,12 +15,11 @@ pub(crate) mod waker;
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
 use pyo3_aio_core::Signal;
-use pyo3_aio_core::WakeQueue;
+use pyo3_aio_core::loop_queue::{LoopQueue, Push};
+use pyo3_aio_core::wake_queue::Drain;
 
 use crate::sync::lock;
 
@@ -58,10 +57,10 @@ pub(crate) enum LoopItem {
 /// The shared state of one event loop; producers hold it through `Arc`, so the eventfd
 /// outlives every producer that might still write to it.
 pub(crate) struct LoopShared {
-    queue: WakeQueue<LoopItem>,
+    /// The wake queue and the `closed` flag, set once the loop can no longer drain: later
+    /// items are handed back at once.
+    queue: LoopQueue<LoopItem>,
     wakeup: std::sync::OnceLock<Wakeup>,
-    /// Set once the loop can no longer drain (closed); later items are dropped at once.
-    closed: AtomicBool,
     /// The loop's thread, a weak reference to the loop and a drain callback that does not
     /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
     /// installed (on the loop thread).
@@ -106,14 +105,13 @@ impl LoopShared {
             }
             return false;
         }
-        if self.queue.push(item) == Signal::Needed {
-            self.signal();
-        }
-        // Checked after the push (Acquire pairs with `close`'s Release): either `close`
-        // drains after our push, or we see the flag and drain ourselves.
-        if self.closed.load(Ordering::Acquire) {
-            self.discard();
-            return false;
+        match self.queue.push(item) {
+            Push::Queued(Signal::Needed) => self.signal(),
+            Push::Queued(Signal::AlreadyPending) => {}
+            Push::Closed(left) => {
+                discard(left);
+                return false;
+            }
         }
         true
     }
@@ -123,8 +121,7 @@ impl LoopShared {
     /// conversion still pending there is released (its Rust future dropped, a Rust
     /// awaiter told).
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.discard();
+        discard(self.queue.close());
         let targets = std::mem::take(&mut lock(&self.pending).targets);
         if targets.is_empty() {
             return;
@@ -141,7 +138,7 @@ impl LoopShared {
     /// Remembers a pending conversion bound to this loop, to release it if the loop closes
     /// first. On a loop already closed it is released at once.
     pub(crate) fn track(&self, py: Python<'_>, target: std::sync::Weak<dyn Resume>) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.queue.is_closed() {
             if let Some(target) = target.upgrade() {
                 target.loop_closed(py);
             }
@@ -153,15 +150,6 @@ impl LoopShared {
             pending.sweep_at = (pending.targets.len() * 2).max(Pending::FIRST_SWEEP);
         }
         pending.targets.push(target);
-    }
-
-    /// Drops what is queued on a closed loop; wake-ups let go of what they keep for it.
-    fn discard(&self) {
-        for item in self.queue.drain() {
-            if let LoopItem::Resume(target) = item {
-                target.abandon();
-            }
-        }
     }
 
     /// Whether this state was made in this process (not inherited through fork).
@@ -245,5 +233,14 @@ pub(crate) fn queue_on(shared: &LoopRef, item: LoopItem) -> bool {
     match shared.upgrade() {
         Some(shared) => shared.queue(item),
         None => false,
+    }
+}
+
+/// Drops what was left queued on a closed loop; wake-ups let go of what they keep for it.
+fn discard(left: Drain<LoopItem>) {
+    for item in left {
+        if let LoopItem::Resume(target) = item {
+            target.abandon();
+        }
     }
 }

@@ -4,12 +4,10 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
 
 use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3_aio_core::WakeQueue;
 
 use crate::sync::lock;
 
@@ -64,9 +62,8 @@ impl LoopWakeup {
 
 fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopShared>> {
     let shared = Arc::new(LoopShared {
-        queue: WakeQueue::new(),
+        queue: pyo3_aio_core::loop_queue::LoopQueue::new(),
         wakeup: std::sync::OnceLock::new(),
-        closed: AtomicBool::new(false),
         loop_thread: std::sync::OnceLock::new(),
         pending: Mutex::new(Pending::new()),
         generation: pyo3_aio_core::fork::generation(),
