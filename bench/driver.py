@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmarks: pyo3-aio, pyo3-async-runtimes and plain asyncio (issue 6).
+"""Side-by-side benchmarks: pyo3-aio, pyo3-async-runtimes and plain asyncio.
 
 Every scenario runs for every contender on asyncio's default loop and on uvloop, in this
 one process run, so the figures are comparable. Contenders:

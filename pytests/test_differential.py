@@ -597,7 +597,7 @@ def test_a_caught_panic_is_not_printed_and_carries_its_location(runtime):
         [sys.executable, "-c", code, runtime], capture_output=True, text=True, timeout=60, env=env
     )
     assert process.returncode == 0, process.stderr
-    assert process.stdout.strip() == "('boom',) lib.rs", process.stdout
+    assert process.stdout.strip() == "('boom',) futures.rs", process.stdout
     assert "panicked" not in process.stderr and "backtrace" not in process.stderr, process.stderr
 
 

@@ -71,7 +71,7 @@ pub use private as __private;
 pub use coroutine::RustCoroutine;
 pub use into_future::{PyFuture, into_future, into_future_with_locals};
 pub use locals::{TaskLocals, get_current_locals, get_current_loop, scope, scope_local};
-pub use options::{DEFAULT_CAPACITY, FirstPoll, Home, Options, StreamOptions};
+pub use options::{FirstPoll, Home, Options, StreamOptions};
 pub use panic::RustPanic;
 pub use stream::{PyStream, RustStream, into_stream, into_stream_with};
 

@@ -64,11 +64,6 @@ impl Options {
     }
 }
 
-/// [`StreamOptions::DEFAULT_CAPACITY`], kept at the crate root while the test module
-/// still names it there.
-#[doc(hidden)]
-pub const DEFAULT_CAPACITY: usize = StreamOptions::DEFAULT_CAPACITY;
-
 /// Options of the stream conversions.
 ///
 /// ```

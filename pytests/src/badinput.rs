@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3_aio::TaskLocals;
 
-use crate::{convert, unknown_runtime};
+use crate::Runtime;
 
 /// `TaskLocals::new(event_loop)` (with `context` when given), then Rust awaits `awaitable`
 /// through `into_future_with_locals`.
@@ -16,7 +16,7 @@ use crate::{convert, unknown_runtime};
 #[pyo3(signature = (runtime, event_loop, awaitable, context = None))]
 fn await_py_with_locals<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     event_loop: Bound<'py, PyAny>,
     awaitable: Bound<'py, PyAny>,
     context: Option<Bound<'py, PyAny>>,
@@ -26,7 +26,7 @@ fn await_py_with_locals<'py>(
         locals = locals.with_context(context);
     }
     let future = pyo3_aio::into_future_with_locals(&locals, awaitable)?;
-    convert(py, runtime, future)
+    runtime.convert(py, future)
 }
 
 /// `pyo3_aio::get_current_loop`, called synchronously.
@@ -53,17 +53,11 @@ fn current_locals_now(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
 /// `run_until_complete(event_loop, future returning value)` on `runtime`.
 #[pyfunction]
 fn run_until_complete_on(
-    runtime: &str,
+    runtime: Runtime,
     event_loop: Bound<'_, PyAny>,
     value: Py<PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let future = async move { Ok(value) };
-    match runtime {
-        "tokio" => pyo3_aio::tokio::run_until_complete(event_loop, future),
-        "async-std" => pyo3_aio::async_std::run_until_complete(event_loop, future),
-        "smol" => pyo3_aio::smol::run_until_complete(event_loop, future),
-        other => Err(unknown_runtime(other)),
-    }
+    runtime.run_until_complete(event_loop, async move { Ok(value) })
 }
 
 /// `run_with_loop_factory(factory, future returning value)` on `runtime`, with the
@@ -71,25 +65,22 @@ fn run_until_complete_on(
 #[pyfunction]
 fn run_with_factory(
     py: Python<'_>,
-    runtime: &str,
+    runtime: Runtime,
     factory: Bound<'_, PyAny>,
     value: Py<PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let future = async move { Ok(value) };
     let make = move |_py: Python<'_>| factory.call0();
-    match runtime {
-        "tokio" => pyo3_aio::tokio::run_with_loop_factory(py, make, future),
-        "async-std" => pyo3_aio::async_std::run_with_loop_factory(py, make, future),
-        "smol" => pyo3_aio::smol::run_with_loop_factory(py, make, future),
-        other => Err(unknown_runtime(other)),
-    }
+    runtime.run_with_loop_factory(py, make, async move { Ok(value) })
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(await_py_with_locals, m)?)?;
-    m.add_function(wrap_pyfunction!(current_loop_now, m)?)?;
-    m.add_function(wrap_pyfunction!(current_locals_now, m)?)?;
-    m.add_function(wrap_pyfunction!(run_until_complete_on, m)?)?;
-    m.add_function(wrap_pyfunction!(run_with_factory, m)?)?;
+    add_functions!(
+        m,
+        await_py_with_locals,
+        current_loop_now,
+        current_locals_now,
+        run_until_complete_on,
+        run_with_factory,
+    );
     Ok(())
 }

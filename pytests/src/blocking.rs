@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_core::Stream;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::runtime::Runtime;
 
 /// How many `never` futures made here have been dropped.
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -23,28 +25,18 @@ impl Drop for CountDrop {
     }
 }
 
-/// Sleeps `seconds` on the runtime's own timer.
-async fn sleep_on(runtime: &str, seconds: f64) {
-    let duration = Duration::from_secs_f64(seconds);
-    match runtime {
-        "tokio" => tokio::time::sleep(duration).await,
-        "async-std" => async_std::task::sleep(duration).await,
-        _ => drop(smol::Timer::after(duration).await),
-    }
-}
-
 /// What the Rust future does, by name.
-async fn work(runtime: String, what: String, argument: Py<PyAny>) -> PyResult<Py<PyAny>> {
+async fn work(runtime: Runtime, what: String, argument: Py<PyAny>) -> PyResult<Py<PyAny>> {
     match what.as_str() {
         "ready" => Ok(argument),
         "sleep" => {
-            sleep_on(&runtime, 0.01).await;
+            runtime.sleep(0.01).await;
             Ok(argument)
         }
         // Awaits the Python awaitable `argument` (made into a Rust future at the first poll,
         // so it goes to the loop the bridge picks for this call).
         "await" => {
-            sleep_on(&runtime, 0.001).await;
+            runtime.sleep(0.001).await;
             let awaited = Python::attach(|py| pyo3_aio::into_future(argument.into_bound(py)))?;
             awaited.await
         }
@@ -64,11 +56,11 @@ async fn work(runtime: String, what: String, argument: Py<PyAny>) -> PyResult<Py
             Python::attach(|py| Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind()))
         }
         "error" => {
-            sleep_on(&runtime, 0.001).await;
+            runtime.sleep(0.001).await;
             Err(PyValueError::new_err("from Rust"))
         }
         "panic" => {
-            sleep_on(&runtime, 0.001).await;
+            runtime.sleep(0.001).await;
             panic!("boom in a blocking call")
         }
         "never" => {
@@ -83,35 +75,19 @@ async fn work(runtime: String, what: String, argument: Py<PyAny>) -> PyResult<Py
 
 /// `block_on` of `work(what, argument)` on `runtime`.
 #[pyfunction]
-fn block(py: Python<'_>, runtime: &str, what: &str, argument: Py<PyAny>) -> PyResult<Py<PyAny>> {
-    let future = work(runtime.to_owned(), what.to_owned(), argument);
-    match runtime {
-        "tokio" => pyo3_aio::tokio::block_on(py, future),
-        "async-std" => pyo3_aio::async_std::block_on(py, future),
-        "smol" => pyo3_aio::smol::block_on(py, future),
-        other => Err(PyRuntimeError::new_err(format!(
-            "unknown runtime {other:?}"
-        ))),
-    }
+fn block(py: Python<'_>, runtime: Runtime, what: &str, argument: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    runtime.block_on(py, work(runtime, what.to_owned(), argument))
 }
 
 /// `spawn_task` of `work(what, argument)` on `runtime`.
 #[pyfunction]
 fn spawn<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     what: &str,
     argument: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let future = work(runtime.to_owned(), what.to_owned(), argument);
-    match runtime {
-        "tokio" => pyo3_aio::tokio::spawn_task(py, future),
-        "async-std" => pyo3_aio::async_std::spawn_task(py, future),
-        "smol" => pyo3_aio::smol::spawn_task(py, future),
-        other => Err(PyRuntimeError::new_err(format!(
-            "unknown runtime {other:?}"
-        ))),
-    }
+    runtime.spawn_task(py, work(runtime, what.to_owned(), argument))
 }
 
 /// How many `never` futures were dropped so far.

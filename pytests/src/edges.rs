@@ -10,7 +10,10 @@ use std::time::Duration;
 use futures_core::Stream;
 use pyo3::prelude::*;
 
-use crate::{BoxFuture, PollFn, convert_with, options_from, sleep_on, stream_to_py};
+use crate::Runtime;
+use crate::homes::options_from;
+use crate::poll_fn::PollFn;
+use crate::runtime::BoxFuture;
 
 /// The names of the guards alive now (see [`Guard`]).
 static ALIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
@@ -54,7 +57,7 @@ fn alive(name: &str) -> bool {
 #[pyo3(signature = (runtime, name, home = "auto"))]
 fn guarded_never<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     name: String,
     home: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -67,7 +70,7 @@ fn guarded_never<'py>(
             Ok(())
         });
     }
-    convert_with(py, runtime, options_from(home, "inline")?, async move {
+    runtime.convert_with(py, options_from(home, "inline")?, async move {
         let _guard = guard;
         std::future::pending::<()>().await;
         Ok(())
@@ -80,15 +83,15 @@ fn guarded_never<'py>(
 #[pyo3(signature = (runtime, name, seconds, value, home = "auto"))]
 fn guarded_sleep<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     name: String,
     seconds: f64,
     value: Py<PyAny>,
     home: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let guard = Guard::new(name);
-    let nap = sleep_on(runtime, seconds)?;
-    convert_with(py, runtime, options_from(home, "inline")?, async move {
+    let nap = runtime.sleep(seconds);
+    runtime.convert_with(py, options_from(home, "inline")?, async move {
         let _guard = guard;
         nap.await;
         Ok(value)
@@ -99,13 +102,13 @@ fn guarded_sleep<'py>(
 #[pyfunction]
 fn guarded_await_py<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     name: String,
     awaitable: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let guard = Guard::new(name);
     let future = pyo3_aio::into_future(awaitable)?;
-    convert_with(py, runtime, options_from("auto", "inline")?, async move {
+    runtime.convert_with(py, options_from("auto", "inline")?, async move {
         let _guard = guard;
         future.await
     })
@@ -130,40 +133,36 @@ fn listen_forever(py: Python<'_>, port: u16) -> PyResult<Bound<'_, PyAny>> {
 #[pyfunction]
 fn slow_stream<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     name: String,
     n: u64,
     delay: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    stream_to_py(py, runtime, None, delayed(runtime, name, n, delay)?)
+    runtime.stream_into_py(py, None, delayed(runtime, name, n, delay))
 }
 
 fn delayed(
-    runtime: &str,
+    runtime: Runtime,
     name: String,
     n: u64,
     delay: f64,
-) -> PyResult<impl Stream<Item = PyResult<u64>> + Send + 'static> {
-    let runtime = runtime.to_owned();
-    drop(sleep_on(&runtime, 0.0)?);
+) -> impl Stream<Item = PyResult<u64>> + Send + 'static {
     let guard = Guard::new(name);
     let mut next = 0;
     let mut nap: Option<BoxFuture<()>> = None;
-    Ok(PollFn(move |cx: &mut Context<'_>| {
+    PollFn(move |cx: &mut Context<'_>| {
         let _guard = &guard;
         if next == n {
             return Poll::Ready(None);
         }
-        let sleeping = nap.get_or_insert_with(|| {
-            sleep_on(&runtime, delay).unwrap_or_else(|_| Box::pin(std::future::ready(())))
-        });
+        let sleeping = nap.get_or_insert_with(|| runtime.sleep(delay));
         if sleeping.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         nap = None;
         next += 1;
         Poll::Ready(Some(Ok::<_, PyErr>(next - 1)))
-    }))
+    })
 }
 
 /// A `!Send` future that makes and awaits a `tokio::time::sleep` inside its poll, which
@@ -201,13 +200,16 @@ fn local_tokio_stream(py: Python<'_>, n: u64, delay: f64) -> PyResult<Bound<'_, 
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(alive, m)?)?;
-    m.add_function(wrap_pyfunction!(guarded_never, m)?)?;
-    m.add_function(wrap_pyfunction!(guarded_sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(guarded_await_py, m)?)?;
-    m.add_function(wrap_pyfunction!(listen_forever, m)?)?;
-    m.add_function(wrap_pyfunction!(slow_stream, m)?)?;
-    m.add_function(wrap_pyfunction!(local_tokio_sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(local_tokio_stream, m)?)?;
+    add_functions!(
+        m,
+        alive,
+        guarded_never,
+        guarded_sleep,
+        guarded_await_py,
+        listen_forever,
+        slow_stream,
+        local_tokio_sleep,
+        local_tokio_stream,
+    );
     Ok(())
 }

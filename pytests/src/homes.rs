@@ -1,14 +1,42 @@
 //! Where a pending future lives: `Home::Auto`, the default, decided by the first poll.
 
 use std::future::Future;
-
-use pyo3::prelude::*;
-
 use std::task::{Context, Poll};
 
-use pyo3_aio::StreamOptions;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3_aio::generic::{BoxFuture, SpawnError, Spawner};
+use pyo3_aio::{FirstPoll, Home, Options, StreamOptions};
 
-use crate::{PollFn, convert_with, options_from, sleep_on, thread_ident, yield_now};
+use crate::Runtime;
+use crate::into_future::call_into_future;
+use crate::poll_fn::{PollFn, counting, yield_now};
+use crate::probes::thread_ident;
+
+/// `Options` from the names tests use: `home` is `"auto"`, `"runtime"` or `"loop"`,
+/// `first_poll` is `"inline"` or `"deferred"`.
+pub(crate) fn options_from(home: &str, first_poll: &str) -> PyResult<Options> {
+    let home = match home {
+        "auto" => Home::Auto,
+        "runtime" => Home::Runtime,
+        "loop" => Home::LoopThread,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown home '{other}': expected 'auto', 'runtime' or 'loop'"
+            )));
+        }
+    };
+    let first_poll = match first_poll {
+        "inline" => FirstPoll::Inline,
+        "deferred" => FirstPoll::Deferred,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown first_poll '{other}': expected 'inline' or 'deferred'"
+            )));
+        }
+    };
+    Ok(Options::default().home(home).first_poll(first_poll))
+}
 
 /// Awaits `factory()` through `into_future`, then sleeps `seconds` on the runtime's timer,
 /// and reports the threads it was polled on: `(first poll, after the Python await, after
@@ -18,18 +46,17 @@ use crate::{PollFn, convert_with, options_from, sleep_on, thread_ident, yield_no
 #[pyo3(signature = (runtime, factory, seconds, home = "auto", first_poll = "inline"))]
 fn where_polled_after_python<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     factory: Py<PyAny>,
     seconds: f64,
     home: &str,
     first_poll: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let options = options_from(home, first_poll)?;
-    let nap = sleep_on(runtime, seconds)?;
-    convert_with(py, runtime, options, async move {
+    let nap = runtime.sleep(seconds);
+    runtime.convert_with(py, options, async move {
         let first = thread_ident()?;
-        let awaited = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?;
-        let value = awaited.await?;
+        let value = call_into_future(&factory)?.await?;
         let after_python = thread_ident()?;
         yield_now().await;
         nap.await;
@@ -45,14 +72,13 @@ fn where_polled_after_python<'py>(
 #[pyo3(signature = (runtime, factory, home = "auto"))]
 fn python_and_self_wake<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     factory: Py<PyAny>,
     home: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let options = options_from(home, "inline")?;
-    convert_with(py, runtime, options, async move {
-        let awaited = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?;
-        let mut awaited = std::pin::pin!(awaited);
+    runtime.convert_with(py, options, async move {
+        let mut awaited = std::pin::pin!(call_into_future(&factory)?);
         let mut woke_self = false;
         std::future::poll_fn(|cx| {
             if !woke_self {
@@ -60,7 +86,7 @@ fn python_and_self_wake<'py>(
                 cx.waker().wake_by_ref();
                 // Polled for the first time only to register its wait on Python.
                 let _ = awaited.as_mut().poll(cx);
-                return std::task::Poll::Pending;
+                return Poll::Pending;
             }
             awaited.as_mut().poll(cx)
         })
@@ -75,7 +101,7 @@ fn python_and_self_wake<'py>(
 #[pyo3(signature = (runtime, n, inline = true, pending_every = 0))]
 fn where_stream_polled<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     n: u64,
     inline: bool,
     pending_every: u64,
@@ -94,28 +120,17 @@ fn where_stream_polled<'py>(
         produced += 1;
         Poll::Ready(Some(thread_ident()))
     });
-    match runtime {
-        "tokio" => pyo3_aio::tokio::stream_into_py_with(py, options, stream),
-        "async-std" => pyo3_aio::async_std::stream_into_py_with(py, options, stream),
-        "smol" => pyo3_aio::smol::stream_into_py_with(py, options, stream),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "unknown runtime '{other}'"
-        ))),
-    }
+    runtime.stream_into_py(py, Some(options), stream)
 }
 
 /// A runtime that takes every future and never runs it (until `release_parked`).
 #[derive(Clone, Copy)]
 struct Parked;
 
-static PARKED: std::sync::Mutex<Vec<pyo3_aio::generic::BoxFuture>> =
-    std::sync::Mutex::new(Vec::new());
+static PARKED: std::sync::Mutex<Vec<BoxFuture>> = std::sync::Mutex::new(Vec::new());
 
-impl pyo3_aio::generic::Spawner for Parked {
-    fn spawn(
-        &self,
-        future: pyo3_aio::generic::BoxFuture,
-    ) -> Result<(), pyo3_aio::generic::SpawnError> {
+impl Spawner for Parked {
+    fn spawn(&self, future: BoxFuture) -> Result<(), SpawnError> {
         PARKED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -132,7 +147,7 @@ impl pyo3_aio::generic::Spawner for Parked {
 /// `__anext__`'s own polls on the loop thread can produce them.
 #[pyfunction]
 fn parked_stream(py: Python<'_>, n: u64) -> PyResult<Bound<'_, PyAny>> {
-    pyo3_aio::generic::stream_into_py(py, Parked, crate::counting(n))
+    pyo3_aio::generic::stream_into_py(py, Parked, counting(n))
 }
 
 /// Drops the futures `Parked` took; returns how many.
@@ -143,10 +158,13 @@ fn release_parked() -> usize {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(parked_stream, m)?)?;
-    m.add_function(wrap_pyfunction!(release_parked, m)?)?;
-    m.add_function(wrap_pyfunction!(where_stream_polled, m)?)?;
-    m.add_function(wrap_pyfunction!(where_polled_after_python, m)?)?;
-    m.add_function(wrap_pyfunction!(python_and_self_wake, m)?)?;
+    add_functions!(
+        m,
+        parked_stream,
+        release_parked,
+        where_stream_polled,
+        where_polled_after_python,
+        python_and_self_wake,
+    );
     Ok(())
 }

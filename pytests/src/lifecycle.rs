@@ -1,45 +1,73 @@
 //! Helpers for the lifecycle tests: runtimes the test owns, shutdown, fork.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_aio::FirstPoll;
 use pyo3_aio::generic;
 use pyo3_aio::smol::SmolSpawner;
 use pyo3_aio::tokio::TokioSpawner;
 
-fn thread_name() -> String {
-    std::thread::current().name().unwrap_or("?").to_owned()
-}
+use crate::Runtime;
 
 /// Shuts the global runtime of `runtime` down; returns what happened ("Stopped", ...).
 #[pyfunction]
-fn shutdown(py: Python<'_>, runtime: &str, timeout: f64) -> PyResult<String> {
-    let timeout = Duration::from_secs_f64(timeout);
-    match runtime {
-        "tokio" => Ok(format!(
-            "{:?}",
-            py.detach(|| pyo3_aio::tokio::shutdown(timeout))
-        )),
-        "smol" => Ok(format!(
-            "{:?}",
-            py.detach(|| pyo3_aio::smol::shutdown(timeout))
-        )),
-        other => Err(PyNotImplementedError::new_err(format!(
-            "the {other} runtime cannot be shut down"
-        ))),
+fn shutdown(py: Python<'_>, runtime: Runtime, timeout: f64) -> PyResult<String> {
+    runtime.shutdown(py, Duration::from_secs_f64(timeout))
+}
+
+/// A runtime a test owns: the runtime `R`, the sender `S` whose drop stops the thread
+/// that drives it, and that thread.
+struct Owned<R, S> {
+    runtime: Mutex<Option<R>>,
+    stop: Mutex<Option<S>>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<R: Send, S: Send> Owned<R, S> {
+    fn new(runtime: R, stop: S, driver: Option<JoinHandle<()>>) -> Self {
+        Self {
+            runtime: Mutex::new(Some(runtime)),
+            stop: Mutex::new(Some(stop)),
+            driver: Mutex::new(driver),
+        }
     }
+
+    /// With the GIL released: stops the driving thread, waits for it, then hands the
+    /// runtime to `dispose` (None when it was stopped before).
+    fn stop(&self, py: Python<'_>, dispose: impl FnOnce(Option<R>) + Send) {
+        let runtime = self.runtime.lock().unwrap().take();
+        let stop = self.stop.lock().unwrap().take();
+        let driver = self.driver.lock().unwrap().take();
+        py.detach(|| {
+            drop(stop);
+            if let Some(driver) = driver {
+                let _ = driver.join();
+            }
+            dispose(runtime);
+        })
+    }
+}
+
+/// Awaits `nap`, then returns `(value, name of the thread that finished it)`.
+async fn finished_by(
+    nap: impl Future<Output = ()>,
+    value: Py<PyAny>,
+) -> PyResult<(Py<PyAny>, String)> {
+    nap.await;
+    let thread = std::thread::current().name().unwrap_or("?").to_owned();
+    Ok((value, thread))
 }
 
 /// A tokio runtime the test owns: multi-thread with 3 workers named `name`, or
 /// current-thread, driven by a thread named `name`.
 #[pyclass(frozen)]
 struct OwnTokio {
-    runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
-    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    owned: Owned<Arc<tokio::runtime::Runtime>, tokio::sync::oneshot::Sender<()>>,
     spawner: TokioSpawner,
 }
 
@@ -70,9 +98,7 @@ impl OwnTokio {
                 .expect("a thread to drive the runtime")
         });
         Ok(Self {
-            runtime: Mutex::new(Some(runtime)),
-            stop: Mutex::new(Some(stop)),
-            driver: Mutex::new(driver),
+            owned: Owned::new(runtime, stop, driver),
             spawner,
         })
     }
@@ -84,10 +110,12 @@ impl OwnTokio {
         seconds: f64,
         value: Py<PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        generic::future_into_py(py, self.spawner.clone(), async move {
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            Ok((value, thread_name()))
-        })
+        let nap = async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await };
+        generic::future_into_py(
+            py,
+            self.spawner.clone(),
+            named_here!(finished_by(nap, value)),
+        )
     }
 
     /// A `!Send` future on the loop thread that sleeps on this runtime; returns the number
@@ -103,14 +131,7 @@ impl OwnTokio {
 
     /// Stops the runtime (dropping its tasks), waiting at most `timeout`.
     fn shutdown(&self, py: Python<'_>, timeout: f64) {
-        let runtime = self.runtime.lock().unwrap().take();
-        let stop = self.stop.lock().unwrap().take();
-        let driver = self.driver.lock().unwrap().take();
-        py.detach(|| {
-            drop(stop);
-            if let Some(driver) = driver {
-                let _ = driver.join();
-            }
+        self.owned.stop(py, |runtime| {
             if let Some(runtime) = runtime.and_then(|runtime| Arc::try_unwrap(runtime).ok()) {
                 runtime.shutdown_timeout(Duration::from_secs_f64(timeout));
             }
@@ -121,9 +142,7 @@ impl OwnTokio {
 /// A smol executor the test owns, run by one thread named `name`.
 #[pyclass(frozen)]
 struct OwnSmol {
-    executor: Mutex<Option<Arc<smol::Executor<'static>>>>,
-    stop: Mutex<Option<smol::channel::Sender<()>>>,
-    runner: Mutex<Option<std::thread::JoinHandle<()>>>,
+    owned: Owned<Arc<smol::Executor<'static>>, smol::channel::Sender<()>>,
     spawner: SmolSpawner,
 }
 
@@ -142,9 +161,7 @@ impl OwnSmol {
             })
             .expect("a thread to run the executor");
         Self {
-            executor: Mutex::new(Some(executor)),
-            stop: Mutex::new(Some(stop)),
-            runner: Mutex::new(Some(runner)),
+            owned: Owned::new(executor, stop, Some(runner)),
             spawner,
         }
     }
@@ -156,29 +173,24 @@ impl OwnSmol {
         seconds: f64,
         value: Py<PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        generic::future_into_py(py, self.spawner.clone(), async move {
+        let nap = async move {
             smol::Timer::after(Duration::from_secs_f64(seconds)).await;
-            Ok((value, thread_name()))
-        })
+        };
+        generic::future_into_py(
+            py,
+            self.spawner.clone(),
+            named_here!(finished_by(nap, value)),
+        )
     }
 
     /// Stops the runner and drops the executor (and its tasks).
     fn drop_executor(&self, py: Python<'_>) {
-        let stop = self.stop.lock().unwrap().take();
-        let runner = self.runner.lock().unwrap().take();
-        let executor = self.executor.lock().unwrap().take();
-        py.detach(|| {
-            drop(stop);
-            if let Some(runner) = runner {
-                let _ = runner.join();
-            }
-            drop(executor);
-        })
+        self.owned.stop(py, drop)
     }
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(shutdown, m)?)?;
+    add_functions!(m, shutdown);
     m.add_class::<OwnTokio>()?;
     m.add_class::<OwnSmol>()?;
     Ok(())

@@ -4,17 +4,16 @@
 //! test can check that each of its futures was dropped exactly once (not zero times: a
 //! leak; not twice: a double drop), whichever side won the race.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::{convert, sleep_on, yield_now};
+use crate::Runtime;
+use crate::into_future::{await_calls, call_into_future};
+use crate::poll_fn::{before_timer, yield_now};
 
 /// The drop counts of the current storm, one per index (`storm_reset`).
 static TABLE: Mutex<Option<Arc<Vec<AtomicU8>>>> = Mutex::new(None);
@@ -85,18 +84,16 @@ fn tracked_drops() -> usize {
 #[pyfunction]
 fn storm_value<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     index: usize,
     micros: u64,
     value: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let guard = Tracked::new(index)?;
-    let nap = sleep_on(runtime, micros as f64 / 1e6)?;
-    convert(py, runtime, async move {
+    let nap = runtime.delay(micros as f64 / 1e6);
+    runtime.convert(py, async move {
         let _guard = guard;
-        if micros > 0 {
-            nap.await;
-        }
+        nap.await;
         Ok(value)
     })
 }
@@ -111,7 +108,7 @@ fn storm_value<'py>(
 #[pyo3(signature = (runtime, index, factory, micros = None, from_runtime = false))]
 fn storm_await_py<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     index: usize,
     factory: Bound<'py, PyAny>,
     micros: Option<u64>,
@@ -124,37 +121,17 @@ fn storm_await_py<'py>(
         Some(pyo3_aio::into_future(factory.call0()?)?)
     };
     let factory = factory.unbind();
-    let nap = match micros {
-        Some(micros) => Some(sleep_on(runtime, micros as f64 / 1e6)?),
-        None => None,
-    };
-    convert(py, runtime, async move {
+    let nap = micros.map(|micros| runtime.sleep(micros as f64 / 1e6));
+    runtime.convert(py, async move {
         let _guard = guard;
         let future = match early {
             Some(future) => future,
             None => {
                 yield_now().await;
-                Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?
+                call_into_future(&factory)?
             }
         };
-        let mut future = Box::pin(future);
-        let mut nap = nap;
-        let outcome = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            let timed_out = nap
-                .as_mut()
-                .is_some_and(|nap| nap.as_mut().poll(cx).is_ready());
-            if timed_out {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        drop(future);
-        match outcome {
+        match before_timer(future, nap).await {
             Some(result) => Ok(("done", Some(result?))),
             None => Ok(("dropped", None)),
         }
@@ -164,8 +141,8 @@ fn storm_await_py<'py>(
 /// Returns `value` after one suspension: pending on the inline first poll, so the future
 /// hops to the runtime and its completion comes back from a worker thread.
 #[pyfunction]
-fn hop<'py>(py: Python<'py>, runtime: &str, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, runtime, async move {
+fn hop<'py>(py: Python<'py>, runtime: Runtime, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    runtime.convert(py, async move {
         yield_now().await;
         Ok(value)
     })
@@ -176,16 +153,13 @@ fn hop<'py>(py: Python<'py>, runtime: &str, value: Py<PyAny>) -> PyResult<Bound<
 #[pyfunction]
 fn await_py_times<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     factory: Py<PyAny>,
     count: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, runtime, async move {
+    runtime.convert(py, async move {
         yield_now().await;
-        for _ in 0..count {
-            let future = Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call0()?))?;
-            drop(future.await?);
-        }
+        await_calls(&factory, count, drop).await?;
         Ok(count)
     })
 }
@@ -195,17 +169,14 @@ fn await_py_times<'py>(
 #[pyfunction]
 fn hold_and_tick<'py>(
     py: Python<'py>,
-    runtime: &str,
+    runtime: Runtime,
     micros: u64,
     value: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let runtime_name = runtime.to_owned();
-    convert(py, runtime, async move {
+    runtime.convert(py, async move {
         let _value = value;
         loop {
-            let nap: Pin<Box<dyn Future<Output = ()> + Send>> =
-                sleep_on(&runtime_name, micros as f64 / 1e6)?;
-            nap.await;
+            runtime.sleep(micros as f64 / 1e6).await;
         }
         #[allow(unreachable_code)]
         Ok(())
@@ -261,17 +232,20 @@ fn holds() -> usize {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(storm_reset, m)?)?;
-    m.add_function(wrap_pyfunction!(storm_drops, m)?)?;
-    m.add_function(wrap_pyfunction!(tracked_drops, m)?)?;
-    m.add_function(wrap_pyfunction!(storm_value, m)?)?;
-    m.add_function(wrap_pyfunction!(storm_await_py, m)?)?;
-    m.add_function(wrap_pyfunction!(hop, m)?)?;
-    m.add_function(wrap_pyfunction!(await_py_times, m)?)?;
-    m.add_function(wrap_pyfunction!(hold_and_tick, m)?)?;
-    m.add_function(wrap_pyfunction!(detach_for, m)?)?;
-    m.add_function(wrap_pyfunction!(detach_until_dropped, m)?)?;
-    m.add_function(wrap_pyfunction!(hold_gil_until_dropped, m)?)?;
-    m.add_function(wrap_pyfunction!(holds, m)?)?;
+    add_functions!(
+        m,
+        storm_reset,
+        storm_drops,
+        tracked_drops,
+        storm_value,
+        storm_await_py,
+        hop,
+        await_py_times,
+        hold_and_tick,
+        detach_for,
+        detach_until_dropped,
+        hold_gil_until_dropped,
+        holds,
+    );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //!
 //! - `cargo xtask test` runs every check CI runs (`.ci/run` is exactly this), in order,
 //!   stopping at the first failure.
+//! - `cargo xtask tidy` checks the house rules no compiler checks (also a step of `test`).
 //! - `cargo xtask fuzz <target> [--seconds N]` fuzzes one target; `--list` lists them.
 //! - `cargo xtask demo` shows what the project can do so far.
 //! - `cargo xtask bench [--quick]` runs the side-by-side benchmarks (bench/) and the core's
@@ -21,6 +22,7 @@ mod matrix;
 mod python;
 mod steps;
 mod stress;
+mod tidy;
 mod workspace;
 
 use std::process::ExitCode;
@@ -56,6 +58,10 @@ fn dispatch(ws: &Workspace, args: &[String]) -> Result {
             Ok(())
         }
         "test" => test(ws, rest),
+        "tidy" => {
+            no_arguments("tidy", rest)?;
+            tidy::run(ws)
+        }
         "fuzz" => fuzz(ws, rest),
         "demo" => {
             no_arguments("demo", rest)?;
@@ -197,6 +203,8 @@ USAGE:
 COMMANDS:
     test [--skip STEP]...          every check CI runs, in order, stopping at the first
                                    failure; --skip (repeatable) is for local iteration only
+    tidy                           no issue numbers in code comments; at most {source_cap} lines
+                                   per source file, {test_cap} per test file (xtask/src/tidy.rs)
     fuzz <TARGET> [--seconds N]    fuzz one target for N seconds (default 60)
     fuzz --list                    list the fuzz targets (fuzz/fuzz_targets/*.rs)
     demo                           build examples/extension and examples/custom-executor into
@@ -218,7 +226,9 @@ COMMANDS:
 
 STEPS OF `cargo xtask test` (names for --skip):
 ",
-    );
+    )
+    .replace("{source_cap}", &tidy::SOURCE_CAP.to_string())
+    .replace("{test_cap}", &tidy::TEST_CAP.to_string());
     let width = steps::STEPS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for step in steps::STEPS {
         text.push_str(&format!("    {:<width$}  {}\n", step.name, step.about));

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::{Cmd, Failure, Result};
 use crate::workspace::Workspace;
-use crate::{fuzz, python};
+use crate::{fuzz, python, tidy};
 
 /// One check of `cargo xtask test`.
 pub(crate) struct Step {
@@ -21,6 +21,11 @@ pub(crate) const STEPS: &[Step] = &[
         name: "fmt",
         about: "cargo fmt --all -- --check",
         run: fmt,
+    },
+    Step {
+        name: "tidy",
+        about: "no issue numbers in comments, line caps per file (xtask/src/tidy.rs)",
+        run: tidy::run,
     },
     Step {
         name: "clippy",

@@ -1,4 +1,4 @@
-//! `cargo xtask stress`: the reliability suite (issue 7) at full size.
+//! `cargo xtask stress`: the reliability suite (docs/RELIABILITY.md) at full size.
 //!
 //! `cargo xtask test` runs the same tests bounded (the `python` step: pytest's default
 //! sizes, and a short run of the Python-side fuzzer). Here:
