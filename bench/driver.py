@@ -324,6 +324,41 @@ async def s6b_await_contention(c: Contender, n: int) -> float:
 ALL_FAMILIES = ("asyncio", "pyo3-aio", "pyo3-async-runtimes")
 
 
+async def s7_block_ready(c: Contender, n: int) -> float:
+    return await _off_loop(lambda: _block_calls(c, n, ready=True))
+
+
+async def s7b_block_sleep(c: Contender, n: int) -> float:
+    return await _off_loop(lambda: _block_calls(c, n, ready=False))
+
+
+async def _off_loop(measure: Callable[[], float]) -> float:
+    """Runs a synchronous measurement on a worker thread: a plain function calling into
+    Rust (or `asyncio.run`, which refuses to run on a loop's thread)."""
+    return await asyncio.get_running_loop().run_in_executor(None, measure)
+
+
+def _block_calls(c: Contender, n: int, ready: bool) -> float:
+    m = c.module()
+    start = now()
+    if m is None:
+        if ready:
+            for i in range(n):
+                asyncio.run(returns(i))
+        else:
+            for _ in range(n):
+                asyncio.run(asyncio.sleep(0.001))
+    elif ready:
+        block, runtime = m.block_ready, c.runtime
+        for i in range(n):
+            block(runtime, i)
+    else:
+        block, runtime = m.block_sleep, c.runtime
+        for _ in range(n):
+            block(runtime, 1.0)
+    return now() - start
+
+
 @dataclass
 class Scenario:
     #: what `--only` selects; "5a-pending" is also selected by "5a"
@@ -467,6 +502,30 @@ SCENARIOS = [
         "4 tasks doing `await loop.create_task(noop())`. Rows with futures on workers and "
         "pyo3-async-runtimes cross threads twice per round trip, so every contender runs "
         "20,000 instead of the issue's 100,000 to fit the time limit.",
+    ),
+    Scenario(
+        "7",
+        "7. a blocking call of a Rust future that is ready at once, from synchronous code "
+        "(ns per call)",
+        s7_block_ready,
+        5_000,
+        "ns",
+        families=("asyncio", "pyo3-aio"),
+        note="`block_on` from a plain function on a thread without a loop (the scenario "
+        "runs on a worker thread of the loop's executor; the loop column only says which "
+        "loop the process runs). plain asyncio: `asyncio.run(f(i))` per call, the usual "
+        "way to call an `async def` from sync code (always asyncio's default loop). "
+        "pyo3-async-runtimes has no blocking entry point for a pyfunction (n/a).",
+    ),
+    Scenario(
+        "7b",
+        "7b. a blocking call of a 1 ms Rust sleep, from synchronous code (ns per call)",
+        s7b_block_sleep,
+        1_000,
+        "ns",
+        families=("asyncio", "pyo3-aio"),
+        note="as 7, with the runtime's own 1 ms timer; plain asyncio: "
+        "`asyncio.run(asyncio.sleep(0.001))` per call.",
     ),
 ]
 

@@ -1,7 +1,7 @@
 //! The extension module the pytest suite imports: every bridge feature, on every runtime.
 //!
 //! Functions take the runtime's name (`"tokio"`, `"async-std"`, `"smol"`) as a
-//! [`Runtime`] so each test runs unchanged on all three; `runtime.rs` is the one place a
+//! `Runtime` so each test runs unchanged on all three; `runtime.rs` is the one place a
 //! name becomes the runtime's functions. One module per concept:
 //!
 //! - `futures`: Rust futures awaited from Python (`future_into_py`), `local`: `!Send` ones,

@@ -115,6 +115,46 @@ fn sleep<'py>(py: Python<'py>, runtime: &str, ms: f64) -> PyResult<Bound<'py, Py
     }
 }
 
+/// `block_on` of `future` on `runtime`: from synchronous code, result returned.
+fn block<F, T>(py: Python<'_>, runtime: &str, future: F) -> PyResult<T>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match runtime {
+        "tokio" => pyo3_aio::tokio::block_on(py, future),
+        "async-std" => pyo3_aio::async_std::block_on(py, future),
+        "smol" => pyo3_aio::smol::block_on(py, future),
+        other => Err(unknown_runtime(other)),
+    }
+}
+
+/// A blocking call of a future that is ready at once.
+#[pyfunction]
+fn block_ready(py: Python<'_>, runtime: &str, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    block(py, runtime, async move { Ok(value) })
+}
+
+/// A blocking call of the runtime's own `ms` millisecond sleep.
+#[pyfunction]
+fn block_sleep(py: Python<'_>, runtime: &str, ms: f64) -> PyResult<()> {
+    let duration = Duration::from_secs_f64(ms / 1000.0);
+    match runtime {
+        "tokio" => block(py, runtime, async move {
+            tokio::time::sleep(duration).await;
+            Ok(())
+        }),
+        "async-std" => block(py, runtime, async move {
+            async_std::task::sleep(duration).await;
+            Ok(())
+        }),
+        _ => block(py, runtime, async move {
+            smol::Timer::after(duration).await;
+            Ok(())
+        }),
+    }
+}
+
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts its own drop in [`dropped`].
@@ -356,6 +396,8 @@ fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(hop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(block_ready, m)?)?;
+    m.add_function(wrap_pyfunction!(block_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(never, m)?)?;
     m.add_function(wrap_pyfunction!(dropped, m)?)?;
     m.add_function(wrap_pyfunction!(await_many, m)?)?;
