@@ -138,6 +138,37 @@ def test_ctrl_c_interrupts_a_blocking_call_and_drops_the_future(runtime):
     assert done.stdout.strip() == "interrupted 1 1", (done.stdout, done.stderr)
 
 
+TASK_CTRL_C = """
+import os, signal, sys, threading, time
+import pyo3_aio_tests as m
+task = m.spawn(sys.argv[1], "never", None)
+
+def interrupt_once_polled():
+    deadline = time.monotonic() + 30
+    while m.blocking_started() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05)  # into result()'s wait (an earlier signal is raised just the same)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_once_polled, daemon=True).start()
+try:
+    task.result()
+except KeyboardInterrupt:
+    print("interrupted", task.done(), flush=True)
+    print("cancelled", task.cancel(), m.blocking_dropped(), flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_task_result_wait(runtime):
+    done = run_python(TASK_CTRL_C, runtime, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # result() without a timeout gave way to Ctrl-C; the task still runs until cancelled.
+    assert done.stdout.split("\n")[:2] == ["interrupted False", "cancelled True 1"], (
+        done.stdout,
+        done.stderr,
+    )
+
+
 IPYTHON = """
 import asyncio, threading
 import pyo3_aio_tests as m
