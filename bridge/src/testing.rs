@@ -34,9 +34,23 @@ use pyo3::prelude::*;
 /// One test registered by a `#[test]` attribute.
 pub struct Test {
     /// `module::path::name`.
-    pub name: &'static str,
+    name: &'static str,
     /// Runs the test to completion on a fresh event loop.
-    pub run: fn(Python<'_>) -> PyResult<()>,
+    run: fn(Python<'_>) -> PyResult<()>,
+}
+
+impl Test {
+    /// The test `name` (`module::path::name`), run by `run` to completion on a fresh event
+    /// loop. `const`, so that a `#[test]` expansion can register it with
+    /// `inventory::submit!`.
+    pub const fn new(name: &'static str, run: fn(Python<'_>) -> PyResult<()>) -> Self {
+        Self { name, run }
+    }
+
+    /// `module::path::name`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 inventory::collect!(Test);
