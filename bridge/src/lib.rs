@@ -50,9 +50,11 @@ mod introspect;
 mod locals;
 mod options;
 mod panic;
+// Exported once, under the name the `#[main]` / `#[test]` expansions use.
 #[cfg(feature = "attributes")]
 #[doc(hidden)]
-pub mod private;
+#[path = "private.rs"]
+pub mod __private;
 mod run;
 mod runtime;
 mod shared;
@@ -63,10 +65,6 @@ mod sync;
 pub mod testing;
 mod thread_bound;
 mod waiter;
-
-#[cfg(feature = "attributes")]
-#[doc(hidden)]
-pub use private as __private;
 
 pub use coroutine::RustCoroutine;
 pub use into_future::{PyFuture, into_future, into_future_with_locals};

@@ -78,6 +78,24 @@ macro_rules! runtime_module {
             crate::generic::local_future_into_py_in(py, $spawner, crate::FirstPoll::Inline, future)
         }
 
+        /// [`local_future_into_py`] choosing whether the first poll happens inline
+        /// ([`FirstPoll`](crate::FirstPoll)).
+        ///
+        /// # Errors
+        ///
+        /// As [`local_future_into_py`].
+        pub fn local_future_into_py_with<'py, F, T>(
+            py: Python<'py>,
+            first_poll: crate::FirstPoll,
+            future: F,
+        ) -> PyResult<Bound<'py, PyAny>>
+        where
+            F: Future<Output = PyResult<T>> + 'static,
+            T: for<'a> IntoPyObject<'a> + 'static,
+        {
+            crate::generic::local_future_into_py_in(py, $spawner, first_poll, future)
+        }
+
         #[doc = concat!("Starts a `Send` Rust future on ", $runtime, " now and returns an `asyncio.Future` (eager semantics).")]
         ///
         /// The returned object is a real `asyncio.Future` of the loop, with `cancel`,

@@ -34,9 +34,23 @@ use pyo3::prelude::*;
 /// One test registered by a `#[test]` attribute.
 pub struct Test {
     /// `module::path::name`.
-    pub name: &'static str,
+    name: &'static str,
     /// Runs the test to completion on a fresh event loop.
-    pub run: fn(Python<'_>) -> PyResult<()>,
+    run: fn(Python<'_>) -> PyResult<()>,
+}
+
+impl Test {
+    /// The test `name` (`module::path::name`), run by `run` to completion on a fresh event
+    /// loop. `const`, so that a `#[test]` expansion can register it with
+    /// `inventory::submit!`.
+    pub const fn new(name: &'static str, run: fn(Python<'_>) -> PyResult<()>) -> Self {
+        Self { name, run }
+    }
+
+    /// `module::path::name`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 inventory::collect!(Test);
@@ -144,9 +158,15 @@ pub fn main() {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
-    if !failures.is_empty() {
-        std::process::exit(101);
+    if let Some(status) = exit_status(failures.len()) {
+        std::process::exit(status);
     }
+}
+
+/// The status to exit with after `failed` failures: none (return from `main`, status 0)
+/// when every test passed, else libtest's 101.
+fn exit_status(failed: usize) -> Option<i32> {
+    (failed > 0).then_some(101)
 }
 
 /// The exception with its traceback, as Python would print it.
@@ -162,4 +182,87 @@ fn describe(py: Python<'_>, error: &PyErr) -> String {
             .collect::<PyResult<String>>()
     });
     formatted.unwrap_or_else(|_| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Filters, exit_status};
+
+    fn filters(args: &[&str]) -> Filters {
+        Filters::from_args(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn no_arguments_select_everything() {
+        let all = filters(&[]);
+        assert!(!all.exact && !all.list);
+        assert!(all.selects("module::test"));
+        assert!(all.selects(""));
+    }
+
+    #[test]
+    fn patterns_select_by_substring_any_of_them() {
+        let some = filters(&["alpha", "beta"]);
+        assert!(some.selects("tests::alpha_one"));
+        assert!(some.selects("tests::beta"));
+        assert!(!some.selects("tests::gamma"));
+    }
+
+    #[test]
+    fn exact_selects_only_the_whole_name() {
+        let exact = filters(&["--exact", "tests::alpha"]);
+        assert!(exact.exact);
+        assert!(exact.selects("tests::alpha"));
+        assert!(!exact.selects("tests::alpha_one"));
+        assert!(!exact.selects("alpha"));
+    }
+
+    #[test]
+    fn skip_removes_by_substring_even_with_exact() {
+        let skip = filters(&["--skip", "slow", "tests"]);
+        assert_eq!(skip.skip, ["slow"]);
+        assert_eq!(skip.patterns, ["tests"]);
+        assert!(skip.selects("tests::fast"));
+        assert!(!skip.selects("tests::slow_one"));
+
+        let exact = filters(&["--exact", "tests::slow", "--skip", "slow"]);
+        assert!(!exact.selects("tests::slow"));
+
+        // A trailing --skip without its value is ignored.
+        let dangling = filters(&["--skip"]);
+        assert!(dangling.skip.is_empty());
+        assert!(dangling.selects("anything"));
+    }
+
+    #[test]
+    fn list_and_ignored_options() {
+        let list = filters(&[
+            "--list",
+            "--test-threads",
+            "4",
+            "--format",
+            "terse",
+            "--color",
+            "never",
+            "-Z",
+            "unstable-options",
+            "--logfile",
+            "out.txt",
+            "--nocapture",
+            "-q",
+            "name",
+        ]);
+        assert!(list.list);
+        assert!(!list.exact);
+        // The values of the ignored options are not taken for patterns.
+        assert_eq!(list.patterns, ["name"]);
+        assert!(list.skip.is_empty());
+    }
+
+    #[test]
+    fn exit_status_is_101_after_any_failure() {
+        assert_eq!(exit_status(0), None);
+        assert_eq!(exit_status(1), Some(101));
+        assert_eq!(exit_status(7), Some(101));
+    }
 }

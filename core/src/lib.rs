@@ -6,7 +6,6 @@
 //!   wake-up of the Python loop;
 //! - [`loop_queue`]: that queue with the loop's `closed` flag, so that nothing is left
 //!   queued for a loop that closed;
-//! - [`waker`]: wakers from `Arc`s of wake targets;
 //! - [`spawn`]: the object-safe [`Spawner`] trait runtimes implement;
 //! - `scope` (with the `std` feature): task-local values that travel with a future.
 //!
@@ -29,7 +28,6 @@ pub mod scope;
 pub mod spawn;
 mod sync;
 pub mod wake_queue;
-pub mod waker;
 
 pub use cell::{Closed, Consumer, Producer, completion};
 pub use loop_queue::LoopQueue;

@@ -257,10 +257,10 @@ fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
         }
 
         ::pyo3_aio::testing::inventory::submit! {
-            ::pyo3_aio::testing::Test {
-                name: ::std::concat!(::std::module_path!(), "::", #name_text),
-                run: #name,
-            }
+            ::pyo3_aio::testing::Test::new(
+                ::std::concat!(::std::module_path!(), "::", #name_text),
+                #name,
+            )
         }
     })
 }

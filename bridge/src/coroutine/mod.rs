@@ -368,3 +368,37 @@ fn python_waits() -> u64 {
 pub(crate) fn note_python_wait() {
     PYTHON_WAITS.with(|waits| waits.set(waits.get().wrapping_add(1)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn short_name_keeps_the_last_named_segment() {
+        assert_eq!(short_name("crate::module::fetch::{{closure}}"), "fetch");
+        assert_eq!(short_name("crate::module::fetch"), "fetch");
+        assert_eq!(short_name("fetch"), "fetch");
+    }
+
+    #[test]
+    fn short_name_strips_generic_parameters() {
+        assert_eq!(
+            short_name("crate::module::fetch<alloc::string::String>::{{closure}}"),
+            "fetch"
+        );
+        assert_eq!(
+            short_name("core::future::ready::Ready<core::result::Result<i32, E>>"),
+            "Ready"
+        );
+        assert_eq!(
+            short_name("crate::outer::{{closure}}::{{closure}}<u8>"),
+            "outer"
+        );
+    }
+
+    #[test]
+    fn short_name_falls_back_to_the_full_name() {
+        assert_eq!(short_name("{{closure}}"), "{{closure}}");
+        assert_eq!(short_name(""), "");
+    }
+}

@@ -147,3 +147,115 @@ where
         close_channel(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Wake, Waker};
+
+    use pyo3::PyResult;
+
+    use super::{Channel, close_channel, finish_channel};
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    fn woken(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_new_channel_is_open_with_room_for_one_at_least() {
+        let channel = Channel::<u8>::new(0);
+        assert_eq!(channel.capacity, 1);
+        assert!(!channel.finished && !channel.closed);
+        assert_eq!(Channel::<u8>::new(8).capacity, 8);
+    }
+
+    #[test]
+    fn wait_keeps_each_consumer_once() {
+        let (_, first) = counted();
+        let (_, second) = counted();
+        let mut channel = Channel::<u8>::new(4);
+        channel.wait(&first);
+        channel.wait(&first.clone());
+        channel.wait(&second);
+        assert_eq!(channel.consumers.len(), 2);
+        assert_eq!(channel.take_consumers().len(), 2);
+        assert!(channel.consumers.is_empty());
+    }
+
+    #[test]
+    fn close_drops_the_items_and_wakes_the_producer() {
+        let (count, producer) = counted();
+        let shared = Mutex::new(Channel::<u8>::new(4));
+        {
+            let mut channel = shared.lock().unwrap();
+            channel.items.extend([1, 2]);
+            channel.producer = Some(producer);
+        }
+        close_channel(&shared);
+        let channel = shared.lock().unwrap();
+        assert!(channel.closed && !channel.finished);
+        assert!(channel.items.is_empty());
+        assert!(channel.producer.is_none());
+        assert_eq!(woken(&count), 1);
+    }
+
+    #[test]
+    fn finish_keeps_the_items_and_wakes_every_consumer() {
+        let (first_count, first) = counted();
+        let (second_count, second) = counted();
+        let shared = Mutex::new(Channel::<PyResult<u8>>::new(4));
+        {
+            let mut channel = shared.lock().unwrap();
+            channel.items.push_back(Ok(1));
+            channel.wait(&first);
+            channel.wait(&second);
+        }
+        finish_channel(&shared, None);
+        {
+            let channel = shared.lock().unwrap();
+            assert!(channel.finished && !channel.closed);
+            assert_eq!(channel.items.len(), 1);
+            assert!(channel.consumers.is_empty());
+        }
+        assert_eq!((woken(&first_count), woken(&second_count)), (1, 1));
+
+        // Set once, never cleared: finishing again changes nothing and wakes no one.
+        finish_channel(&shared, None);
+        assert!(shared.lock().unwrap().finished);
+        assert_eq!((woken(&first_count), woken(&second_count)), (1, 1));
+    }
+
+    #[test]
+    fn both_flags_after_close_then_finish_and_finish_then_close() {
+        let closed_first = Mutex::new(Channel::<PyResult<u8>>::new(1));
+        close_channel(&closed_first);
+        finish_channel(&closed_first, None);
+        let channel = closed_first.lock().unwrap();
+        assert!(channel.closed && channel.finished);
+        assert!(channel.items.is_empty());
+
+        let finished_first = Mutex::new(Channel::<PyResult<u8>>::new(1));
+        finished_first.lock().unwrap().items.push_back(Ok(1));
+        finish_channel(&finished_first, None);
+        close_channel(&finished_first);
+        let channel = finished_first.lock().unwrap();
+        assert!(channel.closed && channel.finished);
+        assert!(channel.items.is_empty());
+    }
+}

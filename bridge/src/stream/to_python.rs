@@ -106,7 +106,8 @@ impl Drop for RustStream {
 }
 
 /// Closes the stream when a waiting `__anext__` is dropped unfinished (its task was
-/// cancelled), as the issue of cancelling the consumer requires.
+/// cancelled): a cancelled consumer ends the stream, so the producer stops and drops its
+/// source rather than filling a buffer nobody reads.
 struct CloseOnDrop(Option<Arc<dyn ItemSource>>);
 
 impl Drop for CloseOnDrop {
