@@ -16,22 +16,32 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 /// The name in `sys.modules`.
 const NAME: &str = "pyo3_aio._blocking";
 
-/// The module's source.
-const SOURCE: &str = include_str!("blocking.py");
-
-/// The process's `pyo3_aio._blocking` module, made by the first extension that needs it.
+/// The process's `pyo3_aio._blocking` module, made by the first extension that needs it;
+/// looked up once per copy of the bridge (the module object outlives fork).
 pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || make(py).map(Bound::unbind))
+        .map(|module| module.bind(py).clone())
+}
+
+fn make(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let modules = py.import("sys")?.getattr("modules")?;
     if let Ok(existing) = modules.get_item(NAME) {
         return Ok(existing.cast_into::<PyModule>()?);
     }
-    let code = std::ffi::CString::new(SOURCE)?;
-    let module = PyModule::from_code(py, &code, c"pyo3_aio/_blocking.py", c"pyo3_aio._blocking")?;
+    let module = PyModule::from_code(
+        py,
+        pyo3::ffi::c_str!(include_str!("blocking.py")),
+        c"pyo3_aio/_blocking.py",
+        c"pyo3_aio._blocking",
+    )?;
     modules.set_item(NAME, &module)?;
     // `pyo3_aio.RustTask`, for isinstance checks and type hints, next to RustCoroutine.
     crate::shared::module(py)?.setattr("RustTask", module.getattr("RustTask")?)?;
@@ -54,12 +64,12 @@ pub(crate) fn first_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// Whether `event_loop` is one of the background loops.
 pub(crate) fn is_background(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = event_loop.py();
-    let modules = py.import("sys")?.getattr("modules")?;
-    // No module yet: no background loop was ever started.
-    let Ok(module) = modules.get_item(NAME) else {
+    // No module yet (in this copy or any other): no background loop was ever started.
+    let started = py.import("sys")?.getattr("modules")?.contains(NAME)?;
+    if !started {
         return Ok(false);
-    };
-    module
+    }
+    module(py)?
         .call_method1("is_background", (event_loop,))?
         .extract()
 }
