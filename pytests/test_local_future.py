@@ -131,3 +131,44 @@ def test_a_never_awaited_local_coroutine_warns(run, runtime):
             gc.collect()
 
     run(main)
+
+
+def test_local_future_into_py_with_an_inline_first_poll_polls_inside_send(run, runtime):
+    value = object()
+
+    async def main():
+        polls = []
+        coroutine = m.local_ready_with(runtime, "inline", polls, value)
+        assert polls == []
+        with pytest.raises(StopIteration) as stop:
+            coroutine.send(None)
+        return polls, stop.value.value, threading.get_ident()
+
+    polls, result, loop_thread = run(main)
+    assert polls == [loop_thread]
+    assert result is value
+
+
+def test_local_future_into_py_with_a_deferred_first_poll_is_not_polled_inside_send(run, runtime):
+    value = object()
+
+    async def main():
+        polls = []
+        coroutine = m.local_ready_with(runtime, "deferred", polls, value)
+        waiter = coroutine.send(None)
+        polled_in_send = list(polls)
+        coroutine.close()
+        await asyncio.sleep(0.01)
+        closed_polls = list(polls)
+        awaited_polls = []
+        result = await m.local_ready_with(runtime, "deferred", awaited_polls, value)
+        return waiter, polled_in_send, closed_polls, awaited_polls, result, threading.get_ident()
+
+    waiter, polled_in_send, closed_polls, awaited_polls, result, loop_thread = run(main)
+    assert waiter is not None
+    assert polled_in_send == []
+    # Closed before its home polled it: never polled at all.
+    assert closed_polls == []
+    # Awaited, it is polled once, on the loop thread, and gives its value.
+    assert awaited_polls == [loop_thread]
+    assert result is value

@@ -2,22 +2,20 @@
 
 pub use pyo3::{PyErr, PyResult, Python};
 #[cfg(feature = "tokio-runtime")]
-pub use tokio;
+pub use pyo3_aio_tokio::tokio;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 
-/// Configures the tokio runtime from the attribute's options (a current-thread runtime
-/// gets a thread of its own to drive it from `pyo3_aio_tokio`, since Python owns the main
-/// thread).
+/// Configures the global tokio runtime from the attribute's options (`pyo3_aio_tokio`
+/// gives a current-thread runtime a thread of its own to drive it, since Python owns the
+/// main thread).
 #[cfg(feature = "tokio-runtime")]
-pub fn init_tokio(builder: tokio::runtime::Builder, current_thread: bool) {
+pub fn init_tokio(builder: tokio::runtime::Builder) {
     if let Err(error) = pyo3_aio_tokio::init(builder) {
         eprintln!("pyo3-aio: {error}");
         std::process::exit(1);
     }
-    // A current-thread runtime gets its driving thread from pyo3-aio-tokio itself.
-    let _ = current_thread;
 }
 
 /// asyncio's default loop.

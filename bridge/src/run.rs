@@ -6,6 +6,7 @@
 //! served by it.
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 
 use crate::errors::{closed_cell, not_an_event_loop, producer_dropped};
 
+use crate::event_loop::signal::{Pipe, nonblocking_pipe};
 use crate::sync::lock;
 use pyo3::types::{PyDict, PyList};
 use pyo3_aio_core::{Spawner, completion};
@@ -160,8 +162,8 @@ where
 {
     run_with_loop_factory(
         py,
-        |py| py.import("asyncio")?.call_method0("new_event_loop"),
         spawner,
+        |py| py.import("asyncio")?.call_method0("new_event_loop"),
         future,
     )
 }
@@ -174,8 +176,8 @@ where
 /// `asyncio.AbstractEventLoop`; otherwise as [`run_until_complete`].
 pub fn run_with_loop_factory<'py, S, F, T>(
     py: Python<'py>,
-    factory: impl FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
     spawner: S,
+    factory: impl FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
     future: F,
 ) -> PyResult<T>
 where
@@ -242,7 +244,7 @@ struct InterruptWakeup<'py> {
     event_loop: Bound<'py, PyAny>,
     previous_handler: Option<Bound<'py, PyAny>>,
     previous_fd: Option<Bound<'py, PyAny>>,
-    pipe: Option<(libc::c_int, libc::c_int)>,
+    pipe: Option<Pipe>,
 }
 
 impl<'py> InterruptWakeup<'py> {
@@ -268,10 +270,11 @@ impl<'py> InterruptWakeup<'py> {
             signal.call_method1("signal", (&sigint, signal.getattr("default_int_handler")?))?;
             this.previous_handler = Some(current);
         }
-        let Ok((read, write)) = crate::event_loop::signal::nonblocking_pipe() else {
+        let Ok(pipe) = nonblocking_pipe() else {
             return Ok(this);
         };
-        this.pipe = Some((read, write));
+        let (read, write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+        this.pipe = Some(pipe);
         let discard = py.import("os")?.getattr("read")?;
         let reader = py
             .import("functools")?
@@ -299,17 +302,19 @@ impl Drop for InterruptWakeup<'_> {
                 let _ = signal.call_method1("signal", (sigint, previous));
             }
         }
-        if let Some((read, write)) = self.pipe.take() {
+        if let Some(pipe) = self.pipe.take() {
             if !self
                 .event_loop
                 .call_method0("is_closed")
                 .and_then(|closed| closed.is_truthy())
                 .unwrap_or(true)
             {
-                let _ = self.event_loop.call_method1("remove_reader", (read,));
+                let _ = self
+                    .event_loop
+                    .call_method1("remove_reader", (pipe.read.as_raw_fd(),));
             }
-            // Both ends were opened in `install` and are no longer the wake-up fd.
-            crate::event_loop::signal::close_fds(write, read);
+            // Both ends close here: they are no longer the wake-up fd nor watched.
+            drop(pipe);
         }
     }
 }

@@ -193,7 +193,7 @@ macro_rules! runtime_module {
             F: Future<Output = PyResult<T>> + Send + 'static,
             T: Send + 'static,
         {
-            crate::generic::run_with_loop_factory(py, factory, $spawner, future)
+            crate::generic::run_with_loop_factory(py, $spawner, factory, future)
         }
 
         /// Runs a Rust future to completion while `event_loop` (not yet running) runs on

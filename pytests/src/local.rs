@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 use crate::Runtime;
 use crate::into_future::await_calls;
@@ -126,6 +127,32 @@ fn local_await_many(
     })
 }
 
+/// A `!Send` future made by `runtime`'s `local_future_into_py_with` (`first_poll` is
+/// `"inline"` or `"deferred"`): each poll appends the polling thread's ident to `polls`;
+/// it is ready at once with `value`.
+#[pyfunction]
+fn local_ready_with<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    first_poll: &str,
+    polls: Py<PyList>,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let first_poll = crate::options_from("auto", first_poll)?.first_poll;
+    let held = Rc::new((polls, value));
+    runtime.local_convert_with(
+        py,
+        first_poll,
+        std::future::poll_fn(move |_| {
+            let (polls, value) = &*held;
+            std::task::Poll::Ready(Python::attach(|py| {
+                polls.bind(py).append(thread_ident()?)?;
+                Ok(value.clone_ref(py))
+            }))
+        }),
+    )
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(
         m,
@@ -136,6 +163,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         local_panic_after,
         local_where_polled,
         local_await_many,
+        local_ready_with,
     );
     Ok(())
 }

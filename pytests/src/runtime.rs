@@ -162,6 +162,20 @@ impl Runtime {
         on_runtime!(self, rt => rt::aio::local_stream_into_py(py, stream))
     }
 
+    /// The runtime's `local_future_into_py_with`.
+    pub(crate) fn local_convert_with<'py, F, T>(
+        self,
+        py: Python<'py>,
+        first_poll: pyo3_aio::FirstPoll,
+        future: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = PyResult<T>> + 'static,
+        T: for<'a> IntoPyObject<'a> + 'static,
+    {
+        on_runtime!(self, rt => rt::aio::local_future_into_py_with(py, first_poll, future))
+    }
+
     /// The runtime's `run_until_complete`.
     pub(crate) fn run_until_complete<F, T>(
         self,

@@ -17,7 +17,7 @@ fn open_stream(iterable: Bound<'_, PyAny>, capacity: Option<usize>) -> PyResult<
     match capacity {
         None => pyo3_aio::into_stream(iterable),
         Some(capacity) => {
-            pyo3_aio::into_stream_with(iterable, StreamOptions::default().capacity(capacity))
+            pyo3_aio::into_stream_with(StreamOptions::default().capacity(capacity), iterable)
         }
     }
 }

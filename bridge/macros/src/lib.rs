@@ -216,12 +216,11 @@ fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
             .worker_threads
             .as_ref()
             .map(|n| quote!(builder.worker_threads(#n);));
-        let current = options.current_thread;
         quote! {
             let mut builder = #builder;
             builder.enable_all();
             #workers
-            ::pyo3_aio::__private::init_tokio(builder, #current);
+            ::pyo3_aio::__private::init_tokio(builder);
         }
     } else {
         quote!()

@@ -25,7 +25,6 @@ use crate::sync::lock;
 
 use crate::event_loop::registry::DrainSoon;
 use crate::event_loop::signal::Wakeup;
-use crate::event_loop::signal::close_fds;
 
 /// Work the loop thread does when it drains the queue.
 pub(crate) trait Resume: Send + Sync {
@@ -184,15 +183,6 @@ impl LoopShared {
             }
         }
         interrupt.map_or(Ok(()), Err)
-    }
-}
-
-impl Drop for LoopShared {
-    fn drop(&mut self) {
-        if let Some(Wakeup::Fd { write, read }) = self.wakeup.get() {
-            // No producer can write any more: they all held an `Arc` to this LoopShared.
-            close_fds(*write, *read);
-        }
     }
 }
 

@@ -14,9 +14,8 @@ use crate::sync::lock;
 use crate::asyncio::running::runs_here;
 use crate::event_loop::LoopShared;
 use crate::event_loop::Pending;
+use crate::event_loop::signal::SignalFd;
 use crate::event_loop::signal::Wakeup;
-use crate::event_loop::signal::close_fds;
-use crate::event_loop::signal::open_signal_fd;
 
 /// The `call_soon` callback of `signal_from_loop_thread`: drains the loop's queue if the
 /// state still exists (it holds it weakly, so the state does not keep itself alive).
@@ -75,7 +74,7 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
             reader: true,
         },
     )?;
-    let (write, read) = open_signal_fd()?;
+    let fd = SignalFd::open()?;
     let on_loop_thread = runs_here(py, event_loop)?;
     if !on_loop_thread {
         let register = Bound::new(
@@ -84,13 +83,13 @@ fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopSha
                 shared: shared.clone(),
                 event_loop: event_loop.clone().unbind(),
                 drain: drain.unbind(),
-                fds: (write, read),
+                fd: Mutex::new(Some(fd)),
             },
         )?;
         event_loop.call_method1(pyo3::intern!(py, "call_soon_threadsafe"), (register,))?;
         return Ok(shared);
     }
-    install(py, &shared, event_loop, &drain, write, read)?;
+    install(py, &shared, event_loop, &drain, fd)?;
     Ok(shared)
 }
 
@@ -102,19 +101,22 @@ struct RegisterWakeup {
     shared: Arc<LoopShared>,
     event_loop: Py<PyAny>,
     drain: Py<LoopWakeup>,
-    fds: (libc::c_int, libc::c_int),
+    /// Taken by the one call; closed with this object if the loop never calls it.
+    fd: Mutex<Option<SignalFd>>,
 }
 
 #[pymethods]
 impl RegisterWakeup {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(fd) = lock(&self.fd).take() else {
+            return Ok(());
+        };
         install(
             py,
             &self.shared,
             self.event_loop.bind(py),
             self.drain.bind(py),
-            self.fds.0,
-            self.fds.1,
+            fd,
         )?;
         self.shared.drain(py)
     }
@@ -125,8 +127,7 @@ fn install(
     shared: &Arc<LoopShared>,
     event_loop: &Bound<'_, PyAny>,
     drain: &Bound<'_, LoopWakeup>,
-    write: libc::c_int,
-    read: libc::c_int,
+    fd: SignalFd,
 ) -> PyResult<()> {
     let weak_loop = py.import("weakref")?.getattr("ref")?.call1((event_loop,))?;
     let drain_soon = Py::new(
@@ -138,12 +139,11 @@ fn install(
     let _ = shared
         .loop_thread
         .set((std::thread::current().id(), weak_loop.unbind(), drain_soon));
-    match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (read, drain)) {
+    match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (fd.read_fd(), drain)) {
         Ok(_) => {
-            let _ = shared.wakeup.set(Wakeup::Fd { write, read });
+            let _ = shared.wakeup.set(Wakeup::Fd(fd));
         }
         Err(error) if error.is_instance_of::<PyNotImplementedError>(py) => {
-            close_fds(write, read);
             let call_soon_threadsafe =
                 event_loop.getattr(pyo3::intern!(py, "call_soon_threadsafe"))?;
             let _ = shared.wakeup.set(Wakeup::Threadsafe {
@@ -151,10 +151,7 @@ fn install(
                 drain: drain.clone().into_any().unbind(),
             });
         }
-        Err(error) => {
-            close_fds(write, read);
-            return Err(error);
-        }
+        Err(error) => return Err(error),
     }
     Ok(())
 }

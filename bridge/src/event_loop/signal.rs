@@ -1,6 +1,11 @@
 //! The wake signal: how a producer wakes the loop (an eventfd or pipe the loop reads, a
 //! `call_soon_threadsafe`, or a `call_soon` on the loop's own thread), and the descriptors.
 
+use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
+use std::os::fd::OwnedFd;
+use std::os::fd::RawFd;
+
 use pyo3::prelude::*;
 
 use crate::event_loop::LoopShared;
@@ -8,11 +13,8 @@ use crate::event_loop::gil_held;
 use crate::event_loop::inline_drain::INLINE_DRAIN;
 
 pub(crate) enum Wakeup {
-    /// An eventfd (or the write end of a pipe) the loop reads through `add_reader`.
-    Fd {
-        write: libc::c_int,
-        read: libc::c_int,
-    },
+    /// An eventfd (or a pipe) the loop reads through `add_reader`.
+    Fd(SignalFd),
     /// `loop.call_soon_threadsafe` and the drain callback, for loops without `add_reader`.
     Threadsafe {
         call_soon_threadsafe: Py<PyAny>,
@@ -26,13 +28,13 @@ impl LoopShared {
             return;
         }
         match self.wakeup.get() {
-            Some(Wakeup::Fd { write, .. }) => {
+            Some(Wakeup::Fd(fd)) => {
                 let one: u64 = 1;
-                // SAFETY: `write` is an open descriptor owned by this LoopShared, which is
-                // alive (we are borrowing it); the buffer is 8 valid bytes.
+                // SAFETY: the descriptor is owned by this LoopShared, which is alive (we are
+                // borrowing it); the buffer is 8 valid bytes.
                 let written = unsafe {
                     libc::write(
-                        *write,
+                        fd.write_fd(),
                         (&one as *const u64).cast(),
                         std::mem::size_of::<u64>(),
                     )
@@ -57,11 +59,11 @@ impl LoopShared {
     /// Empties the eventfd/pipe, so the loop's reader stops firing. The reader callback
     /// does this before draining: a push after the clear signals again.
     pub(crate) fn clear_fd(&self) {
-        if let Some(Wakeup::Fd { read, .. }) = self.wakeup.get() {
+        if let Some(Wakeup::Fd(fd)) = self.wakeup.get() {
             let mut buffer = [0u8; 64];
-            // SAFETY: `read` is open for as long as `self` lives; the buffer is writable.
-            // Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
-            let _ = unsafe { libc::read(*read, buffer.as_mut_ptr().cast(), buffer.len()) };
+            // SAFETY: the descriptor is open for as long as `self` lives; the buffer is
+            // writable. Non-blocking: an empty eventfd/pipe returns EAGAIN at once.
+            let _ = unsafe { libc::read(fd.read_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
         }
     }
 
@@ -90,48 +92,74 @@ impl LoopShared {
     }
 }
 
-pub(crate) fn open_signal_fd() -> std::io::Result<(libc::c_int, libc::c_int)> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: plain syscall with constant flags.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+/// The descriptors of a wake signal, closed when dropped: one eventfd that is both read and
+/// written, or (where there is no eventfd) a pipe.
+pub(crate) enum SignalFd {
+    Event(OwnedFd),
+    #[cfg_attr(
+        any(target_os = "linux", target_os = "android"),
+        allow(dead_code, reason = "only where there is no eventfd")
+    )]
+    Pipe(Pipe),
+}
+
+impl SignalFd {
+    /// A non-blocking, close-on-exec eventfd, or a pipe where there is none.
+    pub(crate) fn open() -> std::io::Result<Self> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: plain syscall with constant flags.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just opened and nothing else owns it.
+            Ok(SignalFd::Event(unsafe { OwnedFd::from_raw_fd(fd) }))
         }
-        Ok((fd, fd))
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            nonblocking_pipe().map(SignalFd::Pipe)
+        }
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let (read, write) = nonblocking_pipe()?;
-        Ok((write, read))
+
+    /// The descriptor the loop reads (`add_reader`).
+    pub(crate) fn read_fd(&self) -> RawFd {
+        match self {
+            SignalFd::Event(fd) => fd.as_raw_fd(),
+            SignalFd::Pipe(pipe) => pipe.read.as_raw_fd(),
+        }
+    }
+
+    /// The descriptor producers write.
+    pub(crate) fn write_fd(&self) -> RawFd {
+        match self {
+            SignalFd::Event(fd) => fd.as_raw_fd(),
+            SignalFd::Pipe(pipe) => pipe.write.as_raw_fd(),
+        }
     }
 }
 
-/// A pipe whose both ends are non-blocking and close-on-exec: `(read, write)`.
-pub(crate) fn nonblocking_pipe() -> std::io::Result<(libc::c_int, libc::c_int)> {
+/// Both ends of a pipe, non-blocking and close-on-exec; closed when dropped.
+pub(crate) struct Pipe {
+    pub(crate) read: OwnedFd,
+    pub(crate) write: OwnedFd,
+}
+
+/// Opens a [`Pipe`].
+pub(crate) fn nonblocking_pipe() -> std::io::Result<Pipe> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe() writes.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: pipe() just opened both descriptors and nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     for fd in fds {
-        // SAFETY: `fd` was just opened by pipe().
+        // SAFETY: `fd` is open (owned by `read` or `write` above); fcntl only sets flags.
         unsafe {
             libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
-    Ok((fds[0], fds[1]))
-}
-
-/// Closes both ends of a signal fd or pipe (one descriptor when they are the same).
-pub(crate) fn close_fds(write: libc::c_int, read: libc::c_int) {
-    // SAFETY: callers pass descriptors they opened (`open_signal_fd`, `nonblocking_pipe`)
-    // and that nothing will use any more.
-    unsafe {
-        libc::close(write);
-        if read != write {
-            libc::close(read);
-        }
-    }
+    Ok(Pipe { read, write })
 }

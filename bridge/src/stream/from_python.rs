@@ -233,7 +233,7 @@ impl Drop for PyStream {
 /// });
 /// ```
 pub fn into_stream(iterable: Bound<'_, PyAny>) -> PyResult<PyStream> {
-    into_stream_with(iterable, StreamOptions::default())
+    into_stream_with(StreamOptions::default(), iterable)
 }
 
 /// [`into_stream`] with [`StreamOptions`].
@@ -241,7 +241,7 @@ pub fn into_stream(iterable: Bound<'_, PyAny>) -> PyResult<PyStream> {
 /// # Errors
 ///
 /// As [`into_stream`].
-pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> PyResult<PyStream> {
+pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> PyResult<PyStream> {
     let py = iterable.py();
     if !iterable.hasattr(pyo3::intern!(py, "__aiter__"))? {
         return Err(PyTypeError::new_err(format!(

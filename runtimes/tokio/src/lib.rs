@@ -29,6 +29,10 @@
 //! assert_eq!(rx.recv().unwrap(), 2);
 //! ```
 
+/// The tokio crate this runtime is built on, for its [`Builder`] and handles (and for
+/// `#[pyo3_aio::tokio::main]`, which configures the runtime through it).
+pub use tokio;
+
 use std::fmt;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
