@@ -262,11 +262,10 @@ def test_a_closed_rust_coroutine_raises_cannot_reuse(run, runtime):
 @WHERE
 def test_a_coroutine_awaited_elsewhere_raises_and_its_awaiter_still_gets_the_value(run, runtime, where):
     async def main():
-        started = asyncio.Event()
+        gate = asyncio.get_running_loop().create_future()
 
         async def slow():
-            started.set()
-            await asyncio.sleep(0.01)
+            await gate
             return 9
 
         shared = slow()
@@ -275,9 +274,16 @@ def test_a_coroutine_awaited_elsewhere_raises_and_its_awaiter_still_gets_the_val
             return await shared
 
         task = asyncio.ensure_future(holder())
-        await started.wait()
-        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine|already"):
-            await await_from(runtime, where, shared)
+        second = asyncio.ensure_future(await_from(runtime, where, shared))
+        # Release the gate only once both tasks wait on it, the holder's first: the holder
+        # then finishes `shared` and the second finds it spent, as with two native awaits.
+        # (Released by a timer instead, the second could step first under load and win.)
+        assert await wait_until(
+            lambda: sum(other._fut_waiter is gate for other in asyncio.all_tasks()) == 2
+        )
+        gate.set_result(None)
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await second
         assert await task == 9
 
     run(main)

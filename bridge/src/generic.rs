@@ -45,7 +45,9 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{InRuntime, LoopThreadStart, RustCoroutine, SendStart, future_name};
+use crate::coroutine::{
+    InRuntime, RustCoroutine, SendStart, future_name, local_coroutine, loop_thread_coroutine,
+};
 use crate::options::{FirstPoll, Options};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
@@ -86,7 +88,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    crate::slots::install_am_send(py);
+    crate::coroutine::install_am_send(py);
     let start = SendStart::new(future, spawner, options);
     let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
     Ok(Bound::new(py, coroutine)?.into_any())
@@ -165,7 +167,7 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
-    loop_thread_coroutine(py, first_poll, future, future_name::<F>())
+    local_coroutine(py, first_poll, future)
 }
 
 /// [`local_future_into_py`] for a future that needs `spawner`'s runtime around each poll
@@ -187,22 +189,6 @@ where
 {
     let name = future_name::<F>();
     loop_thread_coroutine(py, first_poll, InRuntime::new(spawner, future), name)
-}
-
-fn loop_thread_coroutine<'py, F, T>(
-    py: Python<'py>,
-    first_poll: FirstPoll,
-    future: F,
-    name: &'static str,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    F: Future<Output = PyResult<T>> + 'static,
-    T: for<'a> IntoPyObject<'a> + 'static,
-{
-    crate::slots::install_am_send(py);
-    let start = LoopThreadStart::new(future, first_poll);
-    let coroutine = RustCoroutine::new(Box::new(start), name);
-    Ok(Bound::new(py, coroutine)?.into_any())
 }
 
 /// Starts a `Send` Rust future on `spawner` now and returns an `asyncio.Future` for its

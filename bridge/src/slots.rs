@@ -1,11 +1,10 @@
 //! CPython type slots PyO3 has no name for: `am_send` (results returned without raising
-//! `StopIteration`) and a plain `am_await`, put on our types once per process.
+//! `StopIteration`) and a plain `am_await`, put on our types once per process. The types
+//! bring their own `am_send` functions (`coroutine/send_slot.rs`, `stream/ready.rs`); this
+//! module installs them and hands their outcome to CPython.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-
-use crate::coroutine::RustCoroutine;
-use crate::stream::ready::Ready;
 
 /// What one step of the coroutine produced.
 pub(crate) enum Step {
@@ -13,34 +12,6 @@ pub(crate) enum Step {
     Yield(Py<PyAny>),
     /// Finish with this value.
     Return(Py<PyAny>),
-}
-
-/// Python 3.10+ `am_send`: `await` and the Task resume the coroutine through this slot,
-/// which returns the result directly instead of raising `StopIteration` (the slow part
-/// of finishing a non-generator awaitable). PyO3 has no `#[pymethods]` name for the slot,
-/// so [`install_am_send`] puts it on the type once.
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
-unsafe extern "C" fn am_send(
-    slf: *mut pyo3::ffi::PyObject,
-    arg: *mut pyo3::ffi::PyObject,
-    result: *mut *mut pyo3::ffi::PyObject,
-) -> pyo3::ffi::PySendResult {
-    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
-        // be NULL for "send None").
-        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let this = this.cast::<RustCoroutine>()?;
-        if !arg.is_null() {
-            // SAFETY: as above.
-            RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
-        }
-        RustCoroutine::step(this)
-    }));
-    let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
-    // SAFETY: `result` is the out-pointer CPython passed to this slot.
-    unsafe { send_result(py, outcome, result) }
 }
 
 /// Hands an `am_send` outcome to CPython: the value through `result`, or the error set as
@@ -67,19 +38,6 @@ pub(crate) unsafe fn send_result(
     // SAFETY: the caller guarantees `result` is valid for writes.
     unsafe { *result = value };
     status
-}
-
-/// Puts [`am_send`] on the `RustCoroutine` type, once per process (and registers the
-/// classes with the shared `pyo3_aio` module).
-pub(crate) fn install_am_send(py: Python<'_>) {
-    crate::shared::register_types(py);
-    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
-    {
-        static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
-        install_send_slot::<RustCoroutine>(py, &INSTALLED, am_send);
-    }
-    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
-    let _ = py;
 }
 
 /// The `am_await` slot of types whose `__await__` returns the object itself.
@@ -114,29 +72,4 @@ pub(crate) fn install_send_slot<T: pyo3::PyTypeInfo>(
             }
         }
     });
-}
-
-/// `am_send` for [`Ready`]: hands the value back without raising `StopIteration`.
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
-pub(crate) unsafe extern "C" fn ready_am_send(
-    slf: *mut pyo3::ffi::PyObject,
-    _arg: *mut pyo3::ffi::PyObject,
-    result: *mut *mut pyo3::ffi::PyObject,
-) -> pyo3::ffi::PySendResult {
-    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
-    let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let taken = match this.cast::<Ready>() {
-        Ok(ready) => match ready.try_borrow_mut() {
-            Ok(mut ready) => ready
-                .0
-                .take()
-                .unwrap_or_else(|| Err(crate::errors::already_awaited())),
-            Err(error) => Err(error.into()),
-        },
-        Err(error) => Err(error.into()),
-    };
-    // SAFETY: `result` is the out-pointer CPython passed to this slot.
-    unsafe { crate::slots::send_result(py, taken.map(crate::slots::Step::Return), result) }
 }

@@ -124,7 +124,7 @@ impl Cmd {
                     "OVER BUDGET: `cargo xtask test` may take at most {} ({} to raise it); \
                      step `{step}` was still running `{self}` and was killed with every \
                      process it started",
-                    crate::steps::format_duration(budget.total),
+                    format_duration(budget.total),
                     BUDGET_ENV
                 )));
             }
@@ -313,6 +313,16 @@ fn quote(s: &str) -> String {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `12.3s` under a minute, `4m05s` above.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
     }
 }
 

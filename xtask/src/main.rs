@@ -16,6 +16,7 @@
 
 mod bench;
 mod cmd;
+mod cycles;
 mod demo;
 mod fuzz;
 mod matrix;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cmd::{Cmd, Failure, Result};
+use crate::cmd::{Cmd, Failure, Result, format_duration};
 use crate::workspace::Workspace;
 use crate::{fuzz, python, tidy};
 
@@ -317,16 +317,6 @@ fn warn_partial(skip: &[&'static str]) {
     );
     eprintln!("!!! This is not what CI runs: a pass here does not mean CI will pass.");
     eprintln!("{banner}");
-}
-
-/// `12.3s` under a minute, `4m05s` above.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //!   number after `#` in parentheses. String literals are output, not comments, and are
 //!   not checked; neither is Markdown (docs may cite issues), nor a reference into another
 //!   project (`owner/repo#N`).
+//! - **No import cycles** between a crate's top-level modules (`cycles.rs`).
 //! - **A line cap per file.** A source file (`.rs`, `.py`) holds at most [`SOURCE_CAP`]
 //!   lines, a test file (under `tests/`, `loom-tests/` or `fuzz_targets/`, or named
 //!   `test_*.py` / `conftest.py`) at most [`TEST_CAP`]. A Rust file's unit tests at its
@@ -19,6 +20,7 @@
 //! `path:line: message`, and the step fails if there is one.
 
 use crate::cmd::{Cmd, Failure, Result};
+use crate::cycles;
 use crate::workspace::Workspace;
 
 /// Lines a source file may hold (a Rust file's `#[cfg(test)]` part not counted).
@@ -61,6 +63,7 @@ pub(crate) fn run(ws: &Workspace) -> Result {
         .ok_or_else(|| Failure::new("`git ls-files` failed: tidy checks the files git knows"))?;
     let mut findings = Vec::new();
     let mut long = Vec::new();
+    let mut crate_files: Vec<Vec<(String, String)>> = vec![Vec::new(); cycles::CRATES.len()];
     for path in listing.split('\0').filter(|path| !path.is_empty()) {
         let Some(kind) = Kind::of(path) else {
             continue;
@@ -70,10 +73,23 @@ pub(crate) fn run(ws: &Workspace) -> Result {
             continue;
         };
         findings.extend(check_file(path, kind, &source, &mut long));
+        if kind == Kind::Rust {
+            for (files, src) in crate_files.iter_mut().zip(cycles::CRATES) {
+                if let Some(inside) = path.strip_prefix(src).and_then(|p| p.strip_prefix('/')) {
+                    files.push((inside.to_string(), source.clone()));
+                }
+            }
+        }
     }
     findings.extend(stale_allowances(&long));
+    for (files, src) in crate_files.iter().zip(cycles::CRATES) {
+        findings.extend(cycles::cycles(src, files));
+    }
     if findings.is_empty() {
-        println!("==> tidy: no issue numbers in comments, every file within its line cap");
+        println!(
+            "==> tidy: no issue numbers in comments, every file within its line cap, no \
+             import cycles between modules"
+        );
         return Ok(());
     }
     for finding in &findings {

@@ -6,8 +6,6 @@ use pyo3::prelude::*;
 
 use crate::callables;
 
-use crate::event_loop::registry::loop_shared;
-
 thread_local! {
     /// The loop this thread last registered as its running loop, and how to ask it cheaply
     /// whether it still runs.
@@ -94,15 +92,20 @@ impl StillRunning {
     }
 }
 
-/// Registers the loop running on this thread (so that `into_future` called from other
-/// threads finds it), cheaply when this thread already did so for a loop that still runs.
+/// Calls `register` with the loop running on this thread unless this thread already did
+/// so for a loop that still runs (the event-loop registry passes its registration, so
+/// that `into_future` called from other threads finds the loop), cheaply on that path.
 ///
 /// `asyncio._get_running_loop` costs a `getpid` system call on Python 3.11, more than a
 /// whole ready await; asking the cached loop whether it still runs avoids it on the fast
 /// path (and for asyncio's own loops, without a Python-level call). A thread runs one loop
 /// at a time, so a still-running cached loop is this thread's (unless the loop moved to
 /// another thread, which then only skips this registration).
-pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
+#[inline]
+pub(crate) fn register_running_loop(
+    py: Python<'_>,
+    register: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
     let marker = running_loop_marker(py);
     // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
     let cached = REGISTERED.with(|cached| {
@@ -128,7 +131,7 @@ pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
         _ => {}
     }
     if let Some(event_loop) = running_loop(py)? {
-        loop_shared(py, &event_loop)?;
+        register(&event_loop)?;
         let registered = Registered {
             still_running: StillRunning::of(py, &event_loop),
             event_loop: event_loop.unbind(),

@@ -185,7 +185,7 @@ macro_rules! runtime_functions {
             F: std::future::Future<Output = PyResult<T>> + Send + 'static,
             T: Send + 'static,
         {
-            crate::generic::block_on(py, $spawner, future)
+            crate::blocking::block_on(py, $spawner, future)
         }
 
         #[doc = concat!("Starts a `Send` Rust future on ", $runtime, " now and returns a `pyo3_aio.RustTask` (a `concurrent.futures.Future` that can also be awaited).")]
@@ -200,7 +200,7 @@ macro_rules! runtime_functions {
             F: std::future::Future<Output = PyResult<T>> + Send + 'static,
             T: for<'a> IntoPyObject<'a> + Send + 'static,
         {
-            crate::generic::spawn_task(py, $spawner, future)
+            crate::blocking::spawn_task(py, $spawner, future)
         }
     };
 }

@@ -15,11 +15,13 @@
 pub(crate) mod in_runtime;
 pub(crate) mod on_loop_thread;
 pub(crate) mod on_runtime;
+pub(crate) mod send_slot;
 pub(crate) mod send_start;
 
 pub(crate) use in_runtime::{InRuntime, entered};
-pub(crate) use on_loop_thread::LoopThreadStart;
+pub(crate) use on_loop_thread::{local_coroutine, loop_thread_coroutine};
 pub(crate) use on_runtime::{Discard, Running, drive, interpreter_alive};
+pub(crate) use send_slot::install_am_send;
 pub(crate) use send_start::SendStart;
 
 use std::any::type_name;

@@ -235,3 +235,34 @@ where
         true
     }
 }
+
+/// A coroutine for a future that lives on the loop thread (`!Send`, or a `Send` one made
+/// to run there), named `name`.
+pub(crate) fn loop_thread_coroutine<'py, F, T>(
+    py: Python<'py>,
+    first_poll: FirstPoll,
+    future: F,
+    name: &'static str,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    crate::coroutine::install_am_send(py);
+    let start = LoopThreadStart::new(future, first_poll);
+    let coroutine = crate::coroutine::RustCoroutine::new(Box::new(start), name);
+    Ok(Bound::new(py, coroutine)?.into_any())
+}
+
+/// [`loop_thread_coroutine`] named after the future's type: `local_future_into_py_with`.
+pub(crate) fn local_coroutine<'py, F, T>(
+    py: Python<'py>,
+    first_poll: FirstPoll,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    loop_thread_coroutine(py, first_poll, future, crate::coroutine::future_name::<F>())
+}

@@ -17,7 +17,6 @@ use crate::sync::lock;
 use pyo3_aio_core::Spawner;
 use pyo3_aio_core::completion;
 
-use crate::asyncio::running::register_running_loop;
 use crate::coroutine::Start;
 use crate::coroutine::Started;
 use crate::coroutine::in_runtime::entered;
@@ -33,6 +32,7 @@ use crate::coroutine::require_loop;
 use crate::coroutine::to_python;
 use crate::event_loop::Resume;
 use crate::event_loop::registry::loop_shared;
+use crate::event_loop::registry::register_running_loop;
 use crate::event_loop::waker::KeptForLoop;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;

@@ -59,6 +59,16 @@ impl LoopWakeup {
     }
 }
 
+/// Registers the loop running on this thread, if any, so that `into_future` called from
+/// other threads finds it: cheap when this thread already registered a loop that still
+/// runs (`asyncio::running::register_running_loop`).
+#[inline]
+pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
+    crate::asyncio::running::register_running_loop(py, |event_loop| {
+        loop_shared(py, event_loop).map(drop)
+    })
+}
+
 fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopShared>> {
     let shared = Arc::new(LoopShared {
         queue: pyo3_aio_core::loop_queue::LoopQueue::new(),

@@ -3,7 +3,8 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::slots::ready_am_send;
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+use crate::slots::{Step, send_result};
 
 pub(crate) fn ready<'py>(
     py: Python<'py>,
@@ -53,4 +54,29 @@ impl Ready {
     fn close(&mut self) {
         self.0 = None;
     }
+}
+
+/// `am_send` for [`Ready`]: hands the value back without raising `StopIteration`.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn ready_am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    _arg: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
+    let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let taken = match this.cast::<Ready>() {
+        Ok(ready) => match ready.try_borrow_mut() {
+            Ok(mut ready) => ready
+                .0
+                .take()
+                .unwrap_or_else(|| Err(crate::errors::already_awaited())),
+            Err(error) => Err(error.into()),
+        },
+        Err(error) => Err(error.into()),
+    };
+    // SAFETY: `result` is the out-pointer CPython passed to this slot.
+    unsafe { send_result(py, taken.map(Step::Return), result) }
 }
