@@ -555,8 +555,10 @@ def test_cancel_message_reaches_the_task_rust_awaits(diff_loop, runtime, message
 
     async def scenario(chain):
         seen = []
+        started = []
 
         async def inner():
+            started.append(True)
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError as error:
@@ -564,7 +566,10 @@ def test_cancel_message_reaches_the_task_rust_awaits(diff_loop, runtime, message
                 raise
 
         task = asyncio.ensure_future(chain(inner()))
-        await asyncio.sleep(0.01)
+        # Cancel once the inner task runs: after a fixed sleep instead, a loaded machine could
+        # cancel the inner task before its first step (uvloop runs due timers before the
+        # callbacks queued earlier), and a task cancelled unstarted never sees the message.
+        assert await wait_until(lambda: bool(started))
         task.cancel(message)
         try:
             await task

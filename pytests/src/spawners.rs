@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3_aio::generic::{BoxFuture, SpawnError, Spawner};
 
 use crate::Runtime;
-use crate::poll_fn::after;
+use crate::poll_fn::{after, yield_now};
 use crate::probes::never_counted;
 
 static SPAWNS: AtomicUsize = AtomicUsize::new(0);
@@ -44,7 +44,9 @@ fn counted_ready<'py>(
     pyo3_aio::generic::future_into_py(py, spawner, async move { Ok(value) })
 }
 
-/// `sleep` through a spawner that counts spawns (see `spawns()`).
+/// `sleep` through a spawner that counts spawns (see `spawns()`). It yields once first, so
+/// its inline first poll is pending even when a loaded machine polls it after the sleep's
+/// deadline (a future ready on that poll is never spawned).
 #[pyfunction]
 fn counted_sleep<'py>(
     py: Python<'py>,
@@ -53,7 +55,11 @@ fn counted_sleep<'py>(
     value: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let spawner = Counting(runtime.spawner());
-    let future = after(runtime.sleep(seconds), move || Ok(value));
+    let nap = runtime.sleep(seconds);
+    let future = async move {
+        yield_now().await;
+        after(nap, move || Ok(value)).await
+    };
     pyo3_aio::generic::future_into_py(py, spawner, named_here!(future))
 }
 
