@@ -45,9 +45,7 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{
-    InRuntime, RustCoroutine, SendStart, future_name, local_coroutine, loop_thread_coroutine,
-};
+use crate::coroutine::{InRuntime, RustCoroutine, SendStart, future_name, loop_thread_coroutine};
 use crate::options::{FirstPoll, Options};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
@@ -153,22 +151,7 @@ where
     local_future_into_py_with(py, FirstPoll::Inline, future)
 }
 
-/// [`local_future_into_py`] choosing whether the first poll happens inline.
-///
-/// # Errors
-///
-/// As [`local_future_into_py`].
-pub fn local_future_into_py_with<'py, F, T>(
-    py: Python<'py>,
-    first_poll: FirstPoll,
-    future: F,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    F: Future<Output = PyResult<T>> + 'static,
-    T: for<'a> IntoPyObject<'a> + 'static,
-{
-    local_coroutine(py, first_poll, future)
-}
+pub use crate::coroutine::local_future_into_py_with;
 
 /// [`local_future_into_py`] for a future that needs `spawner`'s runtime around each poll
 /// (tokio's timers and I/O do): the `local_future_into_py` of each runtime module.

@@ -20,7 +20,7 @@ use crate::sync::lock;
 use pyo3::types::{PyDict, PyList};
 use pyo3_aio_core::{Spawner, completion};
 
-use crate::coroutine::local_coroutine;
+use crate::coroutine::local_future_into_py_with;
 use crate::coroutine::{Running, drive};
 use crate::locals::{LocalsSlot, TaskLocals, scoped};
 use crate::options::FirstPoll;
@@ -79,7 +79,7 @@ where
     // The waiting side lives on the loop thread: woken by the runtime, no hop back. It
     // spawns the Rust future on its first poll, once the loop is running, so that code in
     // the future always finds the loop running.
-    let waiting = local_coroutine(py, FirstPoll::Inline, async move {
+    let waiting = local_future_into_py_with(py, FirstPoll::Inline, async move {
         spawner
             .spawn(Box::pin(async move {
                 let _release = release_on_drop;

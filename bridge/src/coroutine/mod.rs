@@ -19,7 +19,8 @@ pub(crate) mod send_slot;
 pub(crate) mod send_start;
 
 pub(crate) use in_runtime::{InRuntime, entered};
-pub(crate) use on_loop_thread::{local_coroutine, loop_thread_coroutine};
+pub use on_loop_thread::local_future_into_py_with;
+pub(crate) use on_loop_thread::loop_thread_coroutine;
 pub(crate) use on_runtime::{Discard, Running, drive, interpreter_alive};
 pub(crate) use send_slot::install_am_send;
 pub(crate) use send_start::SendStart;

@@ -254,8 +254,13 @@ where
     Ok(Bound::new(py, coroutine)?.into_any())
 }
 
-/// [`loop_thread_coroutine`] named after the future's type: `local_future_into_py_with`.
-pub(crate) fn local_coroutine<'py, F, T>(
+/// [`local_future_into_py`](crate::generic::local_future_into_py) choosing whether the
+/// first poll happens inline.
+///
+/// # Errors
+///
+/// As [`local_future_into_py`](crate::generic::local_future_into_py).
+pub fn local_future_into_py_with<'py, F, T>(
     py: Python<'py>,
     first_poll: FirstPoll,
     future: F,

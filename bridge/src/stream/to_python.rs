@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3_aio_core::Spawner;
 
 use crate::asyncio::running::running_loop;
-use crate::coroutine::local_coroutine;
+use crate::coroutine::local_future_into_py_with;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped_locals;
@@ -53,7 +53,7 @@ impl RustStream {
         // the last reference to the stream closes it, so `await anext(make_stream())`
         // would otherwise lose its item.
         let stream = slf.clone().unbind();
-        local_coroutine(py, FirstPoll::Inline, async move {
+        local_future_into_py_with(py, FirstPoll::Inline, async move {
             let _stream = stream;
             let item = std::future::poll_fn(|cx| {
                 Python::attach(|py| match front.next_item(py, Some(cx.waker())) {
