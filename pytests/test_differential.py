@@ -627,3 +627,25 @@ def test_athrow_ends_the_iterator(diff_loop, runtime):
         return first, thrown, finalized(), after
 
     both(diff_loop, scenario, native_stream, bridge_stream(runtime))
+
+
+def test_aclose_while_the_filler_polls_returns_once_the_stream_is_dropped(diff_loop, runtime):
+    """`await aclose()` returns after the Rust stream's destructor ran, as an async
+    generator's `finally` has run when its `aclose()` returns, also when the runtime's
+    filler is inside the stream's poll at that moment (aclose cannot drop it then)."""
+
+    async def main():
+        name = f"busy-{next(_names)}"
+        stream = m.busy_stream(runtime, name)
+        assert await anext(stream) == 0
+        # The filler polls for the next item on a runtime thread and blocks there.
+        assert await wait_until(m.busy_polling)
+        closing = stream.aclose()
+        m.release_busy()
+        await closing
+        alive_after_aclose = m.alive(name)
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        return alive_after_aclose
+
+    assert run_scenario(diff_loop, main) == (False, [])

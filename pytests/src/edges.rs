@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -199,6 +200,56 @@ fn local_tokio_stream(py: Python<'_>, n: u64, delay: f64) -> PyResult<Bound<'_, 
     pyo3_aio::tokio::local_stream_into_py(py, stream)
 }
 
+/// Whether the busy stream's poll on a runtime thread is under way (see [`busy_stream`]).
+static BUSY_POLLING: AtomicBool = AtomicBool::new(false);
+/// Set to let that poll return.
+static BUSY_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// A stream alive as `name` until dropped: its first item is ready at once; a later poll on
+/// a thread without the GIL (the runtime's filler) sets `busy_polling()` and blocks until
+/// `release_busy()`, then returns Pending; on the loop thread it returns Pending at once.
+/// It shows what `aclose()` does while the filler is inside the stream's poll.
+#[pyfunction]
+fn busy_stream<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    name: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    BUSY_POLLING.store(false, Ordering::SeqCst);
+    BUSY_RELEASE.store(false, Ordering::SeqCst);
+    let guard = Guard::new(name);
+    let mut first = true;
+    let stream = PollFn(move |_: &mut Context<'_>| {
+        let _guard = &guard;
+        if std::mem::take(&mut first) {
+            return Poll::Ready(Some(Ok::<_, PyErr>(0u64)));
+        }
+        // SAFETY: a plain query of this thread's state, allowed with or without the GIL.
+        if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
+            return Poll::Pending;
+        }
+        BUSY_POLLING.store(true, Ordering::SeqCst);
+        while !BUSY_RELEASE.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        BUSY_POLLING.store(false, Ordering::SeqCst);
+        Poll::Pending
+    });
+    runtime.stream_into_py(py, None, stream)
+}
+
+/// Whether [`busy_stream`]'s poll is blocked on a runtime thread now.
+#[pyfunction]
+fn busy_polling() -> bool {
+    BUSY_POLLING.load(Ordering::SeqCst)
+}
+
+/// Lets [`busy_stream`]'s blocked poll return.
+#[pyfunction]
+fn release_busy() {
+    BUSY_RELEASE.store(true, Ordering::SeqCst);
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(
         m,
@@ -210,6 +261,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         slow_stream,
         local_tokio_sleep,
         local_tokio_stream,
+        busy_stream,
+        busy_polling,
+        release_busy,
     );
     Ok(())
 }

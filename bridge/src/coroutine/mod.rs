@@ -92,6 +92,9 @@ unsafe impl<T: Send> Sync for Exclusive<T> {}
 pub struct RustCoroutine {
     state: State,
     name: &'static str,
+    /// Whether dropping it unawaited warns, as a coroutine does (not for the awaitables
+    /// the bridge returns in place of other kinds of objects, such as `aclose()`'s).
+    warn_unawaited: bool,
 }
 
 impl RustCoroutine {
@@ -99,7 +102,16 @@ impl RustCoroutine {
         Self {
             state: State::Created(Exclusive(start)),
             name,
+            warn_unawaited: true,
         }
+    }
+
+    /// [`RustCoroutine::new`] for an awaitable that stands in for something other than a
+    /// coroutine: dropped unawaited, it says nothing.
+    pub(crate) fn quiet(start: Box<dyn Start>, name: &'static str) -> Self {
+        let mut quiet = Self::new(start, name);
+        quiet.warn_unawaited = false;
+        quiet
     }
 
     /// Advances the coroutine: the object to yield to the Task, or the value to return.
@@ -301,7 +313,7 @@ impl RustCoroutine {
 
 impl Drop for RustCoroutine {
     fn drop(&mut self) {
-        if matches!(self.state, State::Created(_)) {
+        if self.warn_unawaited && matches!(self.state, State::Created(_)) {
             let name = short_name(self.name);
             Python::attach(|py| {
                 let message =

@@ -17,7 +17,7 @@ pub use from_python::{PyStream, into_stream, into_stream_with};
 pub use to_python::RustStream;
 pub(crate) use to_python::{local_stream_into_py, stream_into_py};
 
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use pyo3::prelude::*;
 
@@ -26,5 +26,13 @@ trait ItemSource: Send + Sync {
     /// `Some(Ok(item))`, `Some(Err(error))` (error items and the end, as
     /// `StopAsyncIteration`), or `None` when nothing is there yet (registers `waker`).
     fn next_item(&self, py: Python<'_>, waker: Option<&Waker>) -> Option<PyResult<Py<PyAny>>>;
+    /// Ends the stream: drops the Rust stream here unless a runtime thread is polling it,
+    /// which then drops it when its poll returns.
     fn close(&self);
+    /// After [`close`](ItemSource::close): `Ready` once the Rust stream is dropped, else
+    /// `Pending` (registering `waker`, woken when it is).
+    fn poll_dropped(&self, waker: Option<&Waker>) -> Poll<()> {
+        let _ = waker;
+        Poll::Ready(())
+    }
 }

@@ -233,4 +233,23 @@ where
             crate::coroutine::entered(&self.spawner, || drop(stream));
         }
     }
+
+    fn poll_dropped(&self, waker: Option<&Waker>) -> Poll<()> {
+        let mut channel = lock(&self.channel);
+        // The filler finishes the channel after dropping the stream (`fill`), and so does
+        // a filler its runtime dropped: finished means dropped.
+        if channel.finished {
+            return Poll::Ready(());
+        }
+        // Taken by `close`, or dropped by a filler about to finish the channel. Held (the
+        // filler is inside its poll): wait for the finish, which wakes the consumers; it
+        // takes this lock first, so the wake cannot be missed.
+        if try_lock(&self.stream).is_some_and(|stream| stream.is_none()) {
+            return Poll::Ready(());
+        }
+        if let Some(waker) = waker {
+            channel.wait(waker);
+        }
+        Poll::Pending
+    }
 }

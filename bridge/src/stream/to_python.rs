@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3_aio_core::Spawner;
 
 use crate::asyncio::running::running_loop;
+use crate::coroutine::RustCoroutine;
 use crate::coroutine::local_future_into_py_with;
+use crate::coroutine::on_loop_thread::LoopThreadStart;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped_locals;
@@ -79,7 +81,7 @@ impl RustStream {
     /// `StopAsyncIteration`.
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.front.close();
-        ready(py, Ok(py.None()))
+        after_drop(py, &self.front, Ok(py.None()))
     }
 
     /// As an async generator that does not catch what is thrown in: the Rust stream is
@@ -95,8 +97,31 @@ impl RustStream {
     ) -> PyResult<Bound<'py, PyAny>> {
         let error = crate::errors::thrown(typ, val, tb)?;
         self.front.close();
-        ready(py, Err(error))
+        after_drop(py, &self.front, Err(error))
     }
+}
+
+/// An awaitable giving `outcome` once the closed Rust stream is dropped, as an async
+/// generator's `aclose()` and `athrow()` return after its `finally` ran: a ready one when
+/// `close` could drop it, else one that waits for the runtime thread polling it to drop it.
+fn after_drop<'py>(
+    py: Python<'py>,
+    front: &Arc<dyn ItemSource>,
+    outcome: PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if front.poll_dropped(None).is_ready() {
+        return ready(py, outcome);
+    }
+    let front = front.clone();
+    let waiting = async move {
+        std::future::poll_fn(|cx| front.poll_dropped(Some(cx.waker()))).await;
+        outcome
+    };
+    // An async generator's `aclose()` left unawaited gives no warning; neither does this.
+    crate::coroutine::install_am_send(py);
+    let start = LoopThreadStart::new(waiting, FirstPoll::Inline);
+    let closing = RustCoroutine::quiet(Box::new(start), "RustStream.aclose");
+    Ok(Bound::new(py, closing)?.into_any())
 }
 
 impl Drop for RustStream {
