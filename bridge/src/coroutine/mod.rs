@@ -35,12 +35,18 @@ use crate::errors::no_stop_iteration;
 use crate::errors::stop_iteration;
 use crate::errors::thrown;
 use crate::slots::Step;
+use crate::trio::TrioWait;
 use crate::waiter::RustFutureWaiter;
 
 /// What the first await of a coroutine produced.
 pub(crate) enum Started {
     Ready(PyResult<Py<PyAny>>),
     Waiting(Py<RustFutureWaiter>),
+    /// Under trio: the task's wait, and the message to yield to trio's run loop.
+    Trio {
+        wait: Py<TrioWait>,
+        message: Py<PyAny>,
+    },
 }
 
 /// A converted future not yet awaited.
@@ -67,12 +73,16 @@ pub(crate) trait Start: Send {
 /// - `Waiting`: the future is pending in its home and the waiter was yielded to the Task;
 ///   a step reads the waiter's outcome (still pending: yield it again). `close`/`throw`
 ///   end it through `RustFutureWaiter::coroutine_finished`.
+/// - `TrioWaiting`: the same under trio: the coroutine yielded trio's
+///   `wait_task_rescheduled` message; trio resumes it by sending an `outcome`, which the
+///   step unwraps.
 /// - `Done`: returned, raised, or closed; a step raises "cannot reuse already awaited
 ///   coroutine".
 enum State {
     Created(Exclusive<Box<dyn Start>>),
     Running,
     Waiting(Py<RustFutureWaiter>),
+    TrioWaiting(Py<TrioWait>),
     Done,
 }
 
@@ -100,7 +110,9 @@ impl RustCoroutine {
     }
 
     /// Advances the coroutine: the object to yield to the Task, or the value to return.
-    pub(crate) fn step(slf: &Bound<'_, Self>) -> PyResult<Step> {
+    /// `sent` is what the resumer sent in (`None` for `__next__`); only trio's resume reads
+    /// it (an `outcome`).
+    pub(crate) fn step(slf: &Bound<'_, Self>, sent: Option<&Bound<'_, PyAny>>) -> PyResult<Step> {
         let py = slf.py();
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
         let started = match state {
@@ -117,6 +129,10 @@ impl RustCoroutine {
                         return Ok(Step::Yield(yielded));
                     }
                 }
+            }
+            State::TrioWaiting(wait) => {
+                TrioWait::coroutine_finished(wait.bind(py));
+                Ok(Started::Ready(crate::trio::unwrap_sent(sent)))
             }
             State::Running => {
                 return Err(PyValueError::new_err("coroutine already executing"));
@@ -138,6 +154,10 @@ impl RustCoroutine {
                 slf.borrow_mut().state = State::Waiting(waiter);
                 Ok(Step::Yield(yielded))
             }
+            Ok(Started::Trio { wait, message }) => {
+                slf.borrow_mut().state = State::TrioWaiting(wait);
+                Ok(Step::Yield(message))
+            }
             Err(error) => {
                 slf.borrow_mut().state = State::Done;
                 Err(error)
@@ -158,7 +178,7 @@ impl RustCoroutine {
     /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::check_sent(slf, value)?;
-        match Self::step(slf)? {
+        match Self::step(slf, Some(value))? {
             Step::Yield(yielded) => Ok(yielded),
             Step::Return(value) => Err(stop_iteration(slf.py(), value)),
         }
@@ -176,8 +196,10 @@ impl RustCoroutine {
     /// a Task waiting on it is woken to find the coroutine finished.
     fn finish(slf: &Bound<'_, Self>) {
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
-        if let State::Waiting(waiter) = state {
-            RustFutureWaiter::coroutine_finished(waiter.bind(slf.py()));
+        match state {
+            State::Waiting(waiter) => RustFutureWaiter::coroutine_finished(waiter.bind(slf.py())),
+            State::TrioWaiting(wait) => TrioWait::coroutine_finished(wait.bind(slf.py())),
+            _ => {}
         }
     }
 }
@@ -238,7 +260,7 @@ impl RustCoroutine {
     /// Whether it waits for its Rust future (3.11's `cr_suspended`).
     #[getter]
     fn cr_suspended(&self) -> bool {
-        matches!(self.state, State::Waiting(_))
+        matches!(self.state, State::Waiting(_) | State::TrioWaiting(_))
     }
 
     /// A stand-in frame while not finished (see `introspect.rs`), `None` once finished, as
@@ -247,7 +269,7 @@ impl RustCoroutine {
     fn cr_frame(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let started = match self.state {
             State::Created(_) => false,
-            State::Running | State::Waiting(_) => true,
+            State::Running | State::Waiting(_) | State::TrioWaiting(_) => true,
             State::Done => return Ok(None),
         };
         let frame = crate::introspect::RustFrame::new(py, short_name(self.name), started)?;
@@ -270,6 +292,7 @@ impl RustCoroutine {
     fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         match &self.state {
             State::Waiting(waiter) => Some(waiter.clone_ref(py).into_any()),
+            State::TrioWaiting(wait) => Some(wait.clone_ref(py).into_any()),
             _ => None,
         }
     }
@@ -282,15 +305,17 @@ impl RustCoroutine {
     /// and the waiter holds the Task's wake-up, so the garbage collector must see this edge
     /// to collect a Task abandoned on a closed loop.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let State::Waiting(waiter) = &self.state {
-            visit.call(waiter)?;
+        match &self.state {
+            State::Waiting(waiter) => visit.call(waiter)?,
+            State::TrioWaiting(wait) => visit.call(wait)?,
+            _ => {}
         }
         Ok(())
     }
 
     fn __clear__(&mut self) {
-        if let State::Waiting(_) = self.state {
-            // Dropping the waiter cancels the Rust future (RustFutureWaiter's Drop).
+        if let State::Waiting(_) | State::TrioWaiting(_) = self.state {
+            // Dropping the waiter cancels the Rust future (its Drop).
             self.state = State::Done;
         }
     }
@@ -343,9 +368,17 @@ where
         .map_err(Into::into)
 }
 
-/// The running loop, or the error for awaiting a pending future outside one.
+/// The running asyncio loop, or the error for awaiting a pending loop-thread future
+/// outside one (the loop-thread home is asyncio's only).
 fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     running_loop(py)?.ok_or_else(|| {
+        if crate::trio::current_token(py).is_some() {
+            return pyo3::exceptions::PyRuntimeError::new_err(
+                "this Rust future lives on the loop thread (a !Send future, or \
+                 Home::LoopThread), which pyo3-aio supports on asyncio only: under trio, \
+                 convert a Send future with the runtime home (Home::Runtime or Home::Auto)",
+            );
+        }
         crate::errors::no_running_loop(
             py,
             "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \

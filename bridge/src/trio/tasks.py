@@ -1,0 +1,41 @@
+"""The trio tasks pyo3-aio starts: the drain of a run's wake queue, and the task that runs
+an awaitable for a Rust future (`into_future`).
+
+Both are system tasks: they belong to the run, not to the nursery of whoever caused them,
+so a cancel scope around the awaiting code does not reach them; pyo3-aio cancels them
+itself (the drain when the run ends, an awaitable's task when its Rust future is dropped).
+"""
+
+import trio
+
+
+async def drain(fd, run):
+    """Runtime threads that complete a Rust future push onto a lock-free queue and, once
+    per burst, write one byte to an eventfd (a pipe off Linux), without the GIL. This waits
+    until the descriptor is readable and drains the whole queue: each item reschedules the
+    trio task that waits for it."""
+    wait_readable = trio.lowlevel.wait_readable
+    try:
+        while True:
+            await wait_readable(fd)
+            run()
+    finally:
+        # The run is ending (system tasks are cancelled after the main task): nothing
+        # will drain again, so the conversions still pending are released.
+        run.close()
+
+
+async def run_awaitable(awaitable, done):
+    """Awaits `awaitable` inside a cancel scope the Rust side cancels when it drops its
+    future, and hands the result or the exception (the same object) to `done`."""
+    with trio.CancelScope() as scope:
+        done.started(scope)
+        try:
+            result = await awaitable
+        except BaseException as error:
+            # A system task must not raise: the exception goes to the Rust side, which
+            # raises it where the future is awaited (a Cancelled of this scope is seen by
+            # no one: the Rust future is gone).
+            done.fail(error)
+            return
+        done.succeed(result)

@@ -1,0 +1,339 @@
+"""The bridge under trio: Rust futures awaited in `trio.run`, nurseries and cancel scopes;
+Python awaitables awaited from Rust while a trio run is active.
+
+Each scenario that has a native counterpart runs twice, once with a plain trio coroutine
+and once with the bridge's, and asserts the same observable outcome (`differential`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import threading
+
+import pytest
+
+trio = pytest.importorskip("trio")
+import trio.testing  # noqa: E402
+
+import pyo3_aio_tests as m  # noqa: E402
+from harness import PATIENCE  # noqa: E402
+
+
+async def native_sleep(seconds, value):
+    await trio.sleep(seconds)
+    return value
+
+
+async def native_ready(value):
+    return value
+
+
+async def native_raise_after(seconds, error):
+    await trio.sleep(seconds)
+    raise error
+
+
+def bridged(runtime):
+    """The bridge's versions of the native coroutines above, on `runtime`."""
+    return {
+        "sleep": lambda seconds, value: m.sleep(runtime, seconds, value),
+        "ready": lambda value: m.ready(runtime, value),
+        "raise_after": lambda seconds, error: m.raise_after(runtime, seconds, error),
+    }
+
+
+NATIVE = {"sleep": native_sleep, "ready": native_ready, "raise_after": native_raise_after}
+
+
+@pytest.fixture(params=["native", "bridge"])
+def differential(request, runtime):
+    """The same scenario's coroutines: plain trio ones, or the bridge's on `runtime`."""
+    return NATIVE if request.param == "native" else bridged(runtime)
+
+
+def test_ready_await_is_no_checkpoint(differential):
+    async def main():
+        with trio.testing.assert_no_checkpoints():
+            return await differential["ready"](5)
+
+    assert trio.run(main) == 5
+
+
+def test_pending_await_is_a_checkpoint(differential):
+    async def main():
+        with trio.testing.assert_checkpoints():
+            return await differential["sleep"](0.001, "x")
+
+    assert trio.run(main) == "x"
+
+
+def test_the_same_coroutine_object_is_awaited(runtime):
+    async def main():
+        coroutine = m.sleep(runtime, 0.001, 7)
+        assert type(coroutine).__name__ == "RustCoroutine"
+        return await coroutine
+
+    assert trio.run(main) == 7
+
+
+def test_nursery_gathers_results(differential):
+    async def main():
+        results = []
+
+        async def one(index):
+            results.append(await differential["sleep"](0.001 * (index % 5), index))
+
+        async with trio.open_nursery() as nursery:
+            for index in range(200):
+                nursery.start_soon(one, index)
+        return sorted(results)
+
+    assert trio.run(main) == list(range(200))
+
+
+def test_exception_crosses_as_the_same_object(differential):
+    error = ValueError("boom")
+
+    async def main():
+        try:
+            await differential["raise_after"](0.001, error)
+        except ValueError as raised:
+            return raised
+
+    assert trio.run(main) is error
+
+
+def test_move_on_after_drops_the_future_before_the_scope_exits(runtime):
+    async def main():
+        before = m.dropped()
+        with trio.move_on_after(0.01) as scope:
+            await m.sleep_counted(runtime, 60, None)
+        # The Rust future's destructor ran before the scope's exit was observed.
+        return scope.cancelled_caught, m.dropped() - before
+
+    assert trio.run(main) == (True, 1)
+
+
+def test_cancel_scope_outcomes_match(differential):
+    async def main():
+        with trio.move_on_after(0.005) as short:
+            await differential["sleep"](60, None)
+        with trio.move_on_after(60) as long:
+            value = await differential["sleep"](0.001, "kept")
+        with trio.CancelScope() as already:
+            already.cancel()
+            await differential["sleep"](60, None)
+        return short.cancelled_caught, long.cancelled_caught, value, already.cancelled_caught
+
+    assert trio.run(main) == (True, False, "kept", True)
+
+
+def test_fail_after_raises_too_slow(differential):
+    async def main():
+        with pytest.raises(trio.TooSlowError):
+            with trio.fail_after(0.005):
+                await differential["sleep"](60, None)
+        return "ok"
+
+    assert trio.run(main) == "ok"
+
+
+def test_nursery_failure_cancels_pending_siblings(differential, runtime):
+    error = KeyError("first")
+
+    async def main():
+        cancelled = []
+
+        async def sibling():
+            try:
+                await differential["sleep"](60, None)
+            except trio.Cancelled:
+                cancelled.append(True)
+                raise
+
+        with pytest.raises(BaseException) as caught:
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(sibling)
+                nursery.start_soon(differential["raise_after"], 0.005, error)
+        leaves = list(getattr(caught.value, "exceptions", [caught.value]))
+        return [leaf is error for leaf in leaves], cancelled
+
+    assert trio.run(main) == ([True], [True, True, True])
+
+
+def test_nursery_failure_drops_every_rust_future(runtime):
+    async def main():
+        before = m.dropped()
+        with pytest.raises(BaseException):
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    nursery.start_soon(m.sleep_counted, runtime, 60, None)
+                nursery.start_soon(m.raise_after, runtime, 0.005, ValueError("x"))
+        return m.dropped() - before
+
+    assert trio.run(main) == 50
+
+
+def test_shielded_scope_keeps_the_future(differential):
+    async def main():
+        with trio.move_on_after(0.001):
+            with trio.CancelScope(shield=True):
+                value = await differential["sleep"](0.02, "shielded")
+        return value
+
+    assert trio.run(main) == "shielded"
+
+
+def interrupt_soon():
+    """Sends SIGINT to this process from another thread shortly, as Ctrl-C would: trio's
+    handler finds the main task waiting and delivers KeyboardInterrupt through its abort."""
+    timer = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_keyboard_interrupt_reaches_a_waiting_main_task(differential):
+    async def main():
+        interrupt_soon()
+        await differential["sleep"](60, None)
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main)
+
+
+def test_keyboard_interrupt_drops_the_rust_future(runtime):
+    async def main():
+        interrupt_soon()
+        await m.sleep_counted(runtime, 60, None)
+
+    before = m.dropped()
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main)
+    assert m.dropped() - before == 1
+
+
+def test_the_awaiting_tasks_context_is_seen(runtime):
+    var = contextvars.ContextVar("var")
+
+    async def main():
+        var.set("trio task")
+        inline = await m.context_var_after(runtime, 0, var)
+        later = await m.context_var_after(runtime, 0.001, var)
+        return inline, later
+
+    assert trio.run(main) == ("trio task", "trio task")
+
+
+def test_current_loop_is_the_runs_token(runtime):
+    async def main():
+        token = trio.lowlevel.current_trio_token()
+        inline = await m.current_loop_after(runtime, 0)
+        later = await m.current_loop_after(runtime, 0.001)
+        return inline is token, later is token
+
+    assert trio.run(main) == (True, True)
+
+
+def test_runs_one_after_another(runtime):
+    for index in range(3):
+        assert trio.run(m.sleep, runtime, 0.001, index) == index
+
+
+def test_a_local_future_names_the_restriction():
+    async def main():
+        await m.local_sleep(0.01, None)
+
+    with pytest.raises(RuntimeError, match="asyncio only.*trio"):
+        trio.run(main)
+
+
+# Python awaitable -> Rust future, while a trio run is active.
+
+
+async def trio_value(value):
+    await trio.sleep(0.001)
+    return value
+
+
+@pytest.mark.parametrize("where", ["inline", "task", "thread"])
+def test_into_future_runs_a_trio_coroutine(runtime, where):
+    convert = {"inline": m.await_py, "task": m.await_py_from_task, "thread": m.await_py_from_thread}
+
+    async def main():
+        # A conversion that waited makes the run known to threads without a scope.
+        await m.sleep(runtime, 0.001, None)
+        return await convert[where](runtime, trio_value("from trio"))
+
+    assert trio.run(main) == "from trio"
+
+
+@pytest.mark.parametrize("where", ["inline", "task"])
+def test_into_future_error_is_the_same_object(runtime, where):
+    convert = {"inline": m.await_py, "task": m.await_py_from_task}
+    error = LookupError("trio side")
+
+    async def fails():
+        await trio.sleep(0.001)
+        raise error
+
+    async def main():
+        await m.sleep(runtime, 0.001, None)
+        try:
+            await convert[where](runtime, fails())
+        except LookupError as raised:
+            return raised
+
+    assert trio.run(main) is error
+
+
+def test_into_future_runs_in_the_callers_context(runtime):
+    var = contextvars.ContextVar("var")
+
+    async def read():
+        await trio.sleep(0.001)
+        return var.get("unset")
+
+    async def main():
+        var.set("caller")
+        return await m.await_py(runtime, read())
+
+    assert trio.run(main) == "caller"
+
+
+def test_dropping_the_rust_future_cancels_the_trio_task(runtime):
+    async def main():
+        events = []
+        finished = trio.Event()
+
+        async def slow():
+            try:
+                await trio.sleep(60)
+            except trio.Cancelled:
+                events.append("cancelled")
+                raise
+            finally:
+                finished.set()
+
+        with trio.move_on_after(0.01):
+            await m.await_py(runtime, slow())
+        with trio.fail_after(PATIENCE):
+            await finished.wait()
+        return events
+
+    assert trio.run(main) == ["cancelled"]
+
+
+def test_into_future_many_from_one_rust_future(runtime):
+    async def main():
+        return await m.await_many(runtime, lambda: trio_value(1), 100)
+
+    assert trio.run(main) == [1] * 100
+
+
+def test_outside_any_framework_the_error_names_both(runtime):
+    coroutine = m.sleep(runtime, 0.01, None)
+    with pytest.raises(RuntimeError, match="asyncio.*trio"):
+        coroutine.send(None)
