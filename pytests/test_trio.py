@@ -242,11 +242,124 @@ def test_runs_one_after_another(runtime):
         assert trio.run(m.sleep, runtime, 0.001, index) == index
 
 
-def test_a_local_future_names_the_restriction():
+@pytest.mark.parametrize("home", ["loop", "runtime", "auto"])
+def test_every_home_runs_under_trio(runtime, home):
     async def main():
-        await m.local_sleep(0.01, None)
+        gate = m.Gate()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gate.wait, runtime, home)
+            await trio.sleep(0.001)
+            gate.open_from_thread()
+        return "opened"
 
-    with pytest.raises(RuntimeError, match="asyncio only.*trio"):
+    assert trio.run(main) == "opened"
+
+
+def test_a_local_future_runs_on_the_trio_thread(differential, runtime):
+    async def main():
+        with trio.move_on_after(0.005) as scope:
+            await m.local_never()
+        return await m.local_sleep_on(runtime, 0.001, "local"), scope.cancelled_caught
+
+    assert trio.run(main) == ("local", True)
+
+
+# Rust streams as async iterators under trio.
+
+
+async def native_count(n):
+    for i in range(n):
+        await trio.lowlevel.checkpoint()
+        yield i
+
+
+@pytest.fixture(params=["native", "bridge"])
+def counting(request, runtime):
+    """An async iterator of 0..n-1: a trio async generator, or a Rust stream."""
+    if request.param == "native":
+        return native_count
+    return lambda n: m.count_stream(runtime, n)
+
+
+def test_async_for_over_a_stream(counting):
+    async def main():
+        return [item async for item in counting(1000)]
+
+    assert trio.run(main) == list(range(1000))
+
+
+def test_stream_items_with_delays_in_a_nursery(runtime):
+    async def main():
+        results = {}
+
+        async def drain(index):
+            stream, _ = m.probed_stream(runtime, 20, delay=0.0005)
+            results[index] = [item async for item in stream]
+
+        async with trio.open_nursery() as nursery:
+            for index in range(10):
+                nursery.start_soon(drain, index)
+        return results
+
+    assert trio.run(main) == {index: list(range(20)) for index in range(10)}
+
+
+def test_aclose_drops_the_rust_stream(runtime):
+    async def main():
+        stream, probe = m.probed_stream(runtime, None)
+        seen = []
+        async for item in stream:
+            seen.append(item)
+            if item == 4:
+                break
+        await stream.aclose()
+        with trio.fail_after(PATIENCE):
+            while not probe.dropped():
+                await trio.sleep(0.001)
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        return seen
+
+    assert trio.run(main) == [0, 1, 2, 3, 4]
+
+
+def test_cancelling_a_waiting_anext(runtime):
+    async def main():
+        stream, probe = m.probed_stream(runtime, None, stall_at=3)
+        seen = []
+        with trio.move_on_after(0.01) as scope:
+            async for item in stream:
+                seen.append(item)
+        await stream.aclose()
+        with trio.fail_after(PATIENCE):
+            while not probe.dropped():
+                await trio.sleep(0.001)
+        return seen, scope.cancelled_caught
+
+    assert trio.run(main) == ([0, 1, 2], True)
+
+
+def test_stream_error_crosses_as_the_same_object(runtime):
+    error = OSError("stream side")
+
+    async def main():
+        stream, _ = m.probed_stream(runtime, 10, error_at=2, error=error)
+        seen = []
+        try:
+            async for item in stream:
+                seen.append(item)
+        except OSError as raised:
+            return seen, raised
+
+    seen, raised = trio.run(main)
+    assert seen == [0, 1] and raised is error
+
+
+def test_into_stream_under_trio_says_it_is_not_supported_yet(runtime):
+    async def main():
+        await m.consume(runtime, native_count(3))
+
+    with pytest.raises(RuntimeError, match="into_stream is not supported under trio yet"):
         trio.run(main)
 
 

@@ -90,3 +90,65 @@ impl<'py> Framework<'py> {
         }
     }
 }
+
+impl<'py> Framework<'py> {
+    /// Suspends the awaiting task on a future that lives on the loop thread (`source`,
+    /// which resolves the returned [`Suspended`] itself when its future finishes).
+    pub(crate) fn suspend_here(
+        self,
+        py: Python<'py>,
+        source: Arc<dyn Source>,
+    ) -> PyResult<(Started, Suspended)> {
+        match self {
+            Framework::Asyncio(event_loop) => {
+                let waiter = Py::new(py, RustFutureWaiter::new(event_loop.unbind(), source))?;
+                Ok((
+                    Started::Waiting(waiter.clone_ref(py)),
+                    Suspended::Asyncio(waiter),
+                ))
+            }
+            Framework::Trio(_) => {
+                let (wait, message) = crate::trio::wait::wait(py, source)?;
+                Ok((
+                    Started::Trio {
+                        wait: wait.clone_ref(py),
+                        message,
+                    },
+                    Suspended::Trio(wait),
+                ))
+            }
+        }
+    }
+}
+
+/// What a task waits on while a loop-thread future is pending: the asyncio waiter yielded
+/// to its Task, or the trio task's wait.
+pub(crate) enum Suspended {
+    Asyncio(Py<RustFutureWaiter>),
+    Trio(Py<crate::trio::TrioWait>),
+}
+
+impl Suspended {
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Suspended::Asyncio(waiter) => Suspended::Asyncio(waiter.clone_ref(py)),
+            Suspended::Trio(wait) => Suspended::Trio(wait.clone_ref(py)),
+        }
+    }
+
+    /// Resumes the task with a result computed on the loop thread.
+    pub(crate) fn resolve_with(&self, py: Python<'_>, result: PyResult<Py<PyAny>>) {
+        match self {
+            Suspended::Asyncio(waiter) => crate::waiter::resolve_with(py, waiter.bind(py), result),
+            Suspended::Trio(wait) => crate::trio::TrioWait::resolve_with(wait.bind(py), result),
+        }
+    }
+
+    /// The loop closed while the task waited: see [`RustFutureWaiter::loop_closed`].
+    pub(crate) fn loop_closed(&self, py: Python<'_>) {
+        match self {
+            Suspended::Asyncio(waiter) => RustFutureWaiter::loop_closed(waiter.bind(py)),
+            Suspended::Trio(wait) => crate::trio::TrioWait::coroutine_finished(wait.bind(py)),
+        }
+    }
+}

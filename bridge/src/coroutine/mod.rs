@@ -30,7 +30,6 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::asyncio::running::running_loop;
 use crate::errors::no_stop_iteration;
 use crate::errors::stop_iteration;
 use crate::errors::thrown;
@@ -366,25 +365,6 @@ where
         .into_pyobject(py)
         .map(|bound| bound.into_any().unbind())
         .map_err(Into::into)
-}
-
-/// The running asyncio loop, or the error for awaiting a pending loop-thread future
-/// outside one (the loop-thread home is asyncio's only).
-fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    running_loop(py)?.ok_or_else(|| {
-        if crate::trio::current_token(py).is_some() {
-            return pyo3::exceptions::PyRuntimeError::new_err(
-                "this Rust future lives on the loop thread (a !Send future, or \
-                 Home::LoopThread), which pyo3-aio supports on asyncio only: under trio, \
-                 convert a Send future with the runtime home (Home::Runtime or Home::Auto)",
-            );
-        }
-        crate::errors::no_running_loop(
-            py,
-            "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \
-             or another coroutine running on a loop)",
-        )
-    })
 }
 
 thread_local! {

@@ -260,6 +260,9 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
     let locals = crate::into_future::target_locals(py)?;
     crate::locals::check_locals(py, &locals)?;
     let event_loop = locals.event_loop(py);
+    if crate::trio::is_token(&event_loop) {
+        return Err(crate::trio::not_yet("into_stream"));
+    }
     let shared = Arc::new(Inlet {
         channel: Mutex::new(Channel::new(options.capacity)),
         space: Mutex::new(None),

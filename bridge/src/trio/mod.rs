@@ -186,3 +186,11 @@ pub(crate) fn unwrap_sent(sent: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>
         )),
     }
 }
+
+/// The error for what the bridge does not do under trio yet.
+pub(crate) fn not_yet(what: &str) -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(format!(
+        "{what} is not supported under trio yet (pyo3-aio runs it on asyncio event loops \
+         only): run this part on asyncio, e.g. with anyio's asyncio backend"
+    ))
+}

@@ -78,6 +78,26 @@ impl TrioWait {
         }
     }
 
+    /// Resumes the task with a result computed on the loop thread (a loop-thread future
+    /// finished), unless it was aborted.
+    pub(crate) fn resolve_with(slf: &Bound<'_, Self>, result: PyResult<Py<PyAny>>) {
+        let py = slf.py();
+        let state = std::mem::replace(&mut slf.borrow_mut().state, WaitState::Done);
+        if !matches!(state, WaitState::Waiting(_)) {
+            slf.borrow_mut().state = state;
+            return;
+        }
+        drop(state);
+        let task = slf.borrow().task.clone_ref(py);
+        let rescheduled = outcome_of(py, result).and_then(|outcome| {
+            callables::trio_reschedule(py)?.call1((task, outcome))?;
+            Ok(())
+        });
+        if let Err(error) = rescheduled {
+            error.write_unraisable(py, Some(slf));
+        }
+    }
+
     /// The coroutine ended from outside (`close`, `throw`) while waiting: the Rust future
     /// is dropped.
     pub(crate) fn coroutine_finished(slf: &Bound<'_, Self>) {
@@ -177,14 +197,7 @@ pub(crate) fn suspend(
     shared: &Arc<LoopShared>,
     source: Arc<dyn Source>,
 ) -> PyResult<(Started, Waker)> {
-    let task = callables::trio_current_task(py)?.call0()?.unbind();
-    let wait = Py::new(
-        py,
-        TrioWait {
-            task,
-            state: WaitState::Waiting(source),
-        },
-    )?;
+    let (wait, message) = wait(py, source)?;
     let notify = LoopWaker::new(
         Arc::downgrade(shared),
         RescheduleTask {
@@ -193,9 +206,22 @@ pub(crate) fn suspend(
     );
     let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
     shared.track(py, tracked);
+    Ok((Started::Trio { wait, message }, Waker::from(notify)))
+}
+
+/// A wait of the current trio task on `source`, and the message that suspends the task.
+pub(crate) fn wait(py: Python<'_>, source: Arc<dyn Source>) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
+    let task = callables::trio_current_task(py)?.call0()?.unbind();
+    let wait = Py::new(
+        py,
+        TrioWait {
+            task,
+            state: WaitState::Waiting(source),
+        },
+    )?;
     let abort = wait.bind(py).getattr(pyo3::intern!(py, "abort"))?;
     let message = wait_message(py)?.call1((abort,))?.unbind();
-    Ok((Started::Trio { wait, message }, Waker::from(notify)))
+    Ok((wait, message))
 }
 
 /// The class of what `trio.lowlevel.wait_task_rescheduled(abort)` yields to trio's run
