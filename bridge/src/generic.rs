@@ -229,6 +229,27 @@ where
 pub use crate::blocking::{block_on, spawn_task};
 pub use crate::run::{run, run_until_complete, run_with_loop_factory};
 
+/// Runs a Rust future as the main task of a new `trio.run` on this thread (trio's
+/// counterpart of [`run`]), returning its output.
+///
+/// For programs that embed Python and run a trio application: inside the future,
+/// `into_future` runs Python awaitables as tasks of that run. Python's SIGINT handler is
+/// installed for the run if none is, so Ctrl-C raises `KeyboardInterrupt` and drops the
+/// future (call it on the main thread).
+///
+/// # Errors
+///
+/// The future's error, `RustPanic` for a panic, `ImportError` without trio, or what
+/// `trio.run` raised.
+pub fn run_trio<S, F, T>(py: Python<'_>, spawner: S, future: F) -> PyResult<T>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    crate::trio::run::run(py, spawner, future)
+}
+
 /// Converts a `Send` Rust stream into a Python async iterator; `spawner` runs the stream,
 /// pulling up to `options.capacity` items ahead of the Python consumer.
 ///

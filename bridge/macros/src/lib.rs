@@ -38,9 +38,11 @@ impl Runtime {
     fn accepted_main_options(self) -> &'static str {
         match self {
             Runtime::Tokio => {
-                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `flavor = \"multi_thread\" | \"current_thread\"`, `worker_threads = N`"
+                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `framework = \"asyncio\" | \"trio\"`, `flavor = \"multi_thread\" | \"current_thread\"`, `worker_threads = N`"
             }
-            _ => "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`",
+            _ => {
+                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `framework = \"asyncio\" | \"trio\"`"
+            }
         }
     }
 }
@@ -53,6 +55,8 @@ enum LoopFactory {
 
 struct MainOptions {
     event_loop: LoopFactory,
+    /// `framework = "trio"`: the body runs as the main task of a `trio.run`.
+    trio: bool,
     current_thread: bool,
     worker_threads: Option<Expr>,
 }
@@ -61,6 +65,7 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(attr)?;
     let mut options = MainOptions {
         event_loop: LoopFactory::Default,
+        trio: false,
         current_thread: false,
         worker_threads: None,
     };
@@ -93,6 +98,28 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
                     expr => LoopFactory::Rust(expr.clone()),
                 }
             }
+            ("framework", _) => {
+                let Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) = &pair.value
+                else {
+                    return Err(syn::Error::new(
+                        pair.value.span(),
+                        "`framework` is \"asyncio\" or \"trio\"",
+                    ));
+                };
+                options.trio = match text.value().as_str() {
+                    "asyncio" => false,
+                    "trio" => true,
+                    _ => {
+                        return Err(syn::Error::new(
+                            text.span(),
+                            "`framework` is \"asyncio\" or \"trio\"",
+                        ));
+                    }
+                };
+            }
             ("flavor", Runtime::Tokio) => {
                 let Expr::Lit(ExprLit {
                     lit: Lit::Str(text),
@@ -118,6 +145,12 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
             ("worker_threads", Runtime::Tokio) => options.worker_threads = Some(pair.value.clone()),
             _ => return Err(unknown_option(runtime, pair.path.span(), "main")),
         }
+    }
+    if options.trio && !matches!(options.event_loop, LoopFactory::Default) {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "`event_loop` applies to asyncio: trio has no event loop factory",
+        ));
     }
     if options.current_thread && options.worker_threads.is_some() {
         return Err(syn::Error::new(
@@ -226,12 +259,17 @@ fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
     } else {
         quote!()
     };
+    let run = if options.trio {
+        quote!(#module::run_trio(py, #future))
+    } else {
+        quote!(#module::run_with_loop_factory(py, #factory, #future))
+    };
     Ok(quote! {
         #(#attrs)*
         #vis fn #name() {
             #setup
             ::pyo3_aio::__private::main(|py| {
-                #module::run_with_loop_factory(py, #factory, #future)
+                #run
             })
         }
     })

@@ -11,6 +11,7 @@
 //!   `trio.lowlevel.reschedule(task, outcome)`.
 
 pub(crate) mod into_future;
+pub(crate) mod run;
 pub(crate) mod wait;
 
 pub(crate) use wait::{TrioWait, suspend};
@@ -135,7 +136,7 @@ fn run_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .map(|var| var.bind(py))
 }
 
-/// A coroutine function of `trio/tasks.py` (`drain`, `run_awaitable`), compiled once.
+/// A function of `trio/tasks.py` (`drain`, `run_awaitable`, `run`), compiled once.
 fn task_function<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     static TASKS: PyOnceLock<Py<pyo3::types::PyModule>> = PyOnceLock::new();
     TASKS

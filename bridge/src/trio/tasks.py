@@ -39,3 +39,23 @@ async def run_awaitable(awaitable, done):
             done.fail(error)
             return
         done.succeed(result)
+
+
+def run(coroutine):
+    """`trio.run` of a coroutine object made already (trio.run takes an async function),
+    with Python's SIGINT handler installed for the run if none is (an embedding program
+    may start without it), so that Ctrl-C raises KeyboardInterrupt out of the run."""
+    import signal
+    import threading
+
+    restore = False
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None or previous == signal.SIG_DFL:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            restore = True
+    try:
+        return trio.run(lambda: coroutine)
+    finally:
+        if restore:
+            signal.signal(signal.SIGINT, previous)
