@@ -53,20 +53,28 @@ def differential(request, runtime):
     return NATIVE if request.param == "native" else bridged(runtime)
 
 
-def test_ready_await_is_no_checkpoint(differential):
-    async def main():
-        with trio.testing.assert_no_checkpoints():
-            return await differential["ready"](5)
-
-    assert trio.run(main) == 5
+# pytest-trio runs these as trio tests.
 
 
-def test_pending_await_is_a_checkpoint(differential):
-    async def main():
-        with trio.testing.assert_checkpoints():
-            return await differential["sleep"](0.001, "x")
+@pytest.mark.trio
+async def test_ready_await_is_no_checkpoint(differential):
+    with trio.testing.assert_no_checkpoints():
+        assert await differential["ready"](5) == 5
 
-    assert trio.run(main) == "x"
+
+@pytest.mark.trio
+async def test_pending_await_is_a_checkpoint(differential):
+    with trio.testing.assert_checkpoints():
+        assert await differential["sleep"](0.001, "x") == "x"
+
+
+@pytest.mark.trio
+async def test_an_already_cancelled_scope_stops_a_pending_await_at_once(differential):
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await differential["sleep"](60, None)
+        pytest.fail("the await must raise Cancelled")
+    assert scope.cancelled_caught
 
 
 def test_the_same_coroutine_object_is_awaited(runtime):
