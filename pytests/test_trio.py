@@ -458,3 +458,11 @@ def test_outside_any_framework_the_error_names_both(runtime):
     coroutine = m.sleep(runtime, 0.01, None)
     with pytest.raises(RuntimeError, match="asyncio.*trio"):
         coroutine.send(None)
+
+
+def test_the_eager_variant_says_it_is_not_supported_yet(runtime):
+    async def main():
+        m.eager_sleep(runtime, 0.001, None)
+
+    with pytest.raises(RuntimeError, match="future_into_py_eager is not supported under trio yet"):
+        trio.run(main)
