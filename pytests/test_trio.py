@@ -466,3 +466,67 @@ def test_the_eager_variant_says_it_is_not_supported_yet(runtime):
 
     with pytest.raises(RuntimeError, match="future_into_py_eager is not supported under trio yet"):
         trio.run(main)
+
+
+# A cancel while a runtime thread is inside the Rust future's poll: the future cannot be
+# dropped at once, so the abort answers FAILED and the task is rescheduled with the
+# cancellation only once that thread has dropped it.
+
+
+async def wait_until(condition):
+    with trio.fail_after(PATIENCE):
+        while not condition():
+            await trio.sleep(0.001)
+
+
+def test_a_cancel_while_the_runtime_polls_waits_for_the_drop():
+    async def main():
+        latch = m.Latch(block="poll")
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def waiter():
+            with scope:
+                await latch.future()
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            try:
+                await wait_until(latch.polling)
+                scope.cancel()
+                for _ in range(50):
+                    await trio.sleep(0)
+                alive = not done.is_set() and not latch.dropped()
+            finally:
+                latch.release()
+            with trio.fail_after(PATIENCE):
+                await done.wait()
+        return alive, scope.cancelled_caught, latch.dropped()
+
+    assert trio.run(main) == (True, True, True)
+
+
+def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes():
+    async def main():
+        latch = m.Latch(block="poll", release_on_wake=True)
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def waiter():
+            with scope:
+                await latch.future()
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            try:
+                await wait_until(latch.polling)
+                scope.cancel()
+                with trio.fail_after(PATIENCE):
+                    await done.wait()
+            finally:
+                latch.release()
+        return scope.cancelled_caught, latch.finished(), latch.dropped()
+
+    assert trio.run(main) == (True, True, True)

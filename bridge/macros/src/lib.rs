@@ -98,28 +98,7 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
                     expr => LoopFactory::Rust(expr.clone()),
                 }
             }
-            ("framework", _) => {
-                let Expr::Lit(ExprLit {
-                    lit: Lit::Str(text),
-                    ..
-                }) = &pair.value
-                else {
-                    return Err(syn::Error::new(
-                        pair.value.span(),
-                        "`framework` is \"asyncio\" or \"trio\"",
-                    ));
-                };
-                options.trio = match text.value().as_str() {
-                    "asyncio" => false,
-                    "trio" => true,
-                    _ => {
-                        return Err(syn::Error::new(
-                            text.span(),
-                            "`framework` is \"asyncio\" or \"trio\"",
-                        ));
-                    }
-                };
-            }
+            ("framework", _) => options.trio = parse_framework(&pair.value)?,
             ("flavor", Runtime::Tokio) => {
                 let Expr::Lit(ExprLit {
                     lit: Lit::Str(text),
@@ -165,7 +144,7 @@ fn unknown_option(runtime: Runtime, span: Span, attribute: &str) -> syn::Error {
     let accepted = if attribute == "main" {
         runtime.accepted_main_options()
     } else {
-        "no options"
+        "`framework = \"asyncio\" | \"trio\"`"
     };
     syn::Error::new(
         span,
@@ -217,6 +196,43 @@ fn body_future(function: &ItemFn) -> TokenStream2 {
             }
         },
     }
+}
+
+/// `framework = "asyncio" | "trio"`: whether it is trio.
+fn parse_framework(value: &Expr) -> syn::Result<bool> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return Err(syn::Error::new(
+            value.span(),
+            "`framework` is \"asyncio\" or \"trio\"",
+        ));
+    };
+    match text.value().as_str() {
+        "asyncio" => Ok(false),
+        "trio" => Ok(true),
+        _ => Err(syn::Error::new(
+            text.span(),
+            "`framework` is \"asyncio\" or \"trio\"",
+        )),
+    }
+}
+
+/// The options of `#[test]`: only `framework`; whether it is trio.
+fn parse_test_options(runtime: Runtime, attr: TokenStream) -> syn::Result<bool> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(attr)?;
+    let mut trio = false;
+    for meta in metas {
+        match &meta {
+            Meta::NameValue(pair) if pair.path.is_ident("framework") => {
+                trio = parse_framework(&pair.value)?;
+            }
+            _ => return Err(unknown_option(runtime, meta.span(), "test")),
+        }
+    }
+    Ok(trio)
 }
 
 fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream2> {
@@ -276,12 +292,10 @@ fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
 }
 
 fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream2> {
-    if !attr.is_empty() {
-        let span = TokenStream2::from(attr).span();
-        return Err(unknown_option(runtime, span, "test"));
-    }
+    let trio = parse_test_options(runtime, attr)?;
     let function: ItemFn = syn::parse(item)?;
     require_async(runtime, &function, "test")?;
+    let run = if trio { quote!(run_trio) } else { quote!(run) };
     let module = runtime.module();
     let name = &function.sig.ident;
     let name_text = name.to_string();
@@ -291,7 +305,7 @@ fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
     Ok(quote! {
         #(#attrs)*
         #vis fn #name(py: ::pyo3_aio::__private::Python<'_>) -> ::pyo3_aio::__private::PyResult<()> {
-            #module::run(py, #future)
+            #module::#run(py, #future)
         }
 
         ::pyo3_aio::testing::inventory::submit! {

@@ -105,3 +105,19 @@ fn trio_program_runs_in_a_trio_run() {
         ],
     );
 }
+
+/// `#[test(framework = "trio")]` runs each such test in a trio run (trio from the venv).
+#[test]
+fn trio_tests_run_in_trio_runs() {
+    if let Err(problem) = common::venv_site_packages() {
+        panic!("the trio tests need trio from the project venv: {problem}");
+    }
+    run_ok(
+        env!("CARGO_BIN_EXE_fixture_trio_tests"),
+        &[
+            "test fixture_trio_tests::async_std_on_asyncio ... ok",
+            "test fixture_trio_tests::smol_under_trio ... ok",
+            "test fixture_trio_tests::tokio_under_trio ... ok",
+        ],
+    );
+}
