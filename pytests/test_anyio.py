@@ -178,3 +178,20 @@ def test_dropping_the_rust_future_cancels_the_anyio_coroutine(backend, runtime):
         return cancelled
 
     assert run(backend, main) == [True]
+
+
+def test_rust_consumes_a_memory_stream(backend, runtime):
+    async def main():
+        send, receive = anyio.create_memory_object_stream(2)
+
+        async def produce():
+            async with send:
+                for index in range(100):
+                    await send.send(index)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            async with receive:
+                return await m.consume(runtime, receive, capacity=4)
+
+    assert run(backend, main) == list(range(100))

@@ -363,12 +363,74 @@ def test_stream_error_crosses_as_the_same_object(runtime):
     assert seen == [0, 1] and raised is error
 
 
-def test_into_stream_under_trio_says_it_is_not_supported_yet(runtime):
-    async def main():
-        await m.consume(runtime, native_count(3))
+# Python async iterators consumed from Rust (into_stream) under trio.
 
-    with pytest.raises(RuntimeError, match="into_stream is not supported under trio yet"):
-        trio.run(main)
+
+@pytest.mark.parametrize("capacity", [None, 1, 3])
+def test_rust_consumes_a_trio_async_generator(runtime, capacity):
+    async def main():
+        return await m.consume(runtime, native_count(200), capacity=capacity)
+
+    assert trio.run(main) == list(range(200))
+
+
+def test_into_stream_called_from_a_runtime_thread(runtime):
+    async def main():
+        await m.sleep(runtime, 0.001, None)
+        return await m.consume(runtime, native_count(50), from_runtime=True)
+
+    assert trio.run(main) == list(range(50))
+
+
+def test_an_iterator_error_crosses_as_the_same_object(runtime):
+    error = KeyError("from the generator")
+
+    async def failing():
+        yield 1
+        await trio.sleep(0.001)
+        raise error
+
+    async def main():
+        return await m.consume(runtime, failing())
+
+    items = trio.run(main)
+    assert items[0] == 1 and items[1] is error
+
+
+def test_dropping_the_rust_stream_closes_the_generator(runtime):
+    async def main():
+        closed = trio.Event()
+
+        async def endless():
+            try:
+                index = 0
+                while True:
+                    await trio.lowlevel.checkpoint()
+                    yield index
+                    index += 1
+            finally:
+                closed.set()
+
+        first = await m.consume_first(runtime, endless(), 3)
+        with trio.fail_after(PATIENCE):
+            await closed.wait()
+        return first
+
+    assert trio.run(main) == [0, 1, 2]
+
+
+def test_rust_awaits_trio_work_between_items(runtime):
+    async def main():
+        seen = []
+
+        async def after_each(item):
+            await trio.sleep(0.0001)
+            seen.append(item)
+
+        items = await m.consume(runtime, native_count(20), capacity=2, after_each=after_each)
+        return items, seen
+
+    assert trio.run(main) == (list(range(20)), list(range(20)))
 
 
 # Python awaitable -> Rust future, while a trio run is active.

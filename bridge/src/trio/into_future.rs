@@ -14,7 +14,6 @@ use std::sync::Mutex;
 use std::task::Context;
 use std::task::Waker;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_aio_core::Producer;
@@ -44,16 +43,10 @@ pub(crate) fn start(
         None => crate::asyncio::copy_current_context(py)?,
     };
     let here = super::current_token(py).is_some_and(|current| current.is(&token));
+    let shared = super::state_of(py, &token)?;
     if here {
-        let shared = super::run_shared(py, &token)?;
         spawn(py, &Arc::downgrade(&shared), awaitable, &context, producer)?;
     } else {
-        let shared = super::shared_of(&token).ok_or_else(|| {
-            PyRuntimeError::new_err(
-                "this trio run has ended, or never hosted a pyo3-aio conversion: into_future \
-                 from another thread needs a run that awaited a converted Rust future",
-            )
-        })?;
         let target = Arc::downgrade(&shared);
         let awaitable = awaitable.clone().unbind();
         let context = context.unbind();

@@ -153,6 +153,21 @@ fn task_function<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>
         .getattr(name)
 }
 
+/// The state of the run `token` stands for, from any thread: made on first use on the
+/// run's own thread; elsewhere the run must have hosted a conversion already.
+pub(crate) fn state_of(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<Arc<LoopShared>> {
+    if current_token(py).is_some_and(|current| current.is(token)) {
+        return run_shared(py, token);
+    }
+    shared_of(token).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err(
+            "this trio run has ended, or never hosted a pyo3-aio conversion: from another \
+             thread, into_future and into_stream need a run that awaited a converted Rust \
+             future",
+        )
+    })
+}
+
 /// The runs that hosted a conversion and have not ended, with their state: what
 /// `into_future` called from a runtime thread finds. Touched with the GIL held only.
 static RUNS: Mutex<Vec<(Py<PyAny>, Weak<LoopShared>)>> = Mutex::new(Vec::new());
@@ -194,4 +209,12 @@ pub(crate) fn not_yet(what: &str) -> PyErr {
         "{what} is not supported under trio yet (pyo3-aio runs it on asyncio event loops \
          only): run this part on asyncio, e.g. with anyio's asyncio backend"
     ))
+}
+
+/// What `into_stream`'s pump needs of its loop, under trio: `create_future()` (an
+/// awaitable the consumer resolves when it makes room) and `create_task(coroutine)` (a
+/// system task, cancelled through its own cancel scope when the Rust side drops the stream);
+/// see `StreamHost` in `tasks.py`.
+pub(crate) fn stream_host(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    task_function(py, "STREAM_HOST")
 }

@@ -59,3 +59,71 @@ def run(coroutine):
     finally:
         if restore:
             signal.signal(signal.SIGINT, previous)
+
+
+class _Space:
+    """The awaitable `into_stream`'s pump waits on while the buffer is full, under trio:
+    `done` / `set_result` as an asyncio future has them (the Rust consumer sets it)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = trio.Event()
+
+    def done(self):
+        return self._event.is_set()
+
+    def set_result(self, _value):
+        self._event.set()
+
+    def __await__(self):
+        return self._event.wait().__await__()
+
+
+class _PumpTask:
+    """The pump's system task, cancelled through its own cancel scope (made before the task
+    runs, so a cancel that comes first still counts)."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self):
+        self._scope = trio.CancelScope()
+
+    async def run(self, coroutine):
+        with self._scope:
+            await coroutine
+
+    def cancel(self, msg=None):
+        self._scope.cancel()
+        return True
+
+    def get_loop(self):
+        return STREAM_HOST
+
+
+class StreamHost:
+    """What `into_stream` asks of an event loop (`create_future`, `create_task`,
+    `call_exception_handler`), for a trio run."""
+
+    def create_future(self):
+        return _Space()
+
+    def create_task(self, coroutine):
+        import contextvars
+
+        task = _PumpTask()
+        trio.lowlevel.spawn_system_task(
+            task.run,
+            coroutine,
+            name="pyo3_aio.into_stream",
+            context=contextvars.copy_context(),
+        )
+        return task
+
+    def call_exception_handler(self, context):
+        import sys
+
+        print(f"pyo3-aio: {context.get('message')}: {context.get('exception')!r}", file=sys.stderr)
+
+
+STREAM_HOST = StreamHost()
