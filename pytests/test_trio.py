@@ -592,3 +592,32 @@ def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes():
         return scope.cancelled_caught, latch.finished(), latch.dropped()
 
     assert trio.run(main) == (True, True, True)
+
+
+def test_synchronous_lookups_find_the_run(runtime):
+    var = contextvars.ContextVar("var")
+
+    async def main():
+        var.set("here")
+        token = trio.lowlevel.current_trio_token()
+        current = m.current_loop_now()
+        event_loop, context = m.current_locals_now()
+        return current is token, event_loop is token, context.get(var)
+
+    assert trio.run(main) == (True, True, "here")
+
+
+def test_explicit_locals_of_the_run_reach_python(runtime):
+    var = contextvars.ContextVar("var")
+
+    async def read():
+        await trio.sleep(0.001)
+        return var.get("unset")
+
+    async def main():
+        var.set("scoped")
+        # TaskLocals::with_running_loop (the run's token) carried by pyo3_aio::scope into a
+        # task the Rust future spawns.
+        return await m.await_py_in_scope(runtime, read())
+
+    assert trio.run(main) == "scoped"

@@ -108,7 +108,7 @@ impl<'py> Framework<'py> {
                 ))
             }
             Framework::Trio(_) => {
-                let (wait, message) = crate::trio::wait::wait(py, source)?;
+                let (wait, message) = crate::trio::wait::wait(py, source, None)?;
                 Ok((
                     Started::Trio {
                         wait: wait.clone_ref(py),

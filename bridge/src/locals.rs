@@ -53,17 +53,19 @@ impl TaskLocals {
         }))
     }
 
-    /// Locals for the loop running on this thread.
+    /// Locals for the loop running on this thread: the asyncio loop, or under trio the
+    /// run's `trio.lowlevel.TrioToken`.
     ///
     /// # Errors
     ///
-    /// `RuntimeError` when no event loop runs on this thread.
+    /// `RuntimeError` when no event loop or trio run runs on this thread.
     pub fn with_running_loop(py: Python<'_>) -> PyResult<Self> {
-        match running_loop(py)? {
-            Some(event_loop) => Ok(Self::new(event_loop)),
+        match Framework::running(py)? {
+            Some(framework) => Ok(Self::new(framework.event_loop().clone())),
             None => Err(PyRuntimeError::new_err(
                 "no running event loop: call this from a coroutine or callback running on an \
-                 asyncio event loop, or build TaskLocals::new(event_loop) yourself",
+                 asyncio event loop or in a trio run, or build TaskLocals::new(event_loop) \
+                 yourself",
             )),
         }
     }

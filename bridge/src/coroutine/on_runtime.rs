@@ -201,6 +201,12 @@ where
         }
     }
 
+    fn discard_now(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|running| running.discard())
+    }
+
     fn stop(&self, py: Python<'_>) -> bool {
         let Some(running) = &self.running else {
             self.cancel(py);

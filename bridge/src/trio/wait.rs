@@ -13,8 +13,11 @@ use pyo3::sync::PyOnceLock;
 
 use crate::callables;
 use crate::coroutine::Started;
+use crate::event_loop::LoopItem;
+use crate::event_loop::LoopRef;
 use crate::event_loop::LoopShared;
 use crate::event_loop::Resume;
+use crate::event_loop::queue_on;
 use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
 use crate::waiter::Arrival;
 use crate::waiter::source::Source;
@@ -46,6 +49,9 @@ enum WaitState {
 pub struct TrioWait {
     task: Py<PyAny>,
     state: WaitState,
+    /// The run's state, where an abort queues the rest of a dropped future's stop (a
+    /// runtime future's; `None` for a loop-thread one, which is stopped on the spot).
+    shared: Option<LoopRef>,
 }
 
 impl TrioWait {
@@ -131,6 +137,23 @@ impl TrioWait {
             _ => return Ok(callables::trio_abort_failed(py)?.clone().unbind()),
         };
         slf.borrow_mut().state = WaitState::Done;
+        if source.discard_now() {
+            // Dropped here; cancelling its cell wakes its runtime task, which is left to the
+            // next drain so that one cancel scope aborting 10,000 tasks wakes the runtime's
+            // threads in one burst, not once per abort (a closed run drops the item, and
+            // with it the cell's consumer: a cancel too).
+            let shared = slf.borrow().shared.clone();
+            if let Some(shared) = shared {
+                queue_on(
+                    &shared,
+                    LoopItem::Call(Box::new(move |py| {
+                        source.cancel(py);
+                        Ok(())
+                    })),
+                );
+            }
+            return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
+        }
         if source.stop(py) {
             return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
         }
@@ -197,7 +220,7 @@ pub(crate) fn suspend(
     shared: &Arc<LoopShared>,
     source: Arc<dyn Source>,
 ) -> PyResult<(Started, Waker)> {
-    let (wait, message) = wait(py, source)?;
+    let (wait, message) = wait(py, source, Some(Arc::downgrade(shared)))?;
     let notify = LoopWaker::new(
         Arc::downgrade(shared),
         RescheduleTask {
@@ -210,13 +233,18 @@ pub(crate) fn suspend(
 }
 
 /// A wait of the current trio task on `source`, and the message that suspends the task.
-pub(crate) fn wait(py: Python<'_>, source: Arc<dyn Source>) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
+pub(crate) fn wait(
+    py: Python<'_>,
+    source: Arc<dyn Source>,
+    shared: Option<LoopRef>,
+) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
     let task = callables::trio_current_task(py)?.call0()?.unbind();
     let wait = Py::new(
         py,
         TrioWait {
             task,
             state: WaitState::Waiting(source),
+            shared,
         },
     )?;
     let abort = wait.bind(py).getattr(pyo3::intern!(py, "abort"))?;

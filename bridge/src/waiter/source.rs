@@ -40,4 +40,11 @@ pub(crate) trait Source: Send + Sync {
     /// The first half of [`stop`](Source::stop) for a batch: drops the future here if no
     /// thread is polling it, waking no one. `stop` follows and wakes what must finish.
     fn discard(&self) {}
+    /// [`discard`](Source::discard), telling whether the future is gone now (`false`: a
+    /// runtime thread is polling it, or this source has no future of its own to drop; use
+    /// [`stop`](Source::stop) then). After `true`, a [`cancel`](Source::cancel) later
+    /// still has to let the runtime task end.
+    fn discard_now(&self) -> bool {
+        false
+    }
 }
