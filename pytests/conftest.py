@@ -45,6 +45,22 @@ def run(loop_kind):
     return run
 
 
+@pytest.fixture(params=LOOP_KINDS + ("trio",))
+def run_anywhere(request):
+    """`run_anywhere(main)`: runs the framework-neutral coroutine function `main` (it awaits
+    the bridge's coroutines and nothing asyncio- or trio-specific) on a new loop of each
+    kind of `loop_kind`, and under `trio.run`; returns its result."""
+    if request.param == "trio":
+        import trio
+
+        return trio.run
+
+    def run(main):
+        return run_on(request.param, main)
+
+    return run
+
+
 @pytest.fixture
 def patience(request) -> float:
     """How long the test's bounded waits retry: `PATIENCE`, or `KNOWN_BUG_PATIENCE` for a

@@ -124,14 +124,14 @@ def test_send_drives_a_ready_coroutine_even_without_a_loop(runtime):
     assert stop.value.value == "value"
 
 
-def test_send_of_a_value_to_a_just_started_coroutine_raises_type_error(run, runtime):
+def test_send_of_a_value_to_a_just_started_coroutine_raises_type_error(run_anywhere, runtime):
     async def main():
         coroutine = m.sleep(runtime, 0.001, 1)
         with pytest.raises(TypeError, match="can't send non-None value to a just-started"):
             coroutine.send("not None")
         assert await coroutine == 1  # still usable, as for a Python coroutine
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_a_pending_coroutine_yields_a_future_like_waiter(run, runtime):
@@ -166,7 +166,7 @@ def test_throw_reraises_the_very_exception_object_and_drops_the_future(run, runt
     run(main)
 
 
-def test_throw_of_an_exception_class_raises_an_instance(run, runtime):
+def test_throw_of_an_exception_class_raises_an_instance(run_anywhere, runtime):
     async def main():
         coroutine = m.never(runtime)
         coroutine.send(None)
@@ -174,7 +174,7 @@ def test_throw_of_an_exception_class_raises_an_instance(run, runtime):
             coroutine.throw(LookupError)
         assert type(raised.value) is LookupError
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_throw_before_the_first_await_drops_the_future_without_warning(run, runtime):
@@ -210,17 +210,17 @@ def test_close_drops_the_rust_future(run, runtime):
     run(main)
 
 
-def test_awaiting_twice_raises_runtime_error(run, runtime):
+def test_awaiting_twice_raises_runtime_error(run_anywhere, runtime):
     async def main():
         for coroutine in (m.ready(runtime, 1), m.sleep(runtime, 0.001, 1)):
             assert await coroutine == 1
             with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
                 await coroutine
 
-    run(main)
+    run_anywhere(main)
 
 
-def test_a_never_awaited_coroutine_warns_with_the_function_name(run, runtime):
+def test_a_never_awaited_coroutine_warns_with_the_function_name(run_anywhere, runtime):
     async def main():
         with pytest.warns(RuntimeWarning, match="coroutine 'sleep' was never awaited"):
             coroutine = m.sleep(runtime, 0.001, 1)
@@ -230,10 +230,10 @@ def test_a_never_awaited_coroutine_warns_with_the_function_name(run, runtime):
             m.ready(runtime, 1)
             gc.collect()
 
-    run(main)
+    run_anywhere(main)
 
 
-def test_a_coroutine_closed_before_being_awaited_does_not_warn(run, runtime):
+def test_a_coroutine_closed_before_being_awaited_does_not_warn(run_anywhere, runtime):
     async def main():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -243,7 +243,7 @@ def test_a_coroutine_closed_before_being_awaited_does_not_warn(run, runtime):
             gc.collect()
         assert [str(w.message) for w in caught] == []
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_a_pending_coroutine_outside_a_loop_raises_runtime_error_saying_what_to_do(runtime):

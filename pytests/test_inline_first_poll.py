@@ -11,7 +11,7 @@ import threading
 import pyo3_aio_tests as m
 
 
-def test_a_ready_future_awaited_100000_times_never_spawns(run, runtime):
+def test_a_ready_future_awaited_100000_times_never_spawns(run_anywhere, runtime):
     async def main():
         before = m.spawns()
         total = 0
@@ -19,7 +19,7 @@ def test_a_ready_future_awaited_100000_times_never_spawns(run, runtime):
             total += await m.counted_ready(runtime, i)
         return total, m.spawns() - before
 
-    total, spawned = run(main)
+    total, spawned = run_anywhere(main)
     assert total == sum(range(100_000))
     assert spawned == 0
 

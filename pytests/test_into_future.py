@@ -39,7 +39,7 @@ def test_python_rust_python_round_trip(run, runtime):
     run(main)
 
 
-def test_nested_round_trips(run, runtime):
+def test_nested_round_trips(run_anywhere, runtime):
     async def level(depth):
         # Each level awaits a Rust timer, then lets Rust await the next level down.
         await m.sleep(runtime, 0.0005, None)
@@ -50,10 +50,10 @@ def test_nested_round_trips(run, runtime):
     async def main():
         return await level(8)
 
-    assert run(main) == [8, 7, 6, 5, 4, 3, 2, 1, "bottom"]
+    assert run_anywhere(main) == [8, 7, 6, 5, 4, 3, 2, 1, "bottom"]
 
 
-def test_many_awaits_in_a_row_from_rust(run, runtime):
+def test_many_awaits_in_a_row_from_rust(run_anywhere, runtime):
     async def main():
         counter = iter(range(200))
 
@@ -62,7 +62,7 @@ def test_many_awaits_in_a_row_from_rust(run, runtime):
 
         assert await m.await_many(runtime, next_value, 200) == list(range(200))
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("where", ["loop_thread", "runtime_thread", "spawned_task", "plain_thread"])
@@ -100,14 +100,14 @@ def not_a_coroutine():
     [(5, "int"), ("text", "str"), (object(), "object"), (Widget(), "Widget"),
      (not_a_coroutine(), "generator"), (double_later, "function")],
 )
-def test_a_non_awaitable_raises_type_error_naming_the_type(run, value, type_name):
+def test_a_non_awaitable_raises_type_error_naming_the_type(run_anywhere, value, type_name):
     async def main():
         with pytest.raises(TypeError, match=f"^expected an awaitable, got '{type_name}'$"):
             m.into_future_now(value)
         with pytest.raises(TypeError, match=f"got '{type_name}'"):
             m.await_py("tokio", value)
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_into_future_outside_any_loop_runs_on_a_background_loop(runtime):
@@ -232,12 +232,12 @@ def test_an_object_with_a_custom_await_is_accepted(run, runtime):
     run(main)
 
 
-def test_a_rust_coroutine_is_accepted(run, runtime):
+def test_a_rust_coroutine_is_accepted(run_anywhere, runtime):
     async def main():
         assert await m.await_py(runtime, m.sleep(runtime, 0.001, "rust in rust")) == "rust in rust"
         assert await m.await_py(runtime, m.ready(runtime, "ready")) == "ready"
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("where", ["loop_thread", "runtime_thread", "inline_first_poll"])

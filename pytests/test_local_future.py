@@ -13,13 +13,13 @@ import pyo3_aio_tests as m
 from harness import run_on, wait_until
 
 
-def test_a_local_future_returns_its_value(run, runtime):
+def test_a_local_future_returns_its_value(run_anywhere, runtime):
     value = object()
 
     async def main():
         return await m.local_sleep_on(runtime, 0.001, value)
 
-    assert run(main) is value
+    assert run_anywhere(main) is value
 
 
 def test_the_original_local_sleep_works(run):
@@ -66,7 +66,7 @@ def test_cancelling_a_local_future_drops_it(run):
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_a_local_future_raises_the_same_exception_object(run, runtime, seconds):
+def test_a_local_future_raises_the_same_exception_object(run_anywhere, runtime, seconds):
     error = KeyError("local")
 
     async def main():
@@ -74,16 +74,16 @@ def test_a_local_future_raises_the_same_exception_object(run, runtime, seconds):
             await m.local_raise_after(runtime, seconds, error)
         return raised.value
 
-    assert run(main) is error
+    assert run_anywhere(main) is error
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_a_local_future_panic_becomes_rust_panic(run, runtime, seconds):
+def test_a_local_future_panic_becomes_rust_panic(run_anywhere, runtime, seconds):
     async def main():
         with pytest.raises(m.RustPanic, match="local kaput"):
             await m.local_panic_after(runtime, seconds, "local kaput")
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_a_local_future_awaits_python_coroutines(run):
@@ -123,14 +123,14 @@ def test_awaiting_a_local_future_on_another_thread_raises_runtime_error(run, loo
     assert outcome == {"result": "raised"}
 
 
-def test_a_never_awaited_local_coroutine_warns(run, runtime):
+def test_a_never_awaited_local_coroutine_warns(run_anywhere, runtime):
     async def main():
         with pytest.warns(RuntimeWarning, match="was never awaited"):
             coroutine = m.local_sleep_on(runtime, 0.001, None)
             del coroutine
             gc.collect()
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_local_future_into_py_with_an_inline_first_poll_polls_inside_send(run, runtime):

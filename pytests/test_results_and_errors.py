@@ -1,6 +1,7 @@
 """Values and errors crossing from Rust to Python: Python objects come back unchanged,
 Rust values are converted on the loop thread, a PyErr arrives as the very same exception
-object (traceback kept), and a panic becomes `pyo3_aio_tests.RustPanic`."""
+object (traceback kept), and a panic becomes `pyo3_aio_tests.RustPanic`. The tests that
+use nothing framework-specific run under trio too (`run_anywhere`)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def caught(function, *args):
 
 
 @pytest.mark.parametrize("path", ["ready", "pending"])
-def test_python_objects_cross_unchanged(run, runtime, path):
+def test_python_objects_cross_unchanged(run_anywhere, runtime, path):
     values = [None, 0, -1, 2**100, 1.5, float("inf"), "text", "ünïcödé", b"\x00\xff",
               [1, [2]], {"key": (1, 2)}, (1,), frozenset({3}), Widget(), Widget, print]
 
@@ -45,24 +46,24 @@ def test_python_objects_cross_unchanged(run, runtime, path):
                 got = await m.sleep(runtime, 0.0005, value)
             assert got is value
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_rust_values_are_converted_to_python(run, runtime, seconds):
+def test_rust_values_are_converted_to_python(run_anywhere, runtime, seconds):
     arguments = (-7, 2**64 - 1, 2.5, True, "ünï", b"\x00bytes", [3, 1, 2], {"a": 1, "b": -2}, None)
 
     async def main():
         return await m.typed_values(runtime, seconds, *arguments)
 
-    result = run(main)
+    result = run_anywhere(main)
     assert type(result) is tuple
     assert result == arguments
     assert [type(value) for value in result] == [type(value) for value in arguments]
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_a_python_exception_crosses_as_the_same_object_with_its_traceback(run, runtime, seconds):
+def test_a_python_exception_crosses_as_the_same_object_with_its_traceback(run_anywhere, runtime, seconds):
     cause = OSError("the cause")
     error = caught(raise_app_error, "from python")
     error.__cause__ = cause
@@ -74,7 +75,7 @@ def test_a_python_exception_crosses_as_the_same_object_with_its_traceback(run, r
             await m.raise_after(runtime, seconds, error)
         return raised.value
 
-    got = run(main)
+    got = run_anywhere(main)
     assert got is error
     assert got.__cause__ is cause
     names = traceback_names(got)
@@ -85,32 +86,32 @@ def test_a_python_exception_crosses_as_the_same_object_with_its_traceback(run, r
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_an_error_made_in_rust_becomes_the_python_exception(run, runtime, seconds):
+def test_an_error_made_in_rust_becomes_the_python_exception(run_anywhere, runtime, seconds):
     async def main():
         with pytest.raises(ValueError, match="^made in rust$"):
             await m.fail_after(runtime, seconds, "made in rust")
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_a_panic_becomes_rust_panic_with_its_message(run, runtime, seconds):
+def test_a_panic_becomes_rust_panic_with_its_message(run_anywhere, runtime, seconds):
     async def main():
         with pytest.raises(m.RustPanic, match="kaput: the message") as raised:
             await m.panic_after(runtime, seconds, "kaput: the message")
         return raised.value
 
-    error = run(main)
+    error = run_anywhere(main)
     assert isinstance(error, Exception)
     assert m.RustPanic.__name__ == "RustPanic"
 
 
-def test_a_panic_with_a_non_string_payload_becomes_rust_panic(run, runtime):
+def test_a_panic_with_a_non_string_payload_becomes_rust_panic(run_anywhere, runtime):
     async def main():
         with pytest.raises(m.RustPanic, match="non-string payload"):
             await m.panic_any_after(runtime, 0.001)
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_the_runtime_keeps_working_after_panics(run, runtime):
@@ -161,17 +162,17 @@ def test_a_future_dropped_unfinished_by_its_runtime_raises_a_clear_error(run):
     run(main)
 
 
-def test_a_runtime_that_refuses_the_future_raises_a_clear_error(run):
+def test_a_runtime_that_refuses_the_future_raises_a_clear_error(run_anywhere):
     async def main():
         with pytest.raises(RuntimeError, match="the refuses runtime could not run the future"):
             await m.refused_by_runtime()
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("seconds", [0, 0.001], ids=["inline", "after_sleep"])
-def test_a_rust_future_returning_unit_resolves_to_none(run, runtime, seconds):
+def test_a_rust_future_returning_unit_resolves_to_none(run_anywhere, runtime, seconds):
     async def main():
         return "awaited", await m.unit_after(runtime, seconds)
 
-    assert run(main) == ("awaited", None)
+    assert run_anywhere(main) == ("awaited", None)

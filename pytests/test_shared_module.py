@@ -88,13 +88,3 @@ def test_inspect_states_match_a_native_coroutine(runtime):
     coroutine.close()
     assert frame.f_code.co_name == "sleep" and frame.f_back is None
     assert coroutine.cr_frame is None
-
-
-def test_under_trio_the_error_names_trio(runtime):
-    trio = pytest.importorskip("trio")
-
-    async def main():
-        await m.sleep(runtime, 0.01, None)
-
-    with pytest.raises(RuntimeError, match="under trio.*asyncio-compatible"):
-        trio.run(main)

@@ -92,7 +92,7 @@ def test_items_that_are_not_ready_at_once_arrive_in_order(run, runtime, kind, ca
     run(main)
 
 
-def test_the_simple_constructors_iterate(run, runtime):
+def test_the_simple_constructors_iterate(run_anywhere, runtime):
     async def main():
         assert [item async for item in m.count_stream(runtime, 10)] == list(range(10))
         assert [item async for item in m.count_stream(runtime, 10, 3)] == list(range(10))
@@ -100,20 +100,20 @@ def test_the_simple_constructors_iterate(run, runtime):
         assert [item async for item in m.count_stream(runtime, 0)] == []
         assert [item async for item in m.local_count_stream(0)] == []
 
-    run(main)
+    run_anywhere(main)
 
 
-def test_it_is_an_async_iterator(run, runtime, kind):
+def test_it_is_an_async_iterator(run_anywhere, runtime, kind):
     async def main():
         stream, _ = make(runtime, kind, 3)
         assert stream.__aiter__() is stream
         assert type(stream).__name__ == "RustStream"
         assert [item async for item in stream] == [0, 1, 2]
 
-    run(main)
+    run_anywhere(main)
 
 
-def test_anext_until_stop_async_iteration_and_after(run, runtime, kind):
+def test_anext_until_stop_async_iteration_and_after(run_anywhere, runtime, kind):
     async def main():
         stream, _ = make(runtime, kind, 3)
         assert [await stream.__anext__() for _ in range(3)] == [0, 1, 2]
@@ -122,11 +122,11 @@ def test_anext_until_stop_async_iteration_and_after(run, runtime, kind):
                 await stream.__anext__()
         assert [item async for item in stream] == []
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="anext() is new in Python 3.10")
-def test_the_anext_builtin_with_and_without_default(run, runtime, kind):
+def test_the_anext_builtin_with_and_without_default(run_anywhere, runtime, kind):
     async def main():
         stream, _ = make(runtime, kind, 2, delay=0.0005)
         assert await anext(stream) == 0
@@ -135,7 +135,7 @@ def test_the_anext_builtin_with_and_without_default(run, runtime, kind):
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_aclose_ends_the_iteration_and_drops_the_stream(run, runtime, kind):
@@ -225,36 +225,36 @@ def test_the_stream_sees_the_task_locals_of_the_loop_that_made_it(run, runtime):
 
 
 @pytest.mark.parametrize("capacity", [None, 1000], ids=["default", "capacity_1000"])
-def test_100_000_items_cross_with_nothing_lost_duplicated_or_reordered(run, runtime, capacity):
+def test_100_000_items_cross_with_nothing_lost_duplicated_or_reordered(run_anywhere, runtime, capacity):
     count = 100_000
 
     async def main():
         return [item async for item in m.count_stream(runtime, count, capacity)]
 
-    assert run(main) == list(range(count))
+    assert run_anywhere(main) == list(range(count))
 
 
-def test_100_000_items_cross_from_a_local_stream(run):
+def test_100_000_items_cross_from_a_local_stream(run_anywhere):
     count = 100_000
 
     async def main():
         return [item async for item in m.local_count_stream(count)]
 
-    assert run(main) == list(range(count))
+    assert run_anywhere(main) == list(range(count))
 
 
 # Errors and panics -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("position", [0, 3])
-def test_an_err_item_is_raised_at_its_position_and_iteration_goes_on(run, runtime, kind, position):
+def test_an_err_item_is_raised_at_its_position_and_iteration_goes_on(run_anywhere, runtime, kind, position):
     error = KeyError("from rust")
 
     async def main():
         stream, _ = make(runtime, kind, 6, error_at=position, error=error)
         return await drain(stream)
 
-    items = run(main)
+    items = run_anywhere(main)
     expected = list(range(6))
     expected[position] = error
     assert len(items) == 6
@@ -262,7 +262,7 @@ def test_an_err_item_is_raised_at_its_position_and_iteration_goes_on(run, runtim
     assert items == expected
 
 
-def test_an_err_item_made_in_rust_without_the_gil(run, runtime, kind):
+def test_an_err_item_made_in_rust_without_the_gil(run_anywhere, runtime, kind):
     async def main():
         stream, _ = make(runtime, kind, 4, error_at=2, delay=0.0005)
         items = await drain(stream)
@@ -270,10 +270,10 @@ def test_an_err_item_made_in_rust_without_the_gil(run, runtime, kind):
         assert type(items[2]) is ValueError
         assert str(items[2]) == "item 2 failed"
 
-    run(main)
+    run_anywhere(main)
 
 
-def test_an_err_item_ends_async_for_with_the_error(run, runtime, kind):
+def test_an_err_item_ends_async_for_with_the_error(run_anywhere, runtime, kind):
     error = KeyError("from rust")
 
     async def main():
@@ -287,7 +287,7 @@ def test_an_err_item_ends_async_for_with_the_error(run, runtime, kind):
         # The stream itself is not over: the items after the error are still there.
         assert [item async for item in stream] == [3, 4, 5]
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("delay", [0, 0.0005], ids=["ready", "pending"])
@@ -308,13 +308,13 @@ def test_a_panic_becomes_rust_panic_and_ends_the_iteration(run, runtime, kind, d
     run(main)
 
 
-def test_a_panic_at_the_first_item(run, runtime, kind):
+def test_a_panic_at_the_first_item(run_anywhere, runtime, kind):
     async def main():
         stream, _ = make(runtime, kind, 10, panic_at=0)
         items = await drain(stream)
         assert len(items) == 1 and type(items[0]) is m.RustPanic
 
-    run(main)
+    run_anywhere(main)
 
 
 # Timeouts and cancellation ----------------------------------------------------------------

@@ -41,6 +41,32 @@ cached! {
     weak_key_dictionary = "weakref", ["WeakKeyDictionary"];
 }
 
+// trio's, looked up only once a trio run was found (trio is already imported then).
+cached! {
+    /// `trio.lowlevel.current_trio_token`.
+    trio_current_token = "trio.lowlevel", ["current_trio_token"];
+    /// `trio.lowlevel.TrioToken`.
+    trio_token = "trio.lowlevel", ["TrioToken"];
+    /// `trio.lowlevel.current_task`.
+    trio_current_task = "trio.lowlevel", ["current_task"];
+    /// `trio.lowlevel.reschedule`.
+    trio_reschedule = "trio.lowlevel", ["reschedule"];
+    /// `trio.lowlevel.spawn_system_task`.
+    trio_spawn_system_task = "trio.lowlevel", ["spawn_system_task"];
+    /// `trio.lowlevel.RunVar`.
+    trio_run_var = "trio.lowlevel", ["RunVar"];
+    /// `trio.lowlevel.Abort.SUCCEEDED`.
+    trio_abort_succeeded = "trio.lowlevel", ["Abort", "SUCCEEDED"];
+    /// `trio.lowlevel.Abort.FAILED`.
+    trio_abort_failed = "trio.lowlevel", ["Abort", "FAILED"];
+    /// `outcome.Value`.
+    outcome_value = "outcome", ["Value"];
+    /// `outcome.Error`.
+    outcome_error = "outcome", ["Error"];
+    /// `outcome.capture`.
+    outcome_capture = "outcome", ["capture"];
+}
+
 /// The `pump` coroutine function of `stream/pump.py`, compiled once.
 pub(crate) fn stream_pump(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static PUMP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -41,6 +41,10 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     let event_loop = get_current_loop(py)?;
+    if crate::trio::is_token(&event_loop) {
+        // It returns an asyncio.Future, which has no meaning under trio.
+        return Err(crate::trio::not_yet("future_into_py_eager"));
+    }
     let slot: LocalsSlot = Arc::new(OnceLock::new());
     fill(py, &slot, &event_loop)?;
     let py_future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;

@@ -45,7 +45,7 @@ use pyo3::prelude::*;
 
 pub use pyo3_aio_core::spawn::{BoxFuture, SpawnError, Spawner};
 
-use crate::coroutine::{InRuntime, RustCoroutine, SendStart, future_name, loop_thread_coroutine};
+use crate::coroutine::{InRuntime, future_name, loop_thread_coroutine};
 use crate::options::{FirstPoll, Options};
 
 /// Converts a `Send` Rust future into a Python coroutine, run by `spawner` while pending.
@@ -69,28 +69,7 @@ where
     future_into_py_with(py, spawner, Options::default(), future)
 }
 
-/// [`future_into_py`] with per-call [`Options`] (where the pending future
-/// lives and whether it is polled inline first).
-///
-/// # Errors
-///
-/// As [`future_into_py`].
-pub fn future_into_py_with<'py, S, F, T>(
-    py: Python<'py>,
-    spawner: S,
-    options: Options,
-    future: F,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    S: Spawner + Clone,
-    F: Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    crate::coroutine::install_am_send(py);
-    let start = SendStart::new(future, spawner, options);
-    let coroutine = RustCoroutine::new(Box::new(start), future_name::<F>());
-    Ok(Bound::new(py, coroutine)?.into_any())
-}
+pub use crate::coroutine::future_into_py_with;
 
 /// Converts a `!Send` Rust future into a Python coroutine. The future lives on the event
 /// loop's thread and is polled there, with the GIL, whenever it is woken.
@@ -197,6 +176,27 @@ where
 
 pub use crate::blocking::{block_on, spawn_task};
 pub use crate::run::{run, run_until_complete, run_with_loop_factory};
+
+/// Runs a Rust future as the main task of a new `trio.run` on this thread (trio's
+/// counterpart of [`run`]), returning its output.
+///
+/// For programs that embed Python and run a trio application: inside the future,
+/// `into_future` runs Python awaitables as tasks of that run. Python's SIGINT handler is
+/// installed for the run if none is, so Ctrl-C raises `KeyboardInterrupt` and drops the
+/// future (call it on the main thread).
+///
+/// # Errors
+///
+/// The future's error, `RustPanic` for a panic, `ImportError` without trio, or what
+/// `trio.run` raised.
+pub fn run_trio<S, F, T>(py: Python<'_>, spawner: S, future: F) -> PyResult<T>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    crate::run::run_trio(py, spawner, future)
+}
 
 /// Converts a `Send` Rust stream into a Python async iterator; `spawner` runs the stream,
 /// pulling up to `options.capacity` items ahead of the Python consumer.

@@ -44,6 +44,7 @@ mod coroutine;
 mod eager;
 mod errors;
 mod event_loop;
+mod framework;
 pub mod generic;
 mod into_future;
 mod introspect;
@@ -64,6 +65,7 @@ mod sync;
 #[cfg(feature = "attributes")]
 pub mod testing;
 mod thread_bound;
+mod trio;
 mod waiter;
 
 pub use coroutine::RustCoroutine;

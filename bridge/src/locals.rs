@@ -12,6 +12,7 @@ use pyo3_aio_core::scope;
 use crate::asyncio::copy_current_context;
 use crate::asyncio::is_event_loop;
 use crate::asyncio::running::running_loop;
+use crate::framework::Framework;
 
 /// The event loop and `contextvars.Context` that Python work started from Rust runs in.
 ///
@@ -52,17 +53,19 @@ impl TaskLocals {
         }))
     }
 
-    /// Locals for the loop running on this thread.
+    /// Locals for the loop running on this thread: the asyncio loop, or under trio the
+    /// run's `trio.lowlevel.TrioToken`.
     ///
     /// # Errors
     ///
-    /// `RuntimeError` when no event loop runs on this thread.
+    /// `RuntimeError` when no event loop or trio run runs on this thread.
     pub fn with_running_loop(py: Python<'_>) -> PyResult<Self> {
-        match running_loop(py)? {
-            Some(event_loop) => Ok(Self::new(event_loop)),
+        match Framework::running(py)? {
+            Some(framework) => Ok(Self::new(framework.event_loop().clone())),
             None => Err(PyRuntimeError::new_err(
                 "no running event loop: call this from a coroutine or callback running on an \
-                 asyncio event loop, or build TaskLocals::new(event_loop) yourself",
+                 asyncio event loop or in a trio run, or build TaskLocals::new(event_loop) \
+                 yourself",
             )),
         }
     }
@@ -183,19 +186,19 @@ pub fn get_current_locals(py: Python<'_>) -> PyResult<TaskLocals> {
             return Ok(locals.clone());
         }
         // The inline first poll, on the loop thread: fill the slot now.
-        if let Some(event_loop) = running_loop(py)? {
-            fill(py, &slot, &event_loop)?;
+        if let Some(framework) = Framework::running(py)? {
+            fill(py, &slot, framework.event_loop())?;
             if let Some(locals) = slot.get() {
                 return Ok(locals.clone());
             }
         }
     }
-    match running_loop(py)? {
-        Some(event_loop) => TaskLocals::new(event_loop).copy_context(py),
+    match Framework::running(py)? {
+        Some(framework) => TaskLocals::new(framework.event_loop().clone()).copy_context(py),
         None => Err(PyRuntimeError::new_err(
             "no running event loop and no task locals: call this inside a future converted \
-             with future_into_py, on a thread running an asyncio loop, or inside \
-             pyo3_aio::scope(locals, future)",
+             with future_into_py, on a thread running an asyncio loop or a trio run, or \
+             inside pyo3_aio::scope(locals, future)",
         )),
     }
 }
@@ -206,6 +209,8 @@ pub(crate) fn scoped_locals() -> Option<TaskLocals> {
 }
 
 /// The event loop of the current conversion or scope, else the loop running on this thread.
+/// Under trio the "loop" is the run's `trio.lowlevel.TrioToken` (what `TaskLocals` holds
+/// there, and what `into_future_with_locals` accepts).
 ///
 /// # Errors
 ///
@@ -225,9 +230,9 @@ pub fn get_current_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// that can never run.
 pub(crate) fn check_locals(py: Python<'_>, locals: &TaskLocals) -> PyResult<()> {
     let event_loop = locals.event_loop(py);
-    if !is_event_loop(&event_loop)? {
+    if !is_event_loop(&event_loop)? && !crate::trio::is_token(&event_loop) {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "the task locals' event loop must be an asyncio event loop, got '{}'",
+            "the task locals' event loop must be an asyncio event loop or a trio token, got '{}'",
             event_loop.get_type().name()?
         )));
     }

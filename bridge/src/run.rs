@@ -318,3 +318,28 @@ impl Drop for InterruptWakeup<'_> {
         }
     }
 }
+
+/// Runs `future` as the main task of a new `trio.run` on this thread and returns its
+/// output; see [`generic::run_trio`](crate::generic::run_trio).
+pub(crate) fn run_trio<S, F, T>(py: Python<'_>, spawner: S, future: F) -> PyResult<T>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let output = Arc::new(Mutex::new(None));
+    let slot = output.clone();
+    let coroutine = crate::coroutine::future_into_py_with(
+        py,
+        spawner,
+        crate::Options::default(),
+        async move {
+            let value = future.await?;
+            *lock(&slot) = Some(value);
+            Ok(())
+        },
+    )?;
+    crate::trio::task_function(py, "run")?.call1((coroutine,))?;
+    let value = lock(&output).take();
+    value.ok_or_else(|| PyRuntimeError::new_err("the trio run ended without the future's output"))
+}

@@ -196,6 +196,20 @@ macro_rules! runtime_module {
             crate::generic::run_with_loop_factory(py, $spawner, factory, future)
         }
 
+        #[doc = concat!("Runs a Rust future on ", $runtime, " as the main task of a new `trio.run` (trio's counterpart of [`run`]), returning its output.")]
+        ///
+        /// # Errors
+        ///
+        /// The future's error, `RustPanic` for a panic, `ImportError` without trio, or
+        /// what `trio.run` raised.
+        pub fn run_trio<F, T>(py: Python<'_>, future: F) -> PyResult<T>
+        where
+            F: Future<Output = PyResult<T>> + Send + 'static,
+            T: Send + 'static,
+        {
+            crate::generic::run_trio(py, $spawner, future)
+        }
+
         /// Runs a Rust future to completion while `event_loop` (not yet running) runs on
         /// this thread.
         ///

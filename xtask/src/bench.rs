@@ -9,7 +9,9 @@
 //!    to `bench/RESULTS.md` (`--quick`: a smoke run with small sizes, written to
 //!    `target/bench/RESULTS-quick.md` so the kept results are not overwritten);
 //! 4. `cargo bench -p pyo3-aio-core --bench core` with a short measurement time, whose
-//!    medians the driver then appends to the same Markdown file.
+//!    medians the driver then appends to the same Markdown file;
+//! 5. `bench/trio_driver.py`: the trio column (pyo3-aio under `trio.run` against plain
+//!    trio), appended to the same file (with `--only`, only when the keys name `trio`).
 //!
 //! Nothing here judges the figures: the tables say which targets are met.
 
@@ -23,6 +25,8 @@ const STEP: &str = "bench";
 const MODULES: &[&str] = &["bench/pyo3_aio_bench", "bench/par_bench"];
 
 const DRIVER: &str = "bench/driver.py";
+
+const TRIO_DRIVER: &str = "bench/trio_driver.py";
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,6 +69,13 @@ impl Options {
             args.push(keys.clone());
         }
         args
+    }
+
+    /// Whether the trio column runs: always, except when `--only` names no `trio`.
+    fn runs_trio(&self) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|keys| keys.split(',').any(|key| key.trim() == "trio"))
     }
 
     /// How this run is named in RESULTS.md.
@@ -138,6 +149,14 @@ pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
         .arg(&output)
         .run(STEP)?;
 
+    if options.runs_trio() {
+        let mut trio = venv.cmd("python").arg(ws.path(TRIO_DRIVER));
+        if options.quick {
+            trio = trio.arg("--quick");
+        }
+        trio.arg("--output").arg(&output).run(STEP)?;
+    }
+
     println!("==> {STEP}: the tables are in {}", output.display());
     Ok(())
 }
@@ -161,6 +180,13 @@ mod tests {
         );
         let options = Options::parse(&args(&["--only=6a"])).unwrap();
         assert_eq!(options.driver_args(), ["--only", "6a"]);
+        assert!(!options.runs_trio());
+        assert!(
+            Options::parse(&args(&["--only", "1,trio"]))
+                .unwrap()
+                .runs_trio()
+        );
+        assert!(Options::default().runs_trio());
     }
 
     #[test]

@@ -39,6 +39,7 @@ const APP_PROGRAMS: &[&str] = &[
     "app_async_std",
     "app_smol",
     "app_uvloop",
+    "app_trio",
 ];
 
 /// Runs every demo step, stopping at the first failure; the summary is printed either way.

@@ -216,7 +216,9 @@ COMMANDS:
                                    (every scenario against pyo3-async-runtimes and plain
                                    asyncio, default loop and uvloop; tables to bench/RESULTS.md,
                                    --quick: small sizes, to target/bench/RESULTS-quick.md),
-                                   then the core's criterion benches
+                                   then the core's criterion benches, then bench/trio_driver.py
+                                   (pyo3-aio under trio against plain trio; with --only, only
+                                   when KEYS name `trio`)
     matrix [3.N]...                pytests/ on each CPython 3.9-3.13 pyenv has (or those named),
                                    default loop and uvloop; venvs and builds in target/matrix
     stress [--fuzz-seconds N]      the reliability suite at full size: pytests' stress and

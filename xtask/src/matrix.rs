@@ -39,6 +39,10 @@ const PACKAGES: &[(&str, Installed)] = &[
     ("pytest-timeout", Installed::Module("pytest_timeout")),
     ("uvloop", Installed::Module("uvloop")),
     ("ipython", Installed::Module("IPython")),
+    ("trio", Installed::Module("trio")),
+    ("anyio", Installed::Module("anyio")),
+    ("pytest-trio", Installed::Module("pytest_trio")),
+    ("sniffio", Installed::Module("sniffio")),
 ];
 
 enum Installed {

@@ -1,4 +1,4 @@
-//! The Python side: a virtualenv at `target/venv` with maturin, pytest and uvloop, the
+//! The Python side: a virtualenv at `target/venv` with maturin, pytest, uvloop and trio, the
 //! extension modules built into it, the pytest suites ([`PY_SUITES`]), and the examples
 //! with a `demo.py` ([`EXTENSION_EXAMPLE`], [`CUSTOM_EXECUTOR_EXAMPLE`]).
 //!
@@ -79,9 +79,24 @@ const REQUIREMENTS: &[Requirement] = &[
         probe: Probe::Import("rloop"),
     },
     Requirement {
-        // The test that pyo3-aio names trio when it finds itself under trio.
+        // The bridge under trio (pytests/test_trio.py, examples/app's app_trio).
         package: "trio",
         probe: Probe::Import("trio"),
+    },
+    Requirement {
+        // The bridge under anyio on both backends (pytests/test_anyio.py).
+        package: "anyio",
+        probe: Probe::Import("anyio"),
+    },
+    Requirement {
+        // trio tests as pytest functions (`@pytest.mark.trio`).
+        package: "pytest-trio",
+        probe: Probe::Import("pytest_trio"),
+    },
+    Requirement {
+        // Which async library runs (examples/app's trio helper asks it).
+        package: "sniffio",
+        probe: Probe::Import("sniffio"),
     },
     Requirement {
         package: "atheris",

@@ -38,9 +38,11 @@ impl Runtime {
     fn accepted_main_options(self) -> &'static str {
         match self {
             Runtime::Tokio => {
-                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `flavor = \"multi_thread\" | \"current_thread\"`, `worker_threads = N`"
+                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `framework = \"asyncio\" | \"trio\"`, `flavor = \"multi_thread\" | \"current_thread\"`, `worker_threads = N`"
             }
-            _ => "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`",
+            _ => {
+                "`event_loop = \"module.factory\"` or `event_loop = path::to::factory`, `framework = \"asyncio\" | \"trio\"`"
+            }
         }
     }
 }
@@ -53,6 +55,8 @@ enum LoopFactory {
 
 struct MainOptions {
     event_loop: LoopFactory,
+    /// `framework = "trio"`: the body runs as the main task of a `trio.run`.
+    trio: bool,
     current_thread: bool,
     worker_threads: Option<Expr>,
 }
@@ -61,6 +65,7 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(attr)?;
     let mut options = MainOptions {
         event_loop: LoopFactory::Default,
+        trio: false,
         current_thread: false,
         worker_threads: None,
     };
@@ -93,6 +98,7 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
                     expr => LoopFactory::Rust(expr.clone()),
                 }
             }
+            ("framework", _) => options.trio = parse_framework(&pair.value)?,
             ("flavor", Runtime::Tokio) => {
                 let Expr::Lit(ExprLit {
                     lit: Lit::Str(text),
@@ -119,6 +125,12 @@ fn parse_main_options(runtime: Runtime, attr: TokenStream) -> syn::Result<MainOp
             _ => return Err(unknown_option(runtime, pair.path.span(), "main")),
         }
     }
+    if options.trio && !matches!(options.event_loop, LoopFactory::Default) {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "`event_loop` applies to asyncio: trio has no event loop factory",
+        ));
+    }
     if options.current_thread && options.worker_threads.is_some() {
         return Err(syn::Error::new(
             Span::call_site(),
@@ -132,7 +144,7 @@ fn unknown_option(runtime: Runtime, span: Span, attribute: &str) -> syn::Error {
     let accepted = if attribute == "main" {
         runtime.accepted_main_options()
     } else {
-        "no options"
+        "`framework = \"asyncio\" | \"trio\"`"
     };
     syn::Error::new(
         span,
@@ -186,6 +198,43 @@ fn body_future(function: &ItemFn) -> TokenStream2 {
     }
 }
 
+/// `framework = "asyncio" | "trio"`: whether it is trio.
+fn parse_framework(value: &Expr) -> syn::Result<bool> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return Err(syn::Error::new(
+            value.span(),
+            "`framework` is \"asyncio\" or \"trio\"",
+        ));
+    };
+    match text.value().as_str() {
+        "asyncio" => Ok(false),
+        "trio" => Ok(true),
+        _ => Err(syn::Error::new(
+            text.span(),
+            "`framework` is \"asyncio\" or \"trio\"",
+        )),
+    }
+}
+
+/// The options of `#[test]`: only `framework`; whether it is trio.
+fn parse_test_options(runtime: Runtime, attr: TokenStream) -> syn::Result<bool> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(attr)?;
+    let mut trio = false;
+    for meta in metas {
+        match &meta {
+            Meta::NameValue(pair) if pair.path.is_ident("framework") => {
+                trio = parse_framework(&pair.value)?;
+            }
+            _ => return Err(unknown_option(runtime, meta.span(), "test")),
+        }
+    }
+    Ok(trio)
+}
+
 fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream2> {
     let function: ItemFn = syn::parse(item)?;
     require_async(runtime, &function, "main")?;
@@ -225,24 +274,27 @@ fn main_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
     } else {
         quote!()
     };
+    let run = if options.trio {
+        quote!(#module::run_trio(py, #future))
+    } else {
+        quote!(#module::run_with_loop_factory(py, #factory, #future))
+    };
     Ok(quote! {
         #(#attrs)*
         #vis fn #name() {
             #setup
             ::pyo3_aio::__private::main(|py| {
-                #module::run_with_loop_factory(py, #factory, #future)
+                #run
             })
         }
     })
 }
 
 fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream2> {
-    if !attr.is_empty() {
-        let span = TokenStream2::from(attr).span();
-        return Err(unknown_option(runtime, span, "test"));
-    }
+    let trio = parse_test_options(runtime, attr)?;
     let function: ItemFn = syn::parse(item)?;
     require_async(runtime, &function, "test")?;
+    let run = if trio { quote!(run_trio) } else { quote!(run) };
     let module = runtime.module();
     let name = &function.sig.ident;
     let name_text = name.to_string();
@@ -252,7 +304,7 @@ fn test_impl(runtime: Runtime, attr: TokenStream, item: TokenStream) -> syn::Res
     Ok(quote! {
         #(#attrs)*
         #vis fn #name(py: ::pyo3_aio::__private::Python<'_>) -> ::pyo3_aio::__private::PyResult<()> {
-            #module::run(py, #future)
+            #module::#run(py, #future)
         }
 
         ::pyo3_aio::testing::inventory::submit! {

@@ -24,6 +24,10 @@ where
     T: Send + 'static,
 {
     let runtime = spawner.name();
+    // Only the main thread receives signals; others wait without looking. Asked before
+    // the first poll: a Ctrl-C that arrives during it would otherwise be raised by this
+    // Python call, after the spawn, skipping the drop below.
+    let slice = is_main_thread(py)?.then_some(SIGNAL_CHECK);
     let mut start = Box::pin(SendStart::new(future, spawner.clone(), Options::default()));
     if let Some(here) = running_loop(py)? {
         // This call blocks `here` until it returns: a coroutine the future awaits must run
@@ -44,8 +48,6 @@ where
         .spawn(Box::pin(drive(running.clone(), producer)))
         .map_err(crate::errors::refused)?;
     let waker = Waker::from(Arc::new(super::Unpark(std::thread::current())));
-    // Only the main thread receives signals; others wait without looking.
-    let slice = is_main_thread(py)?.then_some(SIGNAL_CHECK);
     loop {
         let outcome = py.detach(
             || match consumer.poll_result(&mut Context::from_waker(&waker)) {

@@ -24,6 +24,7 @@ pub(crate) use on_loop_thread::loop_thread_coroutine;
 pub(crate) use on_runtime::{Discard, Running, drive, interpreter_alive};
 pub(crate) use send_slot::install_am_send;
 pub(crate) use send_start::SendStart;
+pub use send_start::future_into_py_with;
 
 use std::any::type_name;
 
@@ -33,18 +34,13 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::asyncio::running::running_loop;
 use crate::errors::no_stop_iteration;
 use crate::errors::stop_iteration;
 use crate::errors::thrown;
+pub(crate) use crate::framework::Started;
 use crate::slots::Step;
+use crate::trio::TrioWait;
 use crate::waiter::RustFutureWaiter;
-
-/// What the first await of a coroutine produced.
-pub(crate) enum Started {
-    Ready(PyResult<Py<PyAny>>),
-    Waiting(Py<RustFutureWaiter>),
-}
 
 /// A converted future not yet awaited.
 pub(crate) trait Start: Send {
@@ -70,12 +66,16 @@ pub(crate) trait Start: Send {
 /// - `Waiting`: the future is pending in its home and the waiter was yielded to the Task;
 ///   a step reads the waiter's outcome (still pending: yield it again). `close`/`throw`
 ///   end it through `RustFutureWaiter::coroutine_finished`.
+/// - `TrioWaiting`: the same under trio: the coroutine yielded trio's
+///   `wait_task_rescheduled` message; trio resumes it by sending an `outcome`, which the
+///   step unwraps.
 /// - `Done`: returned, raised, or closed; a step raises "cannot reuse already awaited
 ///   coroutine".
 enum State {
     Created(Exclusive<Box<dyn Start>>),
     Running,
     Waiting(Py<RustFutureWaiter>),
+    TrioWaiting(Py<TrioWait>),
     Done,
 }
 
@@ -115,7 +115,9 @@ impl RustCoroutine {
     }
 
     /// Advances the coroutine: the object to yield to the Task, or the value to return.
-    pub(crate) fn step(slf: &Bound<'_, Self>) -> PyResult<Step> {
+    /// `sent` is what the resumer sent in (`None` for `__next__`); only trio's resume reads
+    /// it (an `outcome`).
+    pub(crate) fn step(slf: &Bound<'_, Self>, sent: Option<&Bound<'_, PyAny>>) -> PyResult<Step> {
         let py = slf.py();
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
         let started = match state {
@@ -132,6 +134,10 @@ impl RustCoroutine {
                         return Ok(Step::Yield(yielded));
                     }
                 }
+            }
+            State::TrioWaiting(wait) => {
+                TrioWait::coroutine_finished(wait.bind(py));
+                Ok(Started::Ready(crate::trio::unwrap_sent(sent)))
             }
             State::Running => {
                 return Err(PyValueError::new_err("coroutine already executing"));
@@ -153,6 +159,10 @@ impl RustCoroutine {
                 slf.borrow_mut().state = State::Waiting(waiter);
                 Ok(Step::Yield(yielded))
             }
+            Ok(Started::Trio { wait, message }) => {
+                slf.borrow_mut().state = State::TrioWaiting(wait);
+                Ok(Step::Yield(message))
+            }
             Err(error) => {
                 slf.borrow_mut().state = State::Done;
                 Err(error)
@@ -173,7 +183,7 @@ impl RustCoroutine {
     /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::check_sent(slf, value)?;
-        match Self::step(slf)? {
+        match Self::step(slf, Some(value))? {
             Step::Yield(yielded) => Ok(yielded),
             Step::Return(value) => Err(stop_iteration(slf.py(), value)),
         }
@@ -191,8 +201,10 @@ impl RustCoroutine {
     /// a Task waiting on it is woken to find the coroutine finished.
     fn finish(slf: &Bound<'_, Self>) {
         let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
-        if let State::Waiting(waiter) = state {
-            RustFutureWaiter::coroutine_finished(waiter.bind(slf.py()));
+        match state {
+            State::Waiting(waiter) => RustFutureWaiter::coroutine_finished(waiter.bind(slf.py())),
+            State::TrioWaiting(wait) => TrioWait::coroutine_finished(wait.bind(slf.py())),
+            _ => {}
         }
     }
 }
@@ -253,7 +265,7 @@ impl RustCoroutine {
     /// Whether it waits for its Rust future (3.11's `cr_suspended`).
     #[getter]
     fn cr_suspended(&self) -> bool {
-        matches!(self.state, State::Waiting(_))
+        matches!(self.state, State::Waiting(_) | State::TrioWaiting(_))
     }
 
     /// A stand-in frame while not finished (see `introspect.rs`), `None` once finished, as
@@ -262,7 +274,7 @@ impl RustCoroutine {
     fn cr_frame(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let started = match self.state {
             State::Created(_) => false,
-            State::Running | State::Waiting(_) => true,
+            State::Running | State::Waiting(_) | State::TrioWaiting(_) => true,
             State::Done => return Ok(None),
         };
         let frame = crate::introspect::RustFrame::new(py, short_name(self.name), started)?;
@@ -285,6 +297,7 @@ impl RustCoroutine {
     fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         match &self.state {
             State::Waiting(waiter) => Some(waiter.clone_ref(py).into_any()),
+            State::TrioWaiting(wait) => Some(wait.clone_ref(py).into_any()),
             _ => None,
         }
     }
@@ -297,15 +310,17 @@ impl RustCoroutine {
     /// and the waiter holds the Task's wake-up, so the garbage collector must see this edge
     /// to collect a Task abandoned on a closed loop.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let State::Waiting(waiter) = &self.state {
-            visit.call(waiter)?;
+        match &self.state {
+            State::Waiting(waiter) => visit.call(waiter)?,
+            State::TrioWaiting(wait) => visit.call(wait)?,
+            _ => {}
         }
         Ok(())
     }
 
     fn __clear__(&mut self) {
-        if let State::Waiting(_) = self.state {
-            // Dropping the waiter cancels the Rust future (RustFutureWaiter's Drop).
+        if let State::Waiting(_) | State::TrioWaiting(_) = self.state {
+            // Dropping the waiter cancels the Rust future (its Drop).
             self.state = State::Done;
         }
     }
@@ -356,17 +371,6 @@ where
         .into_pyobject(py)
         .map(|bound| bound.into_any().unbind())
         .map_err(Into::into)
-}
-
-/// The running loop, or the error for awaiting a pending future outside one.
-fn require_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    running_loop(py)?.ok_or_else(|| {
-        crate::errors::no_running_loop(
-            py,
-            "no running event loop: await this coroutine from asyncio (asyncio.run, a Task, \
-             or another coroutine running on a loop)",
-        )
-    })
 }
 
 thread_local! {

@@ -18,19 +18,17 @@ use crate::sync::lock;
 
 use crate::coroutine::Start;
 use crate::coroutine::Started;
-use crate::coroutine::require_loop;
 use crate::coroutine::to_python;
 use crate::event_loop::Resume;
-use crate::event_loop::registry::loop_shared;
 use crate::event_loop::waker::{LoopBound, LoopWaker};
+use crate::framework::Framework;
+use crate::framework::Suspended;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped;
 use crate::options::FirstPoll;
 use crate::panic::poll_catching;
 use crate::thread_bound::ThreadBound;
-use crate::waiter::RustFutureWaiter;
-use crate::waiter::resolve_with;
 use crate::waiter::source::Source;
 
 pub(crate) struct LoopThreadStart<F> {
@@ -76,8 +74,8 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'py> IntoPyObject<'py> + 'static,
 {
-    let event_loop = require_loop(py)?;
-    let shared = loop_shared(py, &event_loop)?;
+    let framework = Framework::require(py)?;
+    let shared = framework.shared(py)?;
     let task = LoopWaker::new(
         Arc::downgrade(&shared),
         LoopThreadTask {
@@ -100,10 +98,10 @@ where
     }
     let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&task) as _;
     shared.track(py, tracked);
-    fill(py, &slot, &event_loop)?;
-    let waiter = Py::new(py, RustFutureWaiter::new(event_loop.unbind(), task.clone()))?;
-    task.target().lock().waiter = Some(waiter.clone_ref(py));
-    Ok(Started::Waiting(waiter))
+    fill(py, &slot, framework.event_loop())?;
+    let (started, waiter) = framework.suspend_here(py, task.clone())?;
+    task.target().lock().waiter = Some(waiter);
+    Ok(started)
 }
 
 /// A loop-thread future's state, behind the task's lock (held for a take or a store, never
@@ -124,7 +122,7 @@ where
 /// poll in progress not to put the future back.
 pub(crate) struct LoopThreadState<F: ?Sized> {
     future: Option<ThreadBound<Pin<Box<F>>>>,
-    waiter: Option<Py<RustFutureWaiter>>,
+    waiter: Option<Suspended>,
     cancelled: bool,
 }
 
@@ -182,7 +180,7 @@ where
         if let Poll::Ready(result) = Self::poll(waker, py) {
             let waiter = self.lock().waiter.take();
             if let Some(waiter) = waiter {
-                resolve_with(py, waiter.bind(py), result);
+                waiter.resolve_with(py, result);
             }
         }
     }
@@ -197,7 +195,7 @@ where
             .map(|waiter| waiter.clone_ref(py));
         self.abandon();
         if let Some(waiter) = waiter {
-            RustFutureWaiter::loop_closed(waiter.bind(py));
+            waiter.loop_closed(py);
         }
     }
 

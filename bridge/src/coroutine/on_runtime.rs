@@ -27,12 +27,8 @@ use crate::coroutine::in_runtime::entered;
 use crate::coroutine::send_start::SendStart;
 use crate::coroutine::to_python;
 use crate::errors::producer_dropped;
-use crate::event_loop::waker::KeptForLoop;
-use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::LocalsSlot;
 use crate::panic::poll_catching;
-use crate::waiter::RustFutureWaiter;
-use crate::waiter::resolve;
 use crate::waiter::source::Source;
 
 /// How a future is dropped away from its runtime's threads: inside the runtime's context
@@ -201,6 +197,12 @@ where
         }
     }
 
+    fn discard_now(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|running| running.discard())
+    }
+
     fn stop(&self, py: Python<'_>) -> bool {
         let Some(running) = &self.running else {
             self.cancel(py);
@@ -216,29 +218,6 @@ where
         match self.waker.get() {
             Some(waker) => !running.when_gone(waker.clone()),
             None => true,
-        }
-    }
-}
-
-/// What the waker of a spawned future's consumer does: resolve the waiter on the loop thread.
-pub(crate) struct ResolveWaiter {
-    pub(crate) waiter: KeptForLoop<RustFutureWaiter>,
-}
-
-impl LoopBound for ResolveWaiter {
-    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
-        if let Some(waiter) = self.waiter.get(py) {
-            resolve(py, waiter.bind(py));
-        }
-    }
-
-    fn abandon(&self) {
-        self.waiter.release();
-    }
-
-    fn loop_closed(&self, py: Python<'_>) {
-        if let Some(waiter) = self.waiter.take() {
-            RustFutureWaiter::loop_closed(waiter.bind(py));
         }
     }
 }

@@ -26,11 +26,12 @@ unsafe extern "C" fn am_send(
         // be NULL for "send None").
         let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
         let this = this.cast::<RustCoroutine>()?;
-        if !arg.is_null() {
-            // SAFETY: as above.
-            RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
+        // SAFETY: as above.
+        let sent = (!arg.is_null()).then(|| unsafe { Bound::from_borrowed_ptr(py, arg) });
+        if let Some(sent) = &sent {
+            RustCoroutine::check_sent(this, sent)?;
         }
-        RustCoroutine::step(this)
+        RustCoroutine::step(this, sent.as_ref())
     }));
     let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
     // SAFETY: `result` is the out-pointer CPython passed to this slot.

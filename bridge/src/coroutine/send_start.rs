@@ -12,7 +12,6 @@ use std::task::Waker;
 
 use pyo3::prelude::*;
 
-use crate::event_loop::waker::LoopWaker;
 use crate::sync::lock;
 use pyo3_aio_core::Spawner;
 use pyo3_aio_core::completion;
@@ -23,17 +22,13 @@ use crate::coroutine::in_runtime::entered;
 use crate::coroutine::in_runtime::entered_if_usable;
 use crate::coroutine::in_runtime::refuse_unusable;
 use crate::coroutine::on_loop_thread::start_on_loop_thread;
-use crate::coroutine::on_runtime::ResolveWaiter;
 use crate::coroutine::on_runtime::Running;
 use crate::coroutine::on_runtime::SpawnedSource;
 use crate::coroutine::on_runtime::drive;
 use crate::coroutine::python_waits;
-use crate::coroutine::require_loop;
 use crate::coroutine::to_python;
-use crate::event_loop::Resume;
-use crate::event_loop::registry::loop_shared;
 use crate::event_loop::registry::register_running_loop;
-use crate::event_loop::waker::KeptForLoop;
+use crate::framework::Framework;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped;
@@ -42,7 +37,6 @@ use crate::options::Home;
 use crate::options::Options;
 use crate::panic::poll_catching;
 use crate::thread_bound::ThreadBound;
-use crate::waiter::RustFutureWaiter;
 
 pin_project_lite::pin_project! {
     /// A `Send` future not yet awaited, with what its first await needs. The future is held
@@ -169,9 +163,9 @@ where
         } else {
             refuse_unusable(&this.spawner)?;
         }
-        let event_loop = require_loop(py)?;
-        fill(py, &this.slot, &event_loop)?;
-        let shared = loop_shared(py, &event_loop)?;
+        let framework = Framework::require(py)?;
+        fill(py, &this.slot, framework.event_loop())?;
+        let shared = framework.shared(py)?;
         let (producer, consumer) = completion::<PyResult<T>>();
         let spawner = this.spawner.clone();
         let running = Running::new(this);
@@ -181,25 +175,37 @@ where
             running: Some(running.clone()),
             waker: OnceLock::new(),
         });
-        let waiter = Py::new(
-            py,
-            RustFutureWaiter::new(event_loop.unbind(), source.clone()),
-        )?;
-        let notify = LoopWaker::new(
-            Arc::downgrade(&shared),
-            ResolveWaiter {
-                waiter: KeptForLoop::new(waiter.clone_ref(py)),
-            },
-        );
-        let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
-        shared.track(py, tracked);
-        let waker = Waker::from(notify);
+        let (started, waker) = framework.suspend(py, &shared, source.clone())?;
         let registered = lock(&source.consumer).poll_result(&mut Context::from_waker(&waker));
         debug_assert!(registered.is_pending(), "nothing was spawned yet");
         let _ = source.waker.set(waker);
         spawner
             .spawn(Box::pin(drive(running, producer)))
             .map_err(crate::errors::refused)?;
-        Ok(Started::Waiting(waiter))
+        Ok(started)
     }
+}
+
+/// [`future_into_py`](crate::generic::future_into_py) with per-call [`Options`] (where the pending future
+/// lives and whether it is polled inline first).
+///
+/// # Errors
+///
+/// As [`future_into_py`](crate::generic::future_into_py).
+pub fn future_into_py_with<'py, S, F, T>(
+    py: Python<'py>,
+    spawner: S,
+    options: Options,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    S: Spawner + Clone,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    crate::coroutine::install_am_send(py);
+    let start = SendStart::new(future, spawner, options);
+    let coroutine =
+        crate::coroutine::RustCoroutine::new(Box::new(start), crate::coroutine::future_name::<F>());
+    Ok(Bound::new(py, coroutine)?.into_any())
 }

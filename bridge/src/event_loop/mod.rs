@@ -60,16 +60,24 @@ pub(crate) struct LoopShared {
     /// items are handed back at once.
     queue: LoopQueue<LoopItem>,
     wakeup: std::sync::OnceLock<Wakeup>,
-    /// The loop's thread, a weak reference to the loop and a drain callback that does not
-    /// keep this state alive: what `signal_from_loop_thread` needs. Set when the wake-up is
-    /// installed (on the loop thread).
-    loop_thread: std::sync::OnceLock<(std::thread::ThreadId, Py<PyAny>, Py<DrainSoon>)>,
+    /// The loop's thread, and for an asyncio loop what `signal_from_loop_thread` needs. Set
+    /// when the wake-up is installed (on the loop thread).
+    loop_thread: std::sync::OnceLock<LoopThread>,
     /// Conversions bound to this loop that may still be pending, released when it closes.
     pending: Mutex<Pending>,
     /// The fork generation this state was made in. In a forked child the loop's eventfd is
     /// the parent's too, and the loop thread does not exist: nothing is queued or signalled
     /// there (see [`LoopShared::queue`]).
     generation: usize,
+}
+
+/// The loop's thread, as [`LoopShared`] knows it once the wake-up is installed.
+pub(crate) struct LoopThread {
+    id: std::thread::ThreadId,
+    /// An asyncio loop's: a weak reference to the loop and a drain callback that does not
+    /// keep the state alive, for a `call_soon` from the loop thread. `None` for a framework
+    /// that is woken through the descriptor alone (trio).
+    call_soon: Option<(Py<PyAny>, Py<DrainSoon>)>,
 }
 
 /// The conversions a loop must release when it closes, held weakly: a finished one's
@@ -119,7 +127,7 @@ impl LoopShared {
     /// what comes, so that nothing waits forever on a loop that will not run again; every
     /// conversion still pending there is released (its Rust future dropped, a Rust
     /// awaiter told).
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         discard(self.queue.close());
         let targets = std::mem::take(&mut lock(&self.pending).targets);
         if targets.is_empty() {
@@ -151,8 +159,35 @@ impl LoopShared {
         pending.targets.push(target);
     }
 
+    /// The state of a loop that watches the descriptor by itself (trio's drain task waits
+    /// until it is readable), made on the loop's thread: `(state, descriptor to watch)`.
+    /// Every wake from another thread writes the descriptor once per burst, without the
+    /// GIL; the watcher calls [`clear_fd`](Self::clear_fd) then [`drain`](Self::drain).
+    pub(crate) fn watched_fd() -> std::io::Result<(Arc<Self>, libc::c_int)> {
+        let fd = signal::SignalFd::open()?;
+        let read = fd.read_fd();
+        let shared = Arc::new(Self::new());
+        let _ = shared.wakeup.set(Wakeup::Fd(fd));
+        let _ = shared.loop_thread.set(LoopThread {
+            id: std::thread::current().id(),
+            call_soon: None,
+        });
+        Ok((shared, read))
+    }
+
+    /// A state with no wake-up installed yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: LoopQueue::new(),
+            wakeup: std::sync::OnceLock::new(),
+            loop_thread: std::sync::OnceLock::new(),
+            pending: Mutex::new(Pending::new()),
+            generation: pyo3_aio_core::fork::generation(),
+        }
+    }
+
     /// Whether this state was made in this process (not inherited through fork).
-    fn is_current(&self) -> bool {
+    pub(crate) fn is_current(&self) -> bool {
         pyo3_aio_core::fork::is_current(self.generation)
     }
 
@@ -160,7 +195,7 @@ impl LoopShared {
     pub(crate) fn on_loop_thread(&self) -> bool {
         self.loop_thread
             .get()
-            .is_some_and(|(thread, _, _)| *thread == std::thread::current().id())
+            .is_some_and(|thread| thread.id == std::thread::current().id())
     }
 
     /// Takes every queued item and resumes it. Runs on the loop thread.

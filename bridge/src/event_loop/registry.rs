@@ -13,7 +13,7 @@ use crate::sync::lock;
 
 use crate::asyncio::running::runs_here;
 use crate::event_loop::LoopShared;
-use crate::event_loop::Pending;
+use crate::event_loop::LoopThread;
 use crate::event_loop::signal::SignalFd;
 use crate::event_loop::signal::Wakeup;
 
@@ -70,13 +70,7 @@ pub(crate) fn register_running_loop(py: Python<'_>) -> PyResult<()> {
 }
 
 fn create(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopShared>> {
-    let shared = Arc::new(LoopShared {
-        queue: pyo3_aio_core::loop_queue::LoopQueue::new(),
-        wakeup: std::sync::OnceLock::new(),
-        loop_thread: std::sync::OnceLock::new(),
-        pending: Mutex::new(Pending::new()),
-        generation: pyo3_aio_core::fork::generation(),
-    });
+    let shared = Arc::new(LoopShared::new());
     let drain = Bound::new(
         py,
         LoopWakeup {
@@ -146,9 +140,10 @@ fn install(
             shared: Arc::downgrade(shared),
         },
     )?;
-    let _ = shared
-        .loop_thread
-        .set((std::thread::current().id(), weak_loop.unbind(), drain_soon));
+    let _ = shared.loop_thread.set(LoopThread {
+        id: std::thread::current().id(),
+        call_soon: Some((weak_loop.unbind(), drain_soon)),
+    });
     match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (fd.read_fd(), drain)) {
         Ok(_) => {
             let _ = shared.wakeup.set(Wakeup::Fd(fd));

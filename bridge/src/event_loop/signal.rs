@@ -71,7 +71,7 @@ impl LoopShared {
     /// future waits for), `loop.call_soon(drain)` wakes the loop for its next iteration
     /// without an eventfd write, a read and an extra trip through the selector.
     fn signal_from_loop_thread(&self) -> bool {
-        let Some((_, event_loop, drain)) = self.loop_thread.get() else {
+        let Some(thread) = self.loop_thread.get() else {
             return false;
         };
         if !self.on_loop_thread() || !gil_held() {
@@ -80,6 +80,10 @@ impl LoopShared {
         if INLINE_DRAIN.with(|inline| inline.take_signal(self)) {
             return true;
         }
+        // A framework woken through the descriptor alone: it is written as from elsewhere.
+        let Some((event_loop, drain)) = &thread.call_soon else {
+            return false;
+        };
         // SAFETY: PyGILState_Check just said this thread holds the GIL.
         let py = unsafe { Python::assume_attached() };
         let Ok(event_loop) = event_loop.bind(py).call0() else {

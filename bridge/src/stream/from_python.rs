@@ -35,6 +35,9 @@ struct Inlet {
     /// The pump's task, to cancel when the Rust side drops the stream.
     task: Mutex<Option<Py<PyAny>>>,
     loop_shared: LoopRef,
+    /// What makes the pump's task and its `space()` futures: the event loop, or under trio
+    /// a stand-in with the same two methods (`trio::stream_host`).
+    host: Py<PyAny>,
 }
 
 impl Inlet {
@@ -85,8 +88,11 @@ impl StreamSink {
 
     /// An asyncio future resolved when the consumer made room (or closed).
     fn space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let event_loop = crate::get_current_loop(py)?;
-        let future = event_loop.call_method0("create_future")?;
+        let future = self
+            .shared
+            .host
+            .call_method0(py, "create_future")?
+            .into_bound(py);
         let mut space = lock(&self.shared.space);
         let ready = {
             let channel = lock(&self.shared.channel);
@@ -259,12 +265,22 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
     }
     let locals = crate::into_future::target_locals(py)?;
     crate::locals::check_locals(py, &locals)?;
-    let event_loop = locals.event_loop(py);
+    let token = locals.event_loop(py);
+    let (event_loop, state) = if crate::trio::is_token(&token) {
+        (
+            crate::trio::stream_host(py)?,
+            crate::trio::state_of(py, &token)?,
+        )
+    } else {
+        let state = loop_shared(py, &token)?;
+        (token, state)
+    };
     let shared = Arc::new(Inlet {
         channel: Mutex::new(Channel::new(options.capacity)),
         space: Mutex::new(None),
         task: Mutex::new(None),
-        loop_shared: Arc::downgrade(&loop_shared(py, &event_loop)?),
+        loop_shared: Arc::downgrade(&state),
+        host: event_loop.clone().unbind(),
     });
     let sink = Py::new(
         py,

@@ -10,6 +10,8 @@
 pub(crate) mod cancel_batch;
 pub(crate) mod source;
 
+pub(crate) use source::ResolveWaiter;
+
 pub(crate) use cancel_batch::{CancelMessage, cancel_message};
 pub(crate) use source::{Arrival, Source};
 

@@ -1,6 +1,10 @@
 //! The Rust side a waiter's result comes from.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
+
+use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
 
 /// Where a source's result stands, as a cancel sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,4 +44,34 @@ pub(crate) trait Source: Send + Sync {
     /// The first half of [`stop`](Source::stop) for a batch: drops the future here if no
     /// thread is polling it, waking no one. `stop` follows and wakes what must finish.
     fn discard(&self) {}
+    /// [`discard`](Source::discard), telling whether the future is gone now (`false`: a
+    /// runtime thread is polling it, or this source has no future of its own to drop; use
+    /// [`stop`](Source::stop) then). After `true`, a [`cancel`](Source::cancel) later
+    /// still has to let the runtime task end.
+    fn discard_now(&self) -> bool {
+        false
+    }
+}
+
+/// What the waker of a spawned future's consumer does: resolve the waiter on the loop thread.
+pub(crate) struct ResolveWaiter {
+    pub(crate) waiter: KeptForLoop<crate::waiter::RustFutureWaiter>,
+}
+
+impl LoopBound for ResolveWaiter {
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
+        if let Some(waiter) = self.waiter.get(py) {
+            crate::waiter::resolve(py, waiter.bind(py));
+        }
+    }
+
+    fn abandon(&self) {
+        self.waiter.release();
+    }
+
+    fn loop_closed(&self, py: Python<'_>) {
+        if let Some(waiter) = self.waiter.take() {
+            crate::waiter::RustFutureWaiter::loop_closed(waiter.bind(py));
+        }
+    }
 }

@@ -30,3 +30,12 @@ async def fail(message):
     """Raise ``ValueError(message)`` from inside a coroutine (for the exit-status checks)."""
     await asyncio.sleep(0)
     raise ValueError(message)
+
+
+async def trio_sleep(seconds):
+    """``py_sleep`` for the trio program: sleeps in trio, and says which library runs it."""
+    import sniffio
+    import trio
+
+    await trio.sleep(seconds)
+    return f"slept {seconds}s in {sniffio.current_async_library()}"

@@ -90,3 +90,34 @@ fn uvloop_program_runs_on_a_uvloop_loop() {
         ],
     );
 }
+
+/// Needs trio from the project venv: fails (never skips) when it is missing.
+#[test]
+fn trio_program_runs_in_a_trio_run() {
+    if let Err(problem) = common::venv_site_packages() {
+        panic!("the trio program needs trio from the project venv: {problem}");
+    }
+    run_ok(
+        env!("CARGO_BIN_EXE_app_trio"),
+        &[
+            "trio: get_current_loop() is the run's TrioToken",
+            "trio: app_helpers.trio_sleep says \"slept 0.05s in trio\"",
+        ],
+    );
+}
+
+/// `#[test(framework = "trio")]` runs each such test in a trio run (trio from the venv).
+#[test]
+fn trio_tests_run_in_trio_runs() {
+    if let Err(problem) = common::venv_site_packages() {
+        panic!("the trio tests need trio from the project venv: {problem}");
+    }
+    run_ok(
+        env!("CARGO_BIN_EXE_fixture_trio_tests"),
+        &[
+            "test fixture_trio_tests::async_std_on_asyncio ... ok",
+            "test fixture_trio_tests::smol_under_trio ... ok",
+            "test fixture_trio_tests::tokio_under_trio ... ok",
+        ],
+    );
+}

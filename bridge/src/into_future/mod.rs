@@ -6,6 +6,8 @@
 //! cancels the cell, whose producer-side waker queues `task.cancel()` on the loop: no GIL
 //! is needed on the dropping thread.
 
+pub(crate) mod trio;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,7 +33,6 @@ use crate::asyncio::cancel_task;
 use crate::asyncio::create_task;
 use crate::asyncio::is_interrupt;
 use crate::asyncio::report;
-use crate::asyncio::running::running_loop;
 use crate::asyncio::running::runs_here;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
@@ -59,6 +60,17 @@ impl std::fmt::Debug for PyFuture {
         f.debug_struct("PyFuture")
             .field("consumer", &self.consumer)
             .finish()
+    }
+}
+
+impl PyFuture {
+    /// The future of a cell whose producer runs elsewhere (a trio task), not on an asyncio
+    /// loop's thread.
+    pub(crate) fn from_consumer(consumer: Consumer<PyResult<Py<PyAny>>>) -> Self {
+        Self {
+            consumer,
+            loop_thread: None,
+        }
     }
 }
 
@@ -124,8 +136,8 @@ pub(crate) fn target_locals(py: Python<'_>) -> PyResult<TaskLocals> {
     if let Some(locals) = scoped_locals() {
         return Ok(locals);
     }
-    match running_loop(py)? {
-        Some(event_loop) => Ok(TaskLocals::new(event_loop)),
+    match crate::framework::Framework::running(py)? {
+        Some(framework) => Ok(TaskLocals::new(framework.event_loop().clone())),
         None => only_running_loop(py),
     }
 }
@@ -144,7 +156,7 @@ pub fn into_future_with_locals(
 }
 
 fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
-    let mut running = Vec::new();
+    let mut running = crate::trio::running_runs(py);
     for event_loop in running_loops(py)? {
         if !crate::blocking::is_background(&event_loop)? {
             running.push(event_loop);
@@ -152,12 +164,6 @@ fn only_running_loop(py: Python<'_>) -> PyResult<TaskLocals> {
     }
     match running.len() {
         1 => Ok(TaskLocals::new(running.remove(0))),
-        0 if crate::errors::trio_running(py) => Err(crate::errors::no_running_loop(
-            py,
-            "no running event loop for into_future or into_stream: call it inside a future converted with \
-             future_into_py, on the loop's thread, or wrap the future in \
-             pyo3_aio::scope(locals, future)",
-        )),
         // No loop runs anywhere (a Rust program or thread that just calls async Python).
         0 => Ok(TaskLocals::new(crate::blocking::first_loop(py)?)),
         count => Err(PyRuntimeError::new_err(format!(
@@ -189,6 +195,9 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
 fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
     crate::locals::check_locals(py, locals)?;
+    if crate::trio::is_token(&locals.event_loop(py)) {
+        return trio::start(py, awaitable, locals);
+    }
     let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
     let event_loop = locals.event_loop(py);
     // A loop running on this thread is not closed; only other loops need asking.

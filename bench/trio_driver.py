@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""The trio column of `cargo xtask bench`: pyo3-aio under trio, side by side with plain trio.
+
+Scenarios (each the median of up to ``--runs`` runs after one untimed warm-up, all in this
+one process):
+
+- T1 ready await: ``await m.ready(runtime, i)`` against ``await returns(i)`` of a plain
+  ``async def`` (per await);
+- T1b one wake from another thread, in a row (extra): ``await m.hop(runtime, i)``, a Rust
+  future completed by a runtime worker (its completion wakes the run through the eventfd
+  its drain task waits on), against ``await trio.to_thread.run_sync(int)`` (trio's own
+  cross-thread wake: ``TrioToken.run_sync_soon`` from the worker, which takes the GIL);
+- T2 timers: 10,000 Rust 1 ms sleeps, one per task of a nursery, against 10,000
+  ``trio.sleep(0.001)`` (whole batch);
+- T4 cancellation: 10,000 tasks of a nursery waiting on a Rust future that never
+  completes, cancelled by one cancel scope, against 10,000 ``trio.sleep_forever()``; the
+  time from ``scope.cancel()`` until the nursery has exited, and how many Rust futures
+  were dropped by then (all of them, or the row says so).
+
+Targets (as on asyncio): T1 within 2x, T2 and T4 within 1.5x of plain trio, T4 with every
+future dropped. Nothing here asserts on time: the table says met / missed.
+
+    python bench/trio_driver.py [--quick] [--output FILE]   # appends a section to FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+
+import trio
+
+import pyo3_aio_bench as m
+
+TARGETS = {"T1": 2.0, "T1b": None, "T2": 1.5, "T4": 1.5}
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+async def returns(value):
+    return value
+
+
+async def t1_ready(runtime, n):
+    start = now()
+    if runtime is None:
+        for i in range(n):
+            await returns(i)
+    else:
+        ready = m.ready
+        for i in range(n):
+            await ready(runtime, i)
+    return (now() - start) * 1e9 / n, None
+
+
+async def t1b_hop(runtime, n):
+    start = now()
+    if runtime is None:
+        # trio's own wake from another thread: a worker thread, then `run_sync_soon`.
+        run_sync = trio.to_thread.run_sync
+        for _ in range(n):
+            await run_sync(int)
+    else:
+        hop = m.hop
+        for i in range(n):
+            await hop(runtime, i)
+    return (now() - start) * 1e9 / n, None
+
+
+async def t2_timers(runtime, n):
+    start = now()
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            if runtime is None:
+                nursery.start_soon(trio.sleep, 0.001)
+            else:
+                nursery.start_soon(m.sleep, runtime, 1.0)
+    return (now() - start) * 1e3, None
+
+
+async def t4_cancel(runtime, n):
+    counts = {"started": 0, "dropped": 0}
+    if runtime is None:
+
+        async def waiter():
+            counts["started"] += 1
+            try:
+                await trio.sleep_forever()
+            finally:
+                counts["dropped"] += 1
+
+        def dropped():
+            return counts["dropped"]
+
+    else:
+        never = m.never
+        base = m.dropped()
+
+        async def waiter():
+            counts["started"] += 1
+            await never(runtime)
+
+        def dropped():
+            return m.dropped() - base
+
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            for _ in range(n):
+                nursery.start_soon(waiter)
+            while counts["started"] < n:
+                await trio.sleep(0)
+            await trio.sleep(0)
+            start = now()
+            scope.cancel()
+            nursery.cancel_scope.cancel()
+    elapsed = now() - start
+    return elapsed * 1e3, dropped()
+
+
+SCENARIOS = [
+    ("T1", "ready await", "ns", t1_ready, 100_000, 2_000),
+    ("T1b", "one wake from a runtime thread, in a row", "ns", t1b_hop, 10_000, 500),
+    ("T2", "10,000 timers in a nursery", "ms", t2_timers, 10_000, 1_000),
+    ("T4", "10,000 cancelled by one cancel scope", "ms", t4_cancel, 10_000, 1_000),
+]
+
+
+def measure(body, runtime, n, runs, budget):
+    async def main():
+        await body(runtime, max(n // 10, 4))
+        values, drops, spent = [], [], 0.0
+        while len(values) < runs and (not values or spent < budget):
+            gc.collect()
+            start = now()
+            value, dropped = await body(runtime, n)
+            spent += now() - start
+            values.append(value)
+            if dropped is not None:
+                drops.append(dropped)
+        return statistics.median(values), (min(drops) if drops else None)
+
+    return trio.run(main)
+
+
+def fmt(value, unit):
+    if unit == "ns":
+        return f"{value / 1000:.2f} µs" if value >= 1000 else f"{value:.0f} ns"
+    return f"{value:.1f} ms"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per cell")
+    parser.add_argument("--output", help="Markdown file to append the section to")
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    lines = [
+        "## trio",
+        "",
+        f"pyo3-aio under `trio.run` against plain trio (trio {trio.__version__}, Python "
+        f"{sys.version.split()[0]}); `bench/trio_driver.py`, median of up to {runs} runs.",
+        "",
+        "| scenario | contender | n | time | ÷ trio | target | met? |",
+        "| --- | --- | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for key, title, unit, body, size, quick_size in SCENARIOS:
+        n = quick_size if args.quick else size
+        base, _ = measure(body, None, n, runs, args.budget)
+        lines.append(f"| {key} {title} | plain trio | {n:,} | {fmt(base, unit)} | — | — | — |")
+        for runtime in m.RUNTIMES:
+            try:
+                value, dropped = measure(body, runtime, n, runs, args.budget)
+            except Exception as error:  # reported, not fatal
+                lines.append(f"| {key} {title} | pyo3-aio {runtime} | {n:,} | error: {error} | | | ✗ |")
+                continue
+            ratio = value / base
+            text = fmt(value, unit)
+            if dropped is not None:
+                text += f" ({dropped:,} dropped)"
+            limit = TARGETS[key]
+            if limit is None:
+                target, met = "(extra)", "—"
+            else:
+                ok = ratio <= limit and (dropped is None or dropped >= n)
+                target, met = f"≤ {limit}×", "✓" if ok else "✗"
+            lines.append(
+                f"| {key} {title} | pyo3-aio {runtime} | {n:,} | {text} | {ratio:.2f} | "
+                f"{target} | {met} |"
+            )
+        print("\n".join(lines[-1 - len(m.RUNTIMES):]), flush=True)
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if args.output:
+        with open(args.output, "a", encoding="utf-8") as out:
+            out.write("\n" + section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

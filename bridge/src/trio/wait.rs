@@ -1,0 +1,269 @@
+//! Suspending a trio task on a Rust future that runs on its runtime's threads.
+//!
+//! The coroutine yields what `trio.lowlevel.wait_task_rescheduled(abort)` yields, with a
+//! [`TrioWait`]'s `abort` as the abort function; the loop's drain (the run's drain task)
+//! resumes the task with `trio.lowlevel.reschedule(task, outcome)`, and the coroutine
+//! unwraps the outcome trio sends it.
+
+use std::sync::Arc;
+use std::task::Waker;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::callables;
+use crate::event_loop::LoopItem;
+use crate::event_loop::LoopRef;
+use crate::event_loop::LoopShared;
+use crate::event_loop::Resume;
+use crate::event_loop::queue_on;
+use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
+use crate::waiter::Arrival;
+use crate::waiter::source::Source;
+
+/// Where a suspended task stands.
+///
+/// ```text
+///            drain: result arrived -> reschedule(task, Value | Error)
+///  Waiting -------------------------------------------------------------> Done
+///     |  \                                                                 ^
+///     |   `-- abort, future dropped at once -> Abort.SUCCEEDED ------------|
+///     |                                                                    |
+///     `-- abort, a runtime thread is polling it -> Aborting --(drain, gone)-'
+///                                                  reschedule(task, capture(raise_cancel))
+/// ```
+///
+/// An abort that finds the result already arrived answers `Abort.FAILED` and stays
+/// `Waiting`: the drain reschedules the task with the result, as trio's rules ask of an
+/// operation that completed before it could be cancelled. The source is dropped on
+/// leaving `Waiting`, which breaks the cycle wait -> cell -> waker -> wait.
+enum WaitState {
+    Waiting(Arc<dyn Source>),
+    Aborting(Py<PyAny>),
+    Done,
+}
+
+/// A trio task suspended on a Rust future: its abort function and what the drain resumes.
+#[pyclass(name = "_TrioWait", module = "pyo3_aio")]
+pub struct TrioWait {
+    task: Py<PyAny>,
+    state: WaitState,
+    /// The run's state, where an abort queues the rest of a dropped future's stop (a
+    /// runtime future's; `None` for a loop-thread one, which is stopped on the spot).
+    shared: Option<LoopRef>,
+}
+
+impl TrioWait {
+    /// The result arrived, or the aborted future is gone: reschedule the task. Runs in the
+    /// drain, on the run's thread.
+    fn resume(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let state = std::mem::replace(&mut slf.borrow_mut().state, WaitState::Done);
+        let outcome = match state {
+            WaitState::Waiting(source) => match source.take(py) {
+                Some(result) => outcome_of(py, result),
+                None => {
+                    // A wake with nothing to deliver yet.
+                    slf.borrow_mut().state = WaitState::Waiting(source);
+                    return;
+                }
+            },
+            WaitState::Aborting(raise_cancel) => {
+                callables::outcome_capture(py).and_then(|capture| capture.call1((raise_cancel,)))
+            }
+            WaitState::Done => return,
+        };
+        let task = slf.borrow().task.clone_ref(py);
+        let rescheduled = outcome.and_then(|outcome| {
+            callables::trio_reschedule(py)?.call1((task, outcome))?;
+            Ok(())
+        });
+        if let Err(error) = rescheduled {
+            error.write_unraisable(py, Some(slf));
+        }
+    }
+
+    /// Resumes the task with a result computed on the loop thread (a loop-thread future
+    /// finished), unless it was aborted.
+    pub(crate) fn resolve_with(slf: &Bound<'_, Self>, result: PyResult<Py<PyAny>>) {
+        let py = slf.py();
+        let state = std::mem::replace(&mut slf.borrow_mut().state, WaitState::Done);
+        if !matches!(state, WaitState::Waiting(_)) {
+            slf.borrow_mut().state = state;
+            return;
+        }
+        drop(state);
+        let task = slf.borrow().task.clone_ref(py);
+        let rescheduled = outcome_of(py, result).and_then(|outcome| {
+            callables::trio_reschedule(py)?.call1((task, outcome))?;
+            Ok(())
+        });
+        if let Err(error) = rescheduled {
+            error.write_unraisable(py, Some(slf));
+        }
+    }
+
+    /// The coroutine ended from outside (`close`, `throw`) while waiting: the Rust future
+    /// is dropped.
+    pub(crate) fn coroutine_finished(slf: &Bound<'_, Self>) {
+        let state = std::mem::replace(&mut slf.borrow_mut().state, WaitState::Done);
+        if let WaitState::Waiting(source) = state {
+            source.stop(slf.py());
+        }
+    }
+}
+
+/// `outcome.Value(value)` or `outcome.Error(exception)`.
+fn outcome_of<'py>(py: Python<'py>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    match result {
+        Ok(value) => callables::outcome_value(py)?.call1((value,)),
+        Err(error) => callables::outcome_error(py)?.call1((error.value(py),)),
+    }
+}
+
+#[pymethods]
+impl TrioWait {
+    /// trio's abort function: the task's cancel scope was cancelled (or Ctrl-C arrived).
+    /// The Rust future is dropped here unless a runtime thread is polling it at this
+    /// instant; then the task is rescheduled with the cancellation once that thread has
+    /// dropped it. So the future is gone before the cancellation is seen.
+    fn abort(slf: &Bound<'_, Self>, raise_cancel: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let source = match &slf.borrow().state {
+            WaitState::Waiting(source) if source.arrival() != Arrival::Arrived => source.clone(),
+            // Arrived: the drain reschedules the task with the result. Not waiting: trio
+            // asks once per wait, so this is not reached.
+            _ => return Ok(callables::trio_abort_failed(py)?.clone().unbind()),
+        };
+        slf.borrow_mut().state = WaitState::Done;
+        if source.discard_now() {
+            // Dropped here; cancelling its cell wakes its runtime task, which is left to the
+            // next drain so that one cancel scope aborting 10,000 tasks wakes the runtime's
+            // threads in one burst, not once per abort (a closed run drops the item, and
+            // with it the cell's consumer: a cancel too).
+            let shared = slf.borrow().shared.clone();
+            if let Some(shared) = shared {
+                queue_on(
+                    &shared,
+                    LoopItem::Call(Box::new(move |py| {
+                        source.cancel(py);
+                        Ok(())
+                    })),
+                );
+            }
+            return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
+        }
+        if source.stop(py) {
+            return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
+        }
+        slf.borrow_mut().state = WaitState::Aborting(raise_cancel);
+        Ok(callables::trio_abort_failed(py)?.clone().unbind())
+    }
+
+    fn __repr__(&self) -> &'static str {
+        match self.state {
+            WaitState::Waiting(_) => "<pyo3_aio trio wait: waiting>",
+            WaitState::Aborting(_) => "<pyo3_aio trio wait: aborting>",
+            WaitState::Done => "<pyo3_aio trio wait: done>",
+        }
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.task)?;
+        if let WaitState::Aborting(raise_cancel) = &self.state {
+            visit.call(raise_cancel)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TrioWait {
+    fn drop(&mut self) {
+        // Dropped while waiting (its task was collected): stop the future.
+        if let WaitState::Waiting(source) = std::mem::replace(&mut self.state, WaitState::Done) {
+            Python::attach(|py| {
+                source.stop(py);
+            });
+        }
+    }
+}
+
+/// What the waker of a Rust future a trio task waits on does: resume the task.
+struct RescheduleTask {
+    wait: KeptForLoop<TrioWait>,
+}
+
+impl LoopBound for RescheduleTask {
+    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
+        if let Some(wait) = self.wait.get(py) {
+            TrioWait::resume(wait.bind(py));
+        }
+    }
+
+    fn abandon(&self) {
+        self.wait.release();
+    }
+
+    fn loop_closed(&self, py: Python<'_>) {
+        if let Some(wait) = self.wait.take() {
+            TrioWait::coroutine_finished(wait.bind(py));
+        }
+    }
+}
+
+/// Suspends the current trio task on `source` (see [`Framework::suspend`]): its wait, the
+/// message to yield to trio's run loop, and the waker that reschedules it.
+///
+/// [`Framework::suspend`]: crate::framework::Framework::suspend
+pub(crate) fn suspend(
+    py: Python<'_>,
+    shared: &Arc<LoopShared>,
+    source: Arc<dyn Source>,
+) -> PyResult<(Py<TrioWait>, Py<PyAny>, Waker)> {
+    let (wait, message) = wait(py, source, Some(Arc::downgrade(shared)))?;
+    let notify = LoopWaker::new(
+        Arc::downgrade(shared),
+        RescheduleTask {
+            wait: KeptForLoop::new(wait.clone_ref(py)),
+        },
+    );
+    let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
+    shared.track(py, tracked);
+    Ok((wait, message, Waker::from(notify)))
+}
+
+/// A wait of the current trio task on `source`, and the message that suspends the task.
+pub(crate) fn wait(
+    py: Python<'_>,
+    source: Arc<dyn Source>,
+    shared: Option<LoopRef>,
+) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
+    let task = callables::trio_current_task(py)?.call0()?.unbind();
+    let wait = Py::new(
+        py,
+        TrioWait {
+            task,
+            state: WaitState::Waiting(source),
+            shared,
+        },
+    )?;
+    let abort = wait.bind(py).getattr(pyo3::intern!(py, "abort"))?;
+    let message = wait_message(py)?.call1((abort,))?.unbind();
+    Ok((wait, message))
+}
+
+/// The class of what `trio.lowlevel.wait_task_rescheduled(abort)` yields to trio's run
+/// loop, found once through that public function (the class itself is private).
+fn wait_message(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CLASS
+        .get_or_try_init(py, || {
+            let coroutine = py
+                .import("trio.lowlevel")?
+                .call_method1("wait_task_rescheduled", (py.None(),))?;
+            let message = coroutine.call_method1("send", (py.None(),));
+            coroutine.call_method0("close")?;
+            Ok::<_, PyErr>(message?.get_type().into_any().unbind())
+        })
+        .map(|class| class.bind(py))
+}

@@ -1,0 +1,2 @@
+#[pyo3_aio::smol::main(framework = "curio")]
+async fn main() {}
