@@ -27,6 +27,10 @@ cached! {
     get_running_loop = "asyncio", ["_get_running_loop"];
     /// `asyncio.BaseEventLoop.is_running`, to tell asyncio's own loops from others.
     stock_is_running = "asyncio", ["BaseEventLoop", "is_running"];
+    /// `asyncio.BaseEventLoop.create_task`, to tell loops that build plain Tasks.
+    stock_create_task = "asyncio", ["BaseEventLoop", "create_task"];
+    /// `asyncio.Task`.
+    task = "asyncio", ["Task"];
     /// `asyncio.AbstractEventLoop`.
     abstract_event_loop = "asyncio", ["AbstractEventLoop"];
     /// `asyncio.ensure_future`.
