@@ -44,18 +44,3 @@ cached! {
     /// `weakref.WeakKeyDictionary`.
     weak_key_dictionary = "weakref", ["WeakKeyDictionary"];
 }
-
-/// The `pump` coroutine function of `stream/pump.py`, compiled once.
-pub(crate) fn stream_pump(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static PUMP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    PUMP.get_or_try_init(py, || {
-        let module = pyo3::types::PyModule::from_code(
-            py,
-            pyo3::ffi::c_str!(include_str!("stream/pump.py")),
-            c"pyo3_aio_stream_pump.py",
-            c"pyo3_aio_stream_pump",
-        )?;
-        Ok::<_, PyErr>(module.getattr("pump")?.unbind())
-    })
-    .map(|function| function.bind(py))
-}

@@ -25,22 +25,25 @@ unsafe extern "C" fn am_send(
     arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
-    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
-        // be NULL for "send None").
-        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let this = this.cast::<RustCoroutine>()?;
-        if !arg.is_null() {
-            // SAFETY: as above.
-            RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
-        }
-        RustCoroutine::step(this)
-    }));
-    let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
-    // SAFETY: `result` is the out-pointer CPython passed to this slot.
-    unsafe { send_result(py, outcome, result) }
+    // Attached (CPython calls type slots so), and counted as such, as PyO3's own
+    // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
+    // pool of pending decrefs.
+    Python::attach(|py| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
+            // be NULL for "send None").
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+            let this = this.cast::<RustCoroutine>()?;
+            if !arg.is_null() {
+                // SAFETY: as above.
+                RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
+            }
+            RustCoroutine::step(this)
+        }));
+        let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
+        // SAFETY: `result` is the out-pointer CPython passed to this slot.
+        unsafe { send_result(py, outcome, result) }
+    })
 }
 
 /// Hands an `am_send` outcome to CPython: the value through `result`, or the error set as
@@ -123,20 +126,23 @@ pub(crate) unsafe extern "C" fn ready_am_send(
     _arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
-    // SAFETY: CPython calls type slots with the thread attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
-    let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let taken = match this.cast::<Ready>() {
-        Ok(ready) => match ready.try_borrow_mut() {
-            Ok(mut ready) => ready
-                .0
-                .take()
-                .unwrap_or_else(|| Err(crate::errors::already_awaited())),
+    // Attached (CPython calls type slots so), and counted as such, as PyO3's own
+    // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
+    // pool of pending decrefs.
+    Python::attach(|py| {
+        // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let taken = match this.cast::<Ready>() {
+            Ok(ready) => match ready.try_borrow_mut() {
+                Ok(mut ready) => ready
+                    .0
+                    .take()
+                    .unwrap_or_else(|| Err(crate::errors::already_awaited())),
+                Err(error) => Err(error.into()),
+            },
             Err(error) => Err(error.into()),
-        },
-        Err(error) => Err(error.into()),
-    };
-    // SAFETY: `result` is the out-pointer CPython passed to this slot.
-    unsafe { crate::slots::send_result(py, taken.map(crate::slots::Step::Return), result) }
+        };
+        // SAFETY: `result` is the out-pointer CPython passed to this slot.
+        unsafe { crate::slots::send_result(py, taken.map(crate::slots::Step::Return), result) }
+    })
 }

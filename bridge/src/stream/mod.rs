@@ -9,6 +9,7 @@
 pub(crate) mod channel;
 pub(crate) mod from_python;
 pub(crate) mod local;
+pub(crate) mod pump;
 pub(crate) mod ready;
 pub(crate) mod send;
 pub(crate) mod to_python;

@@ -1,0 +1,606 @@
+//! The pump of `into_stream`: a coroutine object written in Rust that steps a Python async
+//! iterator on its loop, as its own Task, and pushes each item into the stream's channel.
+//!
+//! It delegates to the awaitable each `__anext__()` returns the way `await` does: the
+//! Task's `send` and `throw` are forwarded to it, and whatever it yields (an asyncio future
+//! it waits for) goes up to the Task unchanged. An item that is ready at once is pushed and
+//! the next one asked for within the same step, with no Python frame of the pump's own.
+//!
+//! What it does is what this coroutine would do, step for step:
+//!
+//! ```python
+//! async def pump(iterator, sink):
+//!     try:
+//!         async for item in iterator:
+//!             if sink.push(item):          # full, or closed
+//!                 await sink.space()       # done at once when closed
+//!                 if sink.closed:
+//!                     break
+//!     except BaseException as error:
+//!         sink.fail(error)                 # the consumer gets the error
+//!         if not isinstance(error, Exception):
+//!             raise
+//!     else:
+//!         sink.finish()
+//!     finally:
+//!         if sink.closed and hasattr(iterator, "aclose"):
+//!             await iterator.aclose()
+//! ```
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration, PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+
+use crate::slots::Step;
+use crate::stream::from_python::Inlet;
+
+/// Where the pump is.
+enum PumpState {
+    /// Asks for the next item at its next step (the start, and after each item).
+    Next,
+    /// Delegating to the iterator of the awaitable `__anext__()` returned.
+    Item(Py<PyAny>),
+    /// Waiting for room: this asyncio future was yielded to the Task.
+    Space(Py<PyAny>),
+    /// Awaiting `aclose()` (the consumer closed the stream); then `pending` is raised, if
+    /// any.
+    Closing(Py<PyAny>, Option<PyErr>),
+    /// Inside a step.
+    Running,
+    Done,
+}
+
+/// What the Task resumes the pump with.
+enum Input<'py> {
+    Send(Bound<'py, PyAny>),
+    Throw(PyErr),
+}
+
+/// What a delegated step produced.
+enum Delegated {
+    Yield(Py<PyAny>),
+    Return(Py<PyAny>),
+}
+
+/// The pump coroutine (see the module docs). Runs as a Task of the stream's loop.
+#[pyclass(name = "_StreamPump", module = "pyo3_aio")]
+pub(crate) struct StreamPump {
+    iterator: Py<PyAny>,
+    inlet: Arc<Inlet>,
+    event_loop: Py<PyAny>,
+    state: PumpState,
+}
+
+impl StreamPump {
+    pub(crate) fn new(iterator: Py<PyAny>, inlet: Arc<Inlet>, event_loop: Py<PyAny>) -> Self {
+        Self {
+            iterator,
+            inlet,
+            event_loop,
+            state: PumpState::Next,
+        }
+    }
+
+    fn resume(slf: &Bound<'_, Self>, input: Input<'_>) -> PyResult<Step> {
+        let py = slf.py();
+        let (state, iterator, inlet, event_loop) = {
+            let mut this = slf.borrow_mut();
+            let state = std::mem::replace(&mut this.state, PumpState::Running);
+            (
+                state,
+                this.iterator.clone_ref(py),
+                this.inlet.clone(),
+                this.event_loop.clone_ref(py),
+            )
+        };
+        let pump = Pump {
+            iterator: iterator.bind(py),
+            inlet: &inlet,
+            event_loop: event_loop.bind(py),
+        };
+        let (state, outcome) = match state {
+            PumpState::Running => {
+                slf.borrow_mut().state = PumpState::Running;
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "coroutine already executing",
+                ));
+            }
+            PumpState::Done => (PumpState::Done, Err(crate::errors::already_awaited())),
+            state => pump.run(state, input),
+        };
+        slf.borrow_mut().state = state;
+        outcome
+    }
+
+    /// `close()`: the pump is abandoned where it waits, as a coroutine closed there would
+    /// be: the consumer gets `GeneratorExit` (what `sink.fail` gets from a closed
+    /// coroutine), and the awaitable it delegates to is closed.
+    fn abandon(&mut self, py: Python<'_>) {
+        let state = std::mem::replace(&mut self.state, PumpState::Done);
+        let inner = match state {
+            PumpState::Item(inner) | PumpState::Closing(inner, _) => Some(inner),
+            PumpState::Space(_) => {
+                self.inlet.take_space();
+                None
+            }
+            PumpState::Next | PumpState::Running | PumpState::Done => return,
+        };
+        if let Some(inner) = inner {
+            let inner = inner.bind(py);
+            if let Ok(close) = inner.getattr(pyo3::intern!(py, "close")) {
+                if let Err(error) = close.call0() {
+                    error.write_unraisable(py, Some(inner));
+                }
+            }
+        }
+        self.inlet.end(Some(PyGeneratorExit::new_err(())));
+    }
+}
+
+#[pymethods]
+impl StreamPump {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        returned_as_stop_iteration(py, Self::resume(slf, Input::Send(py.None().into_bound(py))))
+    }
+
+    fn send(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        returned_as_stop_iteration(slf.py(), Self::resume(slf, Input::Send(value)))
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let error = crate::errors::thrown(typ, val, tb)?;
+        returned_as_stop_iteration(slf.py(), Self::resume(slf, Input::Throw(error)))
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        self.abandon(py);
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.iterator)?;
+        visit.call(&self.event_loop)?;
+        match &self.state {
+            PumpState::Item(inner) | PumpState::Space(inner) | PumpState::Closing(inner, _) => {
+                visit.call(inner)
+            }
+            PumpState::Next | PumpState::Running | PumpState::Done => Ok(()),
+        }
+    }
+
+    fn __clear__(&mut self) {
+        if !matches!(self.state, PumpState::Running) {
+            Python::attach(|py| self.abandon(py));
+        }
+    }
+}
+
+impl Drop for StreamPump {
+    /// A pump collected in the middle of the iteration (its Task was abandoned on a closed
+    /// loop) ends the stream as a closed coroutine would.
+    fn drop(&mut self) {
+        if matches!(
+            self.state,
+            PumpState::Item(_) | PumpState::Space(_) | PumpState::Closing(..)
+        ) {
+            Python::attach(|py| self.abandon(py));
+        }
+    }
+}
+
+/// `send`'s Python protocol: a returned value becomes `StopIteration`.
+fn returned_as_stop_iteration(py: Python<'_>, step: PyResult<Step>) -> PyResult<Py<PyAny>> {
+    match step? {
+        Step::Yield(value) => Ok(value),
+        Step::Return(value) => Err(crate::errors::stop_iteration(py, value)),
+    }
+}
+
+/// What one step works with.
+struct Pump<'a, 'py> {
+    iterator: &'a Bound<'py, PyAny>,
+    inlet: &'a Inlet,
+    event_loop: &'a Bound<'py, PyAny>,
+}
+
+/// How the `try` block of the pump ended.
+enum Ended {
+    /// Exhausted, or the consumer closed the stream.
+    Normally,
+    Raised(PyErr),
+}
+
+impl<'py> Pump<'_, 'py> {
+    fn py(&self) -> Python<'py> {
+        self.iterator.py()
+    }
+
+    /// Runs from `state` with `input` until the pump suspends or finishes; returns the new
+    /// state and the step's outcome.
+    fn run(&self, mut state: PumpState, mut input: Input<'py>) -> (PumpState, PyResult<Step>) {
+        let py = self.py();
+        let ended = loop {
+            match state {
+                PumpState::Next => {
+                    if let Input::Throw(error) = input {
+                        break Ended::Raised(error);
+                    }
+                    match self.next_item() {
+                        Ok(inner) => state = PumpState::Item(inner.unbind()),
+                        Err(error) => break self.ended_by(error),
+                    }
+                }
+                PumpState::Item(inner) => match delegate(inner.bind(py), input) {
+                    Ok(Delegated::Yield(value)) => {
+                        return (PumpState::Item(inner), Ok(Step::Yield(value)));
+                    }
+                    Ok(Delegated::Return(item)) => {
+                        let (full, closed) = self.inlet.push_item(item);
+                        if closed {
+                            break Ended::Normally;
+                        }
+                        state = PumpState::Next;
+                        if full {
+                            match self.wait_for_space() {
+                                Ok(Some(future)) => {
+                                    let yielded = future.clone_ref(py);
+                                    return (PumpState::Space(future), Ok(Step::Yield(yielded)));
+                                }
+                                Ok(None) => {}
+                                Err(error) => break Ended::Raised(error),
+                            }
+                        }
+                    }
+                    Err(error) => break self.ended_by(error),
+                },
+                PumpState::Space(future) => {
+                    let resumed = match input {
+                        Input::Throw(error) => Err(error),
+                        // What `await future` returns: its result, or its error.
+                        Input::Send(_) => future
+                            .bind(py)
+                            .call_method0(pyo3::intern!(py, "result"))
+                            .map(drop),
+                    };
+                    if let Err(error) = resumed {
+                        self.inlet.take_space();
+                        break Ended::Raised(error);
+                    }
+                    if self.inlet.is_closed() {
+                        break Ended::Normally;
+                    }
+                    state = PumpState::Next;
+                }
+                PumpState::Closing(inner, pending) => {
+                    return match delegate(inner.bind(py), input) {
+                        Ok(Delegated::Yield(value)) => {
+                            (PumpState::Closing(inner, pending), Ok(Step::Yield(value)))
+                        }
+                        Ok(Delegated::Return(_)) => finish(py, pending),
+                        Err(error) => {
+                            chain(py, &error, pending.as_ref());
+                            (PumpState::Done, Err(error))
+                        }
+                    };
+                }
+                PumpState::Running | PumpState::Done => {
+                    return (state, Err(crate::errors::already_awaited()));
+                }
+            }
+            input = Input::Send(py.None().into_bound(py));
+        };
+        // `except BaseException` / `else`: the consumer learns how the iteration ended.
+        let pending = match ended {
+            Ended::Normally => {
+                self.inlet.end(None);
+                None
+            }
+            Ended::Raised(error) => {
+                let is_exception = error.is_instance_of::<pyo3::exceptions::PyException>(py);
+                self.inlet.end(Some(error.clone_ref(py)));
+                (!is_exception).then_some(error)
+            }
+        };
+        // `finally`: a consumer that closed the stream gets the iterator closed.
+        if self.inlet.is_closed() {
+            match self.iterator.getattr(pyo3::intern!(py, "aclose")) {
+                Ok(aclose) => {
+                    let closing = aclose
+                        .call0()
+                        .and_then(|awaitable| awaitable_iter(&awaitable));
+                    return match closing {
+                        Ok(inner) => self.run(
+                            PumpState::Closing(inner.unbind(), pending),
+                            Input::Send(py.None().into_bound(py)),
+                        ),
+                        Err(error) => {
+                            chain(py, &error, pending.as_ref());
+                            (PumpState::Done, Err(error))
+                        }
+                    };
+                }
+                Err(error) if !error.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {
+                    chain(py, &error, pending.as_ref());
+                    return (PumpState::Done, Err(error));
+                }
+                Err(_) => {}
+            }
+        }
+        finish(py, pending)
+    }
+
+    /// An error ends the iteration normally when it is a `StopAsyncIteration`, as in
+    /// `async for`.
+    fn ended_by(&self, error: PyErr) -> Ended {
+        if error.is_instance_of::<PyStopAsyncIteration>(self.py()) {
+            Ended::Normally
+        } else {
+            Ended::Raised(error)
+        }
+    }
+
+    /// `__anext__()` through the type's slot, as `async for` calls it, and the iterator of
+    /// the awaitable it returned.
+    fn next_item(&self) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py();
+        #[cfg(not(Py_LIMITED_API))]
+        {
+            // SAFETY: the GIL is held; the iterator is a valid object, so its type and that
+            // type's `tp_as_async` table (NULL or valid) can be read; `am_anext` returns a
+            // new reference or NULL with an exception set.
+            unsafe {
+                let methods = (*pyo3::ffi::Py_TYPE(self.iterator.as_ptr())).tp_as_async;
+                if !methods.is_null()
+                    && let Some(anext) = (*methods).am_anext
+                {
+                    let awaitable =
+                        Bound::from_owned_ptr_or_err(py, anext(self.iterator.as_ptr()))?;
+                    return awaitable_iter(&awaitable);
+                }
+            }
+        }
+        let awaitable = self.iterator.call_method0(pyo3::intern!(py, "__anext__"))?;
+        awaitable_iter(&awaitable)
+    }
+
+    /// An asyncio future that the consumer resolves when it makes room, to be awaited, or
+    /// `None` when there is room (or the stream closed) already.
+    fn wait_for_space(&self) -> PyResult<Option<Py<PyAny>>> {
+        let py = self.py();
+        let future = self
+            .event_loop
+            .call_method0(pyo3::intern!(py, "create_future"))?;
+        if !self.inlet.park_space(&future) {
+            return Ok(None);
+        }
+        // What `Future.__await__` sets before it yields, so the Task waits for it.
+        future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
+        Ok(Some(future.unbind()))
+    }
+}
+
+/// The end of the `finally` block: raise what is pending, else return `None`.
+fn finish(py: Python<'_>, pending: Option<PyErr>) -> (PumpState, PyResult<Step>) {
+    let outcome = match pending {
+        Some(error) => Err(error),
+        None => Ok(Step::Return(py.None())),
+    };
+    (PumpState::Done, outcome)
+}
+
+/// Sets `error.__context__` to `pending`, as raising inside a `finally` does.
+fn chain(py: Python<'_>, error: &PyErr, pending: Option<&PyErr>) {
+    if let Some(pending) = pending {
+        let value = error.value(py);
+        if value
+            .getattr("__context__")
+            .is_ok_and(|context| context.is_none())
+        {
+            let _ = value.setattr("__context__", pending.value(py));
+        }
+    }
+}
+
+/// The iterator `await awaitable` steps: a coroutine itself, else what `__await__` returns.
+fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = awaitable.py();
+    // SAFETY: plain type checks on a valid object pointer.
+    let (is_coroutine, is_generator) = unsafe {
+        (
+            pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) != 0,
+            pyo3::ffi::PyGen_CheckExact(awaitable.as_ptr()) != 0,
+        )
+    };
+    if is_coroutine {
+        return Ok(awaitable.clone());
+    }
+    if is_generator {
+        // A generator-based coroutine (`types.coroutine`) is awaitable as it is.
+        if crate::callables::is_awaitable(py)?
+            .call1((awaitable,))?
+            .is_truthy()?
+        {
+            return Ok(awaitable.clone());
+        }
+    } else if let Some(iterator) = call_await(awaitable)? {
+        // An async generator's `__anext__` awaitable is its own iterator: no checks then.
+        if iterator.is(awaitable) && is_iterator(&iterator) {
+            return Ok(iterator);
+        }
+        // SAFETY: plain type check on a valid object pointer.
+        let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(iterator.as_ptr()) } != 0;
+        let is_iterator = is_iterator(&iterator);
+        if is_coroutine {
+            return Err(PyTypeError::new_err("__await__() returned a coroutine"));
+        }
+        if !is_iterator {
+            return Err(PyTypeError::new_err(format!(
+                "__await__() returned non-iterator of type '{}'",
+                iterator.get_type().name()?
+            )));
+        }
+        return Ok(iterator);
+    }
+    Err(PyTypeError::new_err(format!(
+        "'async for' received an invalid object from __anext__: {}",
+        awaitable.get_type().name()?
+    )))
+}
+
+/// Whether `object` is an iterator (`PyIter_Check`, read inline where the type is visible).
+fn is_iterator(object: &Bound<'_, PyAny>) -> bool {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        // SAFETY: the object is valid, so its type can be read.
+        unsafe { (*pyo3::ffi::Py_TYPE(object.as_ptr())).tp_iternext.is_some() }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        // SAFETY: plain type check on a valid object pointer.
+        unsafe { pyo3::ffi::PyIter_Check(object.as_ptr()) != 0 }
+    }
+}
+
+/// What `awaitable.__await__()` returns, through the type's slot where there is one;
+/// `None` when the type has no `__await__`.
+fn call_await<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = awaitable.py();
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        // SAFETY: the GIL is held; the object is valid, so its type and that type's
+        // `tp_as_async` table (NULL or valid) can be read; `am_await` returns a new
+        // reference or NULL with an exception set.
+        unsafe {
+            let methods = (*pyo3::ffi::Py_TYPE(awaitable.as_ptr())).tp_as_async;
+            if methods.is_null() {
+                return Ok(None);
+            }
+            return match (*methods).am_await {
+                Some(am_await) => {
+                    Bound::from_owned_ptr_or_err(py, am_await(awaitable.as_ptr())).map(Some)
+                }
+                None => Ok(None),
+            };
+        }
+    }
+    #[cfg(Py_LIMITED_API)]
+    match awaitable.get_type().getattr(pyo3::intern!(py, "__await__")) {
+        Ok(method) if !method.is_none() => method.call1((awaitable,)).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// One step of `inner` as `await` delegates it: `send` (through `am_send` where there is
+/// one) or `throw` (raised right here when `inner` has no `throw`).
+fn delegate(inner: &Bound<'_, PyAny>, input: Input<'_>) -> PyResult<Delegated> {
+    let py = inner.py();
+    match input {
+        Input::Send(value) => send(inner, &value),
+        Input::Throw(error) => match inner.getattr(pyo3::intern!(py, "throw")) {
+            Ok(throw) => returned(py, throw.call1((error.value(py),))),
+            Err(_) => Err(error),
+        },
+    }
+}
+
+/// `inner.send(value)`, the value it returns told apart from what it yields.
+fn send(inner: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Delegated> {
+    let py = inner.py();
+    #[cfg(all(Py_3_10, not(Py_LIMITED_API)))]
+    {
+        let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: the GIL is held; `inner` and `value` are valid borrowed references and
+        // `result` a valid out-pointer. PyIter_Send stores a new reference for NEXT and
+        // RETURN and NULL (with an exception set) for ERROR.
+        let status = unsafe { pyo3::ffi::PyIter_Send(inner.as_ptr(), value.as_ptr(), &mut result) };
+        match status {
+            pyo3::ffi::PySendResult::PYGEN_NEXT => {
+                // SAFETY: a new, non-NULL reference (see above).
+                Ok(Delegated::Yield(
+                    unsafe { Bound::from_owned_ptr(py, result) }.unbind(),
+                ))
+            }
+            pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                // SAFETY: as above.
+                Ok(Delegated::Return(
+                    unsafe { Bound::from_owned_ptr(py, result) }.unbind(),
+                ))
+            }
+            pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        }
+    }
+    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API))))]
+    {
+        let stepped = if value.is_none() && !inner.hasattr(pyo3::intern!(py, "send"))? {
+            inner.call_method0(pyo3::intern!(py, "__next__"))
+        } else {
+            inner.call_method1(pyo3::intern!(py, "send"), (value,))
+        };
+        returned(py, stepped)
+    }
+}
+
+/// A Python-level step's outcome: a value yielded, or `StopIteration`'s value returned.
+fn returned(py: Python<'_>, stepped: PyResult<Bound<'_, PyAny>>) -> PyResult<Delegated> {
+    match stepped {
+        Ok(value) => Ok(Delegated::Yield(value.unbind())),
+        Err(error) if error.is_instance_of::<PyStopIteration>(py) => {
+            let value = error.value(py).getattr(pyo3::intern!(py, "value"))?;
+            Ok(Delegated::Return(value.unbind()))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Puts the pump's `am_send` on its type, once per process: the Task resumes the pump
+/// through it, and an item returned needs no `StopIteration`.
+pub(crate) fn install_am_send(py: Python<'_>) {
+    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+    {
+        static INSTALLED: pyo3::sync::PyOnceLock<()> = pyo3::sync::PyOnceLock::new();
+        crate::slots::install_send_slot::<StreamPump>(py, &INSTALLED, am_send);
+    }
+    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
+    let _ = py;
+}
+
+/// The pump's `am_send` slot (see [`install_am_send`]).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    arg: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    // Attached (CPython calls type slots so), and counted as such, as PyO3's own
+    // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
+    // pool of pending decrefs.
+    Python::attach(|py| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: CPython passes a valid borrowed reference for `slf`, and for `arg` one or
+            // NULL (for "send None").
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+            let this = this.cast::<StreamPump>()?;
+            let value = if arg.is_null() {
+                py.None().into_bound(py)
+            } else {
+                // SAFETY: as above.
+                unsafe { Bound::from_borrowed_ptr(py, arg) }
+            };
+            StreamPump::resume(this, Input::Send(value))
+        }));
+        let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
+        // SAFETY: `result` is the out-pointer CPython passed to this slot.
+        unsafe { crate::slots::send_result(py, outcome, result) }
+    })
+}
