@@ -25,25 +25,74 @@ unsafe extern "C" fn am_send(
     arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
-    // Attached (CPython calls type slots so), and counted as such, as PyO3's own
-    // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
-    // pool of pending decrefs.
-    Python::attach(|py| {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
-            // be NULL for "send None").
-            let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-            let this = this.cast::<RustCoroutine>()?;
-            if !arg.is_null() {
-                // SAFETY: as above.
-                RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
-            }
-            RustCoroutine::step(this)
-        }));
-        let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
-        // SAFETY: `result` is the out-pointer CPython passed to this slot.
-        unsafe { send_result(py, outcome, result) }
-    })
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter. (Not
+    // `Python::attach`: outside PyO3's own trampolines its count is zero here, and it would
+    // take `PyGILState_Ensure` on every call.)
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython passes valid borrowed references for `slf` and `arg` (`arg` may
+        // be NULL for "send None").
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let this = this.cast::<RustCoroutine>()?;
+        if !arg.is_null() {
+            // SAFETY: as above.
+            RustCoroutine::check_sent(this, &unsafe { Bound::from_borrowed_ptr(py, arg) })?;
+        }
+        RustCoroutine::step(this)
+    }));
+    let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
+    // SAFETY: `result` is the out-pointer CPython passed to this slot.
+    unsafe { send_result(py, outcome, result) }
+}
+
+/// `tp_iternext` (`__next__`) of `RustCoroutine`: Python 3.12's `await` steps an awaitable
+/// that is not a native coroutine through it (not `am_send`), so a value returned must
+/// travel as `StopIteration`. Here it is set as the current exception directly (none at all
+/// for `None`, which the interpreter reads as returning `None`), without the
+/// exception-object round trip of a Python-visible `__next__`.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn iternext(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject {
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter (see
+    // `am_send` for why not `Python::attach`).
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython passes a valid borrowed reference for `slf`.
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        RustCoroutine::step(this.cast::<RustCoroutine>()?)
+    }));
+    match outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload))) {
+        Ok(Step::Yield(value)) => value.into_ptr(),
+        Ok(Step::Return(value)) => {
+            set_stop_iteration(py, value);
+            std::ptr::null_mut()
+        }
+        Err(error) => {
+            error.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Sets `StopIteration(value)` as the current exception, as a generator's `return value`
+/// does: nothing for `None`; the value wrapped in an instance when it is a tuple or an
+/// exception (which `PyErr_SetObject` would otherwise take as arguments or as the error).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+fn set_stop_iteration(py: Python<'_>, value: Py<PyAny>) {
+    if value.is_none(py) {
+        return;
+    }
+    // SAFETY: plain type checks on a valid object pointer.
+    let wrap = unsafe {
+        pyo3::ffi::PyTuple_Check(value.as_ptr()) != 0
+            || pyo3::ffi::PyExceptionInstance_Check(value.as_ptr()) != 0
+    };
+    if wrap {
+        crate::errors::stop_iteration(py, value).restore(py);
+        return;
+    }
+    // SAFETY: the GIL is held; both pointers are valid; PyErr_SetObject takes its own
+    // references.
+    unsafe { pyo3::ffi::PyErr_SetObject(pyo3::ffi::PyExc_StopIteration, value.as_ptr()) };
 }
 
 /// Hands an `am_send` outcome to CPython: the value through `result`, or the error set as
@@ -80,6 +129,17 @@ pub(crate) fn install_am_send(py: Python<'_>) {
     {
         static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
         install_send_slot::<RustCoroutine>(py, &INSTALLED, am_send);
+        static ITERNEXT: PyOnceLock<()> = PyOnceLock::new();
+        ITERNEXT.get_or_init(py, || {
+            let type_object = py.get_type::<RustCoroutine>().as_type_ptr();
+            // SAFETY: `type_object` is the heap type PyO3 created for `RustCoroutine`; writing
+            // a slot and then calling PyType_Modified is how slots are changed after
+            // creation; we hold the GIL, so no one reads it meanwhile.
+            unsafe {
+                (*type_object).tp_iternext = Some(iternext);
+                pyo3::ffi::PyType_Modified(type_object);
+            }
+        });
     }
     #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
     let _ = py;
@@ -126,23 +186,67 @@ pub(crate) unsafe extern "C" fn ready_am_send(
     _arg: *mut pyo3::ffi::PyObject,
     result: *mut *mut pyo3::ffi::PyObject,
 ) -> pyo3::ffi::PySendResult {
+    // SAFETY: CPython calls type slots with the thread attached to the interpreter. (Not
+    // `Python::attach`: outside PyO3's own trampolines its count is zero here, and it would
+    // take `PyGILState_Ensure` on every call.)
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
+    let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let taken = match this.cast::<Ready>() {
+        Ok(ready) => match ready.try_borrow_mut() {
+            Ok(mut ready) => ready
+                .0
+                .take()
+                .unwrap_or_else(|| Err(crate::errors::already_awaited())),
+            Err(error) => Err(error.into()),
+        },
+        Err(error) => Err(error.into()),
+    };
+    // SAFETY: `result` is the out-pointer CPython passed to this slot.
+    unsafe { crate::slots::send_result(py, taken.map(crate::slots::Step::Return), result) }
+}
+
+/// Puts the pump's `am_send` on its type, once per process: the Task resumes the pump
+/// through it, and an item returned needs no `StopIteration`.
+pub(crate) fn install_pump_am_send(py: Python<'_>) {
+    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+    {
+        static INSTALLED: pyo3::sync::PyOnceLock<()> = pyo3::sync::PyOnceLock::new();
+        install_send_slot::<crate::stream::pump::StreamPump>(py, &INSTALLED, pump_am_send);
+    }
+    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
+    let _ = py;
+}
+
+/// The pump's `am_send` slot (see [`install_pump_am_send`]).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+unsafe extern "C" fn pump_am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    arg: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
     // Attached (CPython calls type slots so), and counted as such, as PyO3's own
     // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
     // pool of pending decrefs.
     Python::attach(|py| {
-        // SAFETY: CPython passes a valid borrowed reference to the object whose slot this is.
-        let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let taken = match this.cast::<Ready>() {
-            Ok(ready) => match ready.try_borrow_mut() {
-                Ok(mut ready) => ready
-                    .0
-                    .take()
-                    .unwrap_or_else(|| Err(crate::errors::already_awaited())),
-                Err(error) => Err(error.into()),
-            },
-            Err(error) => Err(error.into()),
-        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: CPython passes a valid borrowed reference for `slf`, and for `arg` one or
+            // NULL (for "send None").
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
+            let this = this.cast::<crate::stream::pump::StreamPump>()?;
+            let value = if arg.is_null() {
+                py.None().into_bound(py)
+            } else {
+                // SAFETY: as above.
+                unsafe { Bound::from_borrowed_ptr(py, arg) }
+            };
+            crate::stream::pump::StreamPump::resume(
+                this,
+                crate::stream::delegate::Input::Send(value),
+            )
+        }));
+        let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
         // SAFETY: `result` is the out-pointer CPython passed to this slot.
-        unsafe { crate::slots::send_result(py, taken.map(crate::slots::Step::Return), result) }
+        unsafe { send_result(py, outcome, result) }
     })
 }

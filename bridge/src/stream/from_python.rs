@@ -256,7 +256,7 @@ pub fn into_stream_with(iterable: Bound<'_, PyAny>, options: StreamOptions) -> P
             event_loop.clone().unbind(),
         ),
     )?;
-    crate::stream::pump::install_am_send(py);
+    crate::slots::install_pump_am_send(py);
     let start = {
         let shared = shared.clone();
         let event_loop = event_loop.clone().unbind();

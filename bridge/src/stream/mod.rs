@@ -7,6 +7,7 @@
 //! item and adds the rest without waking anyone.
 
 pub(crate) mod channel;
+pub(crate) mod delegate;
 pub(crate) mod from_python;
 pub(crate) mod local;
 pub(crate) mod pump;

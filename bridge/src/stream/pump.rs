@@ -5,7 +5,6 @@
 //! Task's `send` and `throw` are forwarded to it, and whatever it yields (an asyncio future
 //! it waits for) goes up to the Task unchanged. An item that is ready at once is pushed and
 //! the next one asked for within the same step, with no Python frame of the pump's own.
-//!
 //! What it does is what this coroutine would do, step for step:
 //!
 //! ```python
@@ -29,10 +28,11 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration};
 use pyo3::prelude::*;
 
 use crate::slots::Step;
+use crate::stream::delegate::{Delegated, Input, awaitable_iter, delegate};
 use crate::stream::from_python::Inlet;
 
 /// Where the pump is.
@@ -46,21 +46,8 @@ enum PumpState {
     /// Awaiting `aclose()` (the consumer closed the stream); then `pending` is raised, if
     /// any.
     Closing(Py<PyAny>, Option<PyErr>),
-    /// Inside a step.
-    Running,
+    Running, // inside a step
     Done,
-}
-
-/// What the Task resumes the pump with.
-enum Input<'py> {
-    Send(Bound<'py, PyAny>),
-    Throw(PyErr),
-}
-
-/// What a delegated step produced.
-enum Delegated {
-    Yield(Py<PyAny>),
-    Return(Py<PyAny>),
 }
 
 /// The pump coroutine (see the module docs). Runs as a Task of the stream's loop.
@@ -82,7 +69,7 @@ impl StreamPump {
         }
     }
 
-    fn resume(slf: &Bound<'_, Self>, input: Input<'_>) -> PyResult<Step> {
+    pub(crate) fn resume(slf: &Bound<'_, Self>, input: Input<'_>) -> PyResult<Step> {
         let py = slf.py();
         let (state, iterator, inlet, event_loop) = {
             let mut this = slf.borrow_mut();
@@ -207,7 +194,7 @@ fn returned_as_stop_iteration(py: Python<'_>, step: PyResult<Step>) -> PyResult<
     }
 }
 
-/// What one step works with.
+/// One step's view of the pump.
 struct Pump<'a, 'py> {
     iterator: &'a Bound<'py, PyAny>,
     inlet: &'a Inlet,
@@ -410,197 +397,4 @@ fn chain(py: Python<'_>, error: &PyErr, pending: Option<&PyErr>) {
             let _ = value.setattr("__context__", pending.value(py));
         }
     }
-}
-
-/// The iterator `await awaitable` steps: a coroutine itself, else what `__await__` returns.
-fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = awaitable.py();
-    // SAFETY: plain type checks on a valid object pointer.
-    let (is_coroutine, is_generator) = unsafe {
-        (
-            pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) != 0,
-            pyo3::ffi::PyGen_CheckExact(awaitable.as_ptr()) != 0,
-        )
-    };
-    if is_coroutine {
-        return Ok(awaitable.clone());
-    }
-    if is_generator {
-        // A generator-based coroutine (`types.coroutine`) is awaitable as it is.
-        if crate::callables::is_awaitable(py)?
-            .call1((awaitable,))?
-            .is_truthy()?
-        {
-            return Ok(awaitable.clone());
-        }
-    } else if let Some(iterator) = call_await(awaitable)? {
-        // An async generator's `__anext__` awaitable is its own iterator: no checks then.
-        if iterator.is(awaitable) && is_iterator(&iterator) {
-            return Ok(iterator);
-        }
-        // SAFETY: plain type check on a valid object pointer.
-        let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(iterator.as_ptr()) } != 0;
-        let is_iterator = is_iterator(&iterator);
-        if is_coroutine {
-            return Err(PyTypeError::new_err("__await__() returned a coroutine"));
-        }
-        if !is_iterator {
-            return Err(PyTypeError::new_err(format!(
-                "__await__() returned non-iterator of type '{}'",
-                iterator.get_type().name()?
-            )));
-        }
-        return Ok(iterator);
-    }
-    Err(PyTypeError::new_err(format!(
-        "'async for' received an invalid object from __anext__: {}",
-        awaitable.get_type().name()?
-    )))
-}
-
-/// Whether `object` is an iterator (`PyIter_Check`, read inline where the type is visible).
-fn is_iterator(object: &Bound<'_, PyAny>) -> bool {
-    #[cfg(not(Py_LIMITED_API))]
-    {
-        // SAFETY: the object is valid, so its type can be read.
-        unsafe { (*pyo3::ffi::Py_TYPE(object.as_ptr())).tp_iternext.is_some() }
-    }
-    #[cfg(Py_LIMITED_API)]
-    {
-        // SAFETY: plain type check on a valid object pointer.
-        unsafe { pyo3::ffi::PyIter_Check(object.as_ptr()) != 0 }
-    }
-}
-
-/// What `awaitable.__await__()` returns, through the type's slot where there is one;
-/// `None` when the type has no `__await__`.
-fn call_await<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let py = awaitable.py();
-    #[cfg(not(Py_LIMITED_API))]
-    {
-        // SAFETY: the GIL is held; the object is valid, so its type and that type's
-        // `tp_as_async` table (NULL or valid) can be read; `am_await` returns a new
-        // reference or NULL with an exception set.
-        unsafe {
-            let methods = (*pyo3::ffi::Py_TYPE(awaitable.as_ptr())).tp_as_async;
-            if methods.is_null() {
-                return Ok(None);
-            }
-            return match (*methods).am_await {
-                Some(am_await) => {
-                    Bound::from_owned_ptr_or_err(py, am_await(awaitable.as_ptr())).map(Some)
-                }
-                None => Ok(None),
-            };
-        }
-    }
-    #[cfg(Py_LIMITED_API)]
-    match awaitable.get_type().getattr(pyo3::intern!(py, "__await__")) {
-        Ok(method) if !method.is_none() => method.call1((awaitable,)).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// One step of `inner` as `await` delegates it: `send` (through `am_send` where there is
-/// one) or `throw` (raised right here when `inner` has no `throw`).
-fn delegate(inner: &Bound<'_, PyAny>, input: Input<'_>) -> PyResult<Delegated> {
-    let py = inner.py();
-    match input {
-        Input::Send(value) => send(inner, &value),
-        Input::Throw(error) => match inner.getattr(pyo3::intern!(py, "throw")) {
-            Ok(throw) => returned(py, throw.call1((error.value(py),))),
-            Err(_) => Err(error),
-        },
-    }
-}
-
-/// `inner.send(value)`, the value it returns told apart from what it yields.
-fn send(inner: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Delegated> {
-    let py = inner.py();
-    #[cfg(all(Py_3_10, not(Py_LIMITED_API)))]
-    {
-        let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: the GIL is held; `inner` and `value` are valid borrowed references and
-        // `result` a valid out-pointer. PyIter_Send stores a new reference for NEXT and
-        // RETURN and NULL (with an exception set) for ERROR.
-        let status = unsafe { pyo3::ffi::PyIter_Send(inner.as_ptr(), value.as_ptr(), &mut result) };
-        match status {
-            pyo3::ffi::PySendResult::PYGEN_NEXT => {
-                // SAFETY: a new, non-NULL reference (see above).
-                Ok(Delegated::Yield(
-                    unsafe { Bound::from_owned_ptr(py, result) }.unbind(),
-                ))
-            }
-            pyo3::ffi::PySendResult::PYGEN_RETURN => {
-                // SAFETY: as above.
-                Ok(Delegated::Return(
-                    unsafe { Bound::from_owned_ptr(py, result) }.unbind(),
-                ))
-            }
-            pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
-        }
-    }
-    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API))))]
-    {
-        let stepped = if value.is_none() && !inner.hasattr(pyo3::intern!(py, "send"))? {
-            inner.call_method0(pyo3::intern!(py, "__next__"))
-        } else {
-            inner.call_method1(pyo3::intern!(py, "send"), (value,))
-        };
-        returned(py, stepped)
-    }
-}
-
-/// A Python-level step's outcome: a value yielded, or `StopIteration`'s value returned.
-fn returned(py: Python<'_>, stepped: PyResult<Bound<'_, PyAny>>) -> PyResult<Delegated> {
-    match stepped {
-        Ok(value) => Ok(Delegated::Yield(value.unbind())),
-        Err(error) if error.is_instance_of::<PyStopIteration>(py) => {
-            let value = error.value(py).getattr(pyo3::intern!(py, "value"))?;
-            Ok(Delegated::Return(value.unbind()))
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Puts the pump's `am_send` on its type, once per process: the Task resumes the pump
-/// through it, and an item returned needs no `StopIteration`.
-pub(crate) fn install_am_send(py: Python<'_>) {
-    #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
-    {
-        static INSTALLED: pyo3::sync::PyOnceLock<()> = pyo3::sync::PyOnceLock::new();
-        crate::slots::install_send_slot::<StreamPump>(py, &INSTALLED, am_send);
-    }
-    #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(PyPy))))]
-    let _ = py;
-}
-
-/// The pump's `am_send` slot (see [`install_am_send`]).
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
-unsafe extern "C" fn am_send(
-    slf: *mut pyo3::ffi::PyObject,
-    arg: *mut pyo3::ffi::PyObject,
-    result: *mut *mut pyo3::ffi::PyObject,
-) -> pyo3::ffi::PySendResult {
-    // Attached (CPython calls type slots so), and counted as such, as PyO3's own
-    // trampolines do: a `Py` dropped inside is released at once, not deferred to PyO3's
-    // pool of pending decrefs.
-    Python::attach(|py| {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: CPython passes a valid borrowed reference for `slf`, and for `arg` one or
-            // NULL (for "send None").
-            let this = unsafe { Bound::from_borrowed_ptr(py, slf) };
-            let this = this.cast::<StreamPump>()?;
-            let value = if arg.is_null() {
-                py.None().into_bound(py)
-            } else {
-                // SAFETY: as above.
-                unsafe { Bound::from_borrowed_ptr(py, arg) }
-            };
-            StreamPump::resume(this, Input::Send(value))
-        }));
-        let outcome = outcome.unwrap_or_else(|payload| Err(crate::panic::panic_to_pyerr(payload)));
-        // SAFETY: `result` is the out-pointer CPython passed to this slot.
-        unsafe { crate::slots::send_result(py, outcome, result) }
-    })
 }
