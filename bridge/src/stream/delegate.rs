@@ -19,13 +19,8 @@ pub(crate) enum Delegated {
 /// The iterator `await awaitable` steps: a coroutine itself, else what `__await__` returns.
 pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = awaitable.py();
-    // SAFETY: plain type checks on a valid object pointer.
-    let (is_coroutine, is_generator) = unsafe {
-        (
-            pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) != 0,
-            pyo3::ffi::PyGen_CheckExact(awaitable.as_ptr()) != 0,
-        )
-    };
+    let is_coroutine = is_exactly(awaitable, &raw mut pyo3::ffi::PyCoro_Type);
+    let is_generator = is_exactly(awaitable, &raw mut pyo3::ffi::PyGen_Type);
     if is_coroutine {
         return Ok(awaitable.clone());
     }
@@ -42,8 +37,7 @@ pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bou
         if iterator.is(awaitable) && is_iterator(&iterator) {
             return Ok(iterator);
         }
-        // SAFETY: plain type check on a valid object pointer.
-        let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(iterator.as_ptr()) } != 0;
+        let is_coroutine = is_exactly(&iterator, &raw mut pyo3::ffi::PyCoro_Type);
         let is_iterator = is_iterator(&iterator);
         if is_coroutine {
             return Err(PyTypeError::new_err("__await__() returned a coroutine"));
@@ -60,6 +54,13 @@ pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bou
         "'async for' received an invalid object from __anext__: {}",
         awaitable.get_type().name()?
     )))
+}
+
+/// Whether `object`'s type is `class` itself (pyo3-ffi's `PyCoro_CheckExact` and
+/// `PyGen_CheckExact` also look at base classes, at a call per object that is neither).
+fn is_exactly(object: &Bound<'_, PyAny>, class: *mut pyo3::ffi::PyTypeObject) -> bool {
+    // SAFETY: the object is valid, so its type can be read; `class` is only compared.
+    unsafe { pyo3::ffi::Py_TYPE(object.as_ptr()) == class }
 }
 
 /// Whether `object` is an iterator (`PyIter_Check`, read inline where the type is visible).

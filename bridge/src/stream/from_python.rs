@@ -56,22 +56,27 @@ impl Inlet {
         lock(&self.channel).closed
     }
 
-    /// Adds an item from the pump; returns whether the buffer is now full, and whether the
-    /// stream was closed (the item is dropped then).
-    pub(crate) fn push_item(&self, item: Py<PyAny>) -> (bool, bool) {
-        let (full, waker) = {
+    /// Adds the pump's items (at most the room it was last told of, so never past the
+    /// capacity); returns the room left, and whether the stream was closed (the items are
+    /// dropped then).
+    pub(crate) fn push_items(&self, items: &mut Vec<Py<PyAny>>) -> (usize, bool) {
+        let (room, waker) = {
             let mut channel = lock(&self.channel);
             if channel.closed {
-                return (true, true);
+                drop(channel);
+                items.clear();
+                return (0, true);
             }
-            channel.items.push_back(Ok(item));
-            (
-                channel.items.len() >= channel.capacity,
-                channel.take_consumers(),
-            )
+            channel.items.extend(items.drain(..).map(Ok));
+            let waker = if channel.consumers.is_empty() {
+                Vec::new()
+            } else {
+                channel.take_consumers()
+            };
+            (channel.capacity.saturating_sub(channel.items.len()), waker)
         };
         waker.into_iter().for_each(Waker::wake);
-        (full, false)
+        (room, false)
     }
 
     /// Keeps `future` for the consumer to resolve when it makes room; `false` (nothing

@@ -26,6 +26,7 @@
 //!             await iterator.aclose()
 //! ```
 
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration};
@@ -85,6 +86,8 @@ impl StreamPump {
             iterator: iterator.bind(py),
             inlet: &inlet,
             event_loop: event_loop.bind(py),
+            batch: RefCell::new(Vec::new()),
+            room: Cell::new(1),
         };
         let (state, outcome) = match state {
             PumpState::Running => {
@@ -199,6 +202,12 @@ struct Pump<'a, 'py> {
     iterator: &'a Bound<'py, PyAny>,
     inlet: &'a Inlet,
     event_loop: &'a Bound<'py, PyAny>,
+    /// Items of this step not yet in the channel: they go in together (one lock), when
+    /// `room` is used up, before the pump suspends, and when it ends.
+    batch: RefCell<Vec<Py<PyAny>>>,
+    /// How many items the channel had room for at the last push (1 at a step's start, so
+    /// the first item finds out how full, or closed, the channel is).
+    room: Cell<usize>,
 }
 
 /// How the `try` block of the pump ended.
@@ -230,10 +239,12 @@ impl<'py> Pump<'_, 'py> {
                 }
                 PumpState::Item(inner) => match delegate(inner.bind(py), input) {
                     Ok(Delegated::Yield(value)) => {
+                        // The iterator suspends: what it gave so far goes to the consumer.
+                        self.flush();
                         return (PumpState::Item(inner), Ok(Step::Yield(value)));
                     }
                     Ok(Delegated::Return(item)) => {
-                        let (full, closed) = self.inlet.push_item(item);
+                        let (full, closed) = self.add(item);
                         if closed {
                             break Ended::Normally;
                         }
@@ -287,6 +298,7 @@ impl<'py> Pump<'_, 'py> {
             }
             input = Input::Send(py.None().into_bound(py));
         };
+        self.flush();
         // `except BaseException` / `else`: the consumer learns how the iteration ended.
         let pending = match ended {
             Ended::Normally => {
@@ -325,6 +337,29 @@ impl<'py> Pump<'_, 'py> {
             }
         }
         finish(py, pending)
+    }
+
+    /// Adds an item; returns whether the channel is now full, and whether it was closed
+    /// (the items are dropped then), as pushing it alone would.
+    fn add(&self, item: Py<PyAny>) -> (bool, bool) {
+        let mut batch = self.batch.borrow_mut();
+        batch.push(item);
+        if batch.len() < self.room.get() {
+            return (false, false);
+        }
+        drop(batch);
+        self.flush()
+    }
+
+    /// Moves the batch into the channel; returns whether it is now full, or was closed.
+    fn flush(&self) -> (bool, bool) {
+        let mut batch = self.batch.borrow_mut();
+        if batch.is_empty() {
+            return (false, false);
+        }
+        let (room, closed) = self.inlet.push_items(&mut batch);
+        self.room.set(room.max(1));
+        (room == 0 || closed, closed)
     }
 
     /// An error ends the iteration normally when it is a `StopAsyncIteration`, as in
