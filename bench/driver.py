@@ -71,7 +71,9 @@ class Contender:
     @property
     def label(self) -> str:
         if self.family == "asyncio":
-            return "plain asyncio"
+            return EXTRA_LABELS.get(self.home, "plain asyncio")
+        if self.family == "pyo3":
+            return "PyO3 `async fn` (native coroutine)"
         text = f"{self.family} {self.runtime}"
         if self.home != "default":
             text += f" ({self.home})"
@@ -90,6 +92,12 @@ class Contender:
 
 
 ASYNCIO = Contender("asyncio")
+#: plain asyncio's eager task (Python 3.12+): `await asyncio.Task(coro, eager_start=True)`
+EAGER_TASK = Contender("asyncio", home="eager")
+#: PyO3's own native coroutine (`experimental-async`), through pyo3_aio_bench
+PYO3_NATIVE = Contender("pyo3", home="native")
+EXTRA_LABELS = {"eager": "plain asyncio, eager task (3.12+)"}
+HAS_EAGER_START = sys.version_info >= (3, 12)
 
 
 def rust_contenders(homes: bool) -> list[Contender]:
@@ -150,7 +158,13 @@ def now() -> float:
 async def s1_ready(c: Contender, n: int) -> float:
     m = c.module()
     start = now()
-    if m is None:
+    if c == PYO3_NATIVE:
+        import pyo3_aio_bench
+
+        native_ready = pyo3_aio_bench.native_ready
+        for i in range(n):
+            await native_ready(i)
+    elif m is None:
         for i in range(n):
             await returns(i)
     else:
@@ -188,7 +202,11 @@ async def s3_round_trips(c: Contender, n: int) -> float:
     m = c.module()
     loop = asyncio.get_running_loop()
     start = now()
-    if m is None:
+    if c == EAGER_TASK:
+        # What into_future does on the loop thread on 3.12+: the task starts eagerly.
+        for _ in range(n):
+            await asyncio.Task(noop(), loop=loop, eager_start=True)
+    elif m is None:
         # What into_future does, in Python: each awaitable runs as its own task.
         for _ in range(n):
             await loop.create_task(noop())
@@ -374,9 +392,13 @@ class Scenario:
     note: str = ""
     #: the families that take part; the Rust ones left out are listed as n/a
     families: tuple = ALL_FAMILIES
+    #: further rows right after plain asyncio's (its eager task, PyO3's native coroutine)
+    extras: tuple = ()
 
     def size(self, c: Contender) -> Optional[int]:
-        return self.n if c.family in self.families else None
+        if c == EAGER_TASK and not HAS_EAGER_START:
+            return None
+        return self.n if c.family in self.families or c in self.extras else None
 
     def selected(self, only: set) -> bool:
         return not only or self.key in only or self.key.split("-", 1)[0] in only
@@ -389,7 +411,10 @@ SCENARIOS = [
         s1_ready,
         20_000,
         "ns",
-        note="plain asyncio: `await f(i)` of an `async def f(v): return v`. "
+        extras=(PYO3_NATIVE,),
+        note="plain asyncio: `await f(i)` of an `async def f(v): return v`. PyO3 `async fn`: "
+        "`await native_ready(i)`, a `#[pyfunction] async fn` returning its argument "
+        "(PyO3's `experimental-async` coroutine). "
         "pyo3-async-runtimes spawns even a ready future and answers through "
         "`call_soon_threadsafe` (about 150 µs an await), so every contender runs 20,000 "
         "awaits instead of the issue's 200,000.",
@@ -419,8 +444,11 @@ SCENARIOS = [
         10_000,
         "ns",
         contenders="homes",
+        extras=(EAGER_TASK,),
         note="`into_future(noop())` awaited n times by one Rust future. plain asyncio: "
-        "`await loop.create_task(noop())`, what into_future does. With the default options "
+        "`await loop.create_task(noop())`, what into_future does before Python 3.12; "
+        "eager task: `await asyncio.Task(noop(), loop=loop, eager_start=True)`, what it does "
+        "on the loop thread on 3.12+ (n/a before). With the default options "
         "(`Home::Auto`) the Rust future, left pending on Python work of its loop by its first "
         "poll, stays on the loop thread. Futures living on a worker (\"(runtime)\") and "
         "pyo3-async-runtimes' pay two cross-thread wake-ups per round trip (200-300 µs), so "
@@ -597,6 +625,7 @@ def measure(s: Scenario, c: Contender, loop_kind: str, n: int, runs: int, budget
 
 def contenders_for(s: Scenario) -> list[Contender]:
     found = [ASYNCIO] if "asyncio" in s.families else []
+    found += list(s.extras)
     for c in rust_contenders(homes=s.contenders == "homes"):
         if s.size(c) is not None:
             found.append(c)
@@ -717,9 +746,24 @@ def table(title: str, unit: str, rows: list[Contender], cells: dict, runs: int,
     return "\n".join(out)
 
 
-def target_lines(results: dict, memory: dict) -> list[str]:
+def issue14_checks() -> list:
+    """The targets against Python's own equivalents: a plain coroutine, an eager task (or
+    `create_task` before 3.12), plain `async for`, and PyO3's native coroutine."""
+    if HAS_EAGER_START:
+        s3 = ("3", EAGER_TASK, 1.5, "scenario 3 within 1.5× of an eager task (3.12+)")
+    else:
+        s3 = ("3", "asyncio", 1.0, "scenario 3 no slower than `create_task` (before 3.12)")
+    return [
+        ("1", "asyncio", 1.5, "scenario 1 within 1.5× of plain asyncio"),
+        ("1", PYO3_NATIVE, 1.0, "scenario 1 ahead of PyO3's native `async fn`"),
+        s3,
+        ("5b", "asyncio", 1.3, "scenario 5b within 1.3× of plain `async for`"),
+    ]
+
+
+def target_lines(results: dict, memory: dict, checks: Optional[list] = None) -> list[str]:
     """One line per target and pyo3-aio row: the measured ratio on each loop, met or not."""
-    checks = [
+    checks = checks or [
         ("1", "asyncio", 2.0, "scenario 1 within 2× of plain asyncio"),
         ("2", "asyncio", 1.5, "scenario 2 within 1.5× of plain asyncio's gather"),
         ("2-mem", "asyncio", 1.0, "scenario 2 peak memory growth no larger than plain asyncio's"),
@@ -741,7 +785,7 @@ def target_lines(results: dict, memory: dict) -> list[str]:
             ratios, ok = [], True
             for kind in LOOPS:
                 cell = cells.get((c, kind))
-                ref_c = ASYNCIO if against == "asyncio" else counterpart(c)
+                ref_c = {"asyncio": ASYNCIO, "par": counterpart(c)}.get(against, against)
                 ref = cells.get((ref_c, kind)) if ref_c else None
                 if cell is None or cell.value is None or ref is None or ref.value is None:
                     ratios.append("—")
@@ -807,6 +851,34 @@ def load() -> str:
 
 
 CRITERION_HEADING = "## Core, without Python (criterion)"
+TITLE = "# pyo3-aio benchmarks: side by side with pyo3-async-runtimes and plain asyncio"
+PREFACE = (
+    "One section per CPython version: `cargo xtask bench` runs on target/venv's Python, "
+    "`cargo xtask bench --python 3.12` on that version (a venv of its own under "
+    "target/bench-py3.12); a run replaces its version's section only. The criterion "
+    "medians of the core (no Python) come last."
+)
+
+
+def merge_version(existing: str, section: str) -> str:
+    """`existing` (a RESULTS.md) with this Python version's section replaced by `section`
+    (or added), the versions in order and the criterion section kept last."""
+    criterion = ""
+    if CRITERION_HEADING in existing:
+        existing, tail = existing.split(CRITERION_HEADING, 1)
+        criterion = CRITERION_HEADING + tail
+    blocks = {}
+    for chunk in existing.split("<!-- python ")[1:]:
+        version, _, body = chunk.partition(" -->")
+        blocks[version] = body.split("<!-- end python", 1)[0].strip("\n")
+    version = "{}.{}".format(*sys.version_info[:2])
+    blocks[version] = section.strip("\n")
+    parts = [TITLE, "", PREFACE, ""]
+    for key in sorted(blocks, key=lambda v: tuple(int(x) for x in v.split("."))):
+        parts += [f"<!-- python {key} -->", blocks[key], f"<!-- end python {key} -->", ""]
+    if criterion:
+        parts.append(criterion.rstrip("\n") + "\n")
+    return "\n".join(parts)
 
 
 def criterion_section(directory: Path) -> str:
@@ -937,7 +1009,7 @@ def main() -> int:
     load_after = load()
 
     header = [
-        "# pyo3-aio benchmarks: side by side with pyo3-async-runtimes and plain asyncio",
+        f"## CPython {platform.python_version()}",
         "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC; the driver took {elapsed:.0f} s",
         *machine(),
@@ -955,11 +1027,16 @@ def main() -> int:
         "with \"(runtime)\" or \"(loop-thread)\" ask for `Home::Runtime` or `Home::LoopThread`.",
         "",
     ]
-    targets = ["## Targets (issue 6)", "", *target_lines(results, memory), ""]
-    text = "\n".join([*header, *targets, "## Tables", "", *sections])
+    targets = [
+        "### Targets (issue 14)", "", *target_lines(results, memory, issue14_checks()), "",
+        "### Targets (issue 6)", "", *target_lines(results, memory), "",
+    ]
+    sections = [section.replace("\n### ", "\n#### ").replace("### ", "#### ", 1)
+                for section in sections]
+    text = "\n".join([*header, *targets, "### Tables", "", *sections])
     print(text)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    output.write_text(merge_version(output.read_text() if output.exists() else "", text))
     print(f"wrote {output}", file=sys.stderr)
     return 0
 

@@ -27,6 +27,10 @@ cached! {
     get_running_loop = "asyncio", ["_get_running_loop"];
     /// `asyncio.BaseEventLoop.is_running`, to tell asyncio's own loops from others.
     stock_is_running = "asyncio", ["BaseEventLoop", "is_running"];
+    /// `asyncio.BaseEventLoop.create_task`, to tell loops that build plain Tasks.
+    stock_create_task = "asyncio", ["BaseEventLoop", "create_task"];
+    /// `asyncio.Task`.
+    task = "asyncio", ["Task"];
     /// `asyncio.AbstractEventLoop`.
     abstract_event_loop = "asyncio", ["AbstractEventLoop"];
     /// `asyncio.ensure_future`.
@@ -65,19 +69,4 @@ cached! {
     outcome_error = "outcome", ["Error"];
     /// `outcome.capture`.
     outcome_capture = "outcome", ["capture"];
-}
-
-/// The `pump` coroutine function of `stream/pump.py`, compiled once.
-pub(crate) fn stream_pump(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static PUMP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    PUMP.get_or_try_init(py, || {
-        let module = pyo3::types::PyModule::from_code(
-            py,
-            pyo3::ffi::c_str!(include_str!("stream/pump.py")),
-            c"pyo3_aio_stream_pump.py",
-            c"pyo3_aio_stream_pump",
-        )?;
-        Ok::<_, PyErr>(module.getattr("pump")?.unbind())
-    })
-    .map(|function| function.bind(py))
 }

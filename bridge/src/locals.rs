@@ -236,7 +236,12 @@ pub(crate) fn check_locals(py: Python<'_>, locals: &TaskLocals) -> PyResult<()> 
             event_loop.get_type().name()?
         )));
     }
-    if let Some(context) = locals.context(py) {
+    check_context(locals.context(py).as_ref())
+}
+
+/// Checks the context of locals from user code (the loop is checked by [`check_locals`]).
+pub(crate) fn check_context(context: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    if let Some(context) = context {
         // SAFETY: plain type check on a valid object pointer.
         if unsafe { pyo3::ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(

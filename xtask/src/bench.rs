@@ -1,7 +1,9 @@
-//! `cargo xtask bench [--quick] [--only KEYS]`: the side-by-side benchmarks of `bench/` and
-//! the core's criterion benches.
+//! `cargo xtask bench [--quick] [--only KEYS] [--python X.Y]`: the side-by-side benchmarks of
+//! `bench/` and the core's criterion benches.
 //!
-//! 1. the venv at `target/venv` (maturin, pytest, uvloop), as for `cargo xtask test`;
+//! 1. the venv at `target/venv` (maturin, pytest, uvloop), as for `cargo xtask test`; with
+//!    `--python X.Y`, one of that pyenv version at `target/bench-pyX.Y/venv` (maturin and
+//!    uvloop from PyPI), whose modules build in `target/bench-pyX.Y/target`;
 //! 2. both benchmark modules built into it with `maturin develop --release`, sharing one
 //!    target directory, `target/bench` (each has its own workspace and lockfile: one of them
 //!    pulls pyo3-async-runtimes from crates.io);
@@ -14,6 +16,8 @@
 //!    trio), appended to the same file (with `--only`, only when the keys name `trio`).
 //!
 //! Nothing here judges the figures: the tables say which targets are met.
+
+use std::path::{Path, PathBuf};
 
 use crate::cmd::{Cmd, Failure, Result};
 use crate::python::Venv;
@@ -33,6 +37,8 @@ const TRIO_DRIVER: &str = "bench/trio_driver.py";
 pub(crate) struct Options {
     quick: bool,
     only: Option<String>,
+    /// A pyenv version (`3.12`) to run on instead of target/venv's Python.
+    python: Option<String>,
 }
 
 impl Options {
@@ -48,6 +54,12 @@ impl Options {
                         .next()
                         .ok_or("`--only` needs scenario keys, e.g. `--only 1,3,6a`")?;
                     options.only = Some(keys.clone());
+                }
+                "--python" => {
+                    let version = args
+                        .next()
+                        .ok_or("`--python` needs a pyenv version, e.g. `--python 3.12`")?;
+                    options.python = Some(version.clone());
                 }
                 other => match other.strip_prefix("--only=") {
                     Some(keys) => options.only = Some(keys.to_owned()),
@@ -85,6 +97,10 @@ impl Options {
             line.push(' ');
             line.push_str(&arg);
         }
+        if let Some(version) = &self.python {
+            line.push_str(" --python ");
+            line.push_str(version);
+        }
         line
     }
 
@@ -107,8 +123,22 @@ impl Options {
 
 /// `cargo xtask bench`.
 pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
-    let venv = Venv::ensure(ws, STEP)?;
-    let target = ws.target().join("bench");
+    let (python, venv_dir, target) = match &options.python {
+        None => {
+            let venv = Venv::ensure(ws, STEP)?;
+            (
+                venv.python(),
+                venv.dir().to_path_buf(),
+                ws.target().join("bench"),
+            )
+        }
+        Some(version) => {
+            let dir = ws.target().join(format!("bench-py{version}"));
+            let venv = version_venv(&dir, version)?;
+            (venv.join("bin").join("python"), venv, dir.join("target"))
+        }
+    };
+    let bin = venv_dir.join("bin");
     for module in MODULES {
         let dir = ws.path(module);
         if !dir.join("pyproject.toml").is_file() {
@@ -117,19 +147,23 @@ pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
                 dir.display()
             )));
         }
-        venv.cmd("maturin")
+        Cmd::new(bin.join("maturin"))
             .args(["develop", "--release"])
+            .env("VIRTUAL_ENV", &venv_dir)
+            .env("PYO3_PYTHON", &python)
             .env("CARGO_TARGET_DIR", &target)
             .dir(dir)
             .run(STEP)?;
     }
+    let target = ws.target().join("bench");
+    let venv_python = |program: &Path| Cmd::new(program).env("VIRTUAL_ENV", &venv_dir);
 
     let output = if options.quick {
         target.join("RESULTS-quick.md")
     } else {
         ws.path("bench/RESULTS.md")
     };
-    venv.cmd("python")
+    venv_python(&python)
         .arg(ws.path(DRIVER))
         .args(options.driver_args())
         .arg("--output")
@@ -141,7 +175,7 @@ pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
         .args(["bench", "-p", "pyo3-aio-core", "--bench", "core", "--"])
         .args(options.criterion_args())
         .run(STEP)?;
-    venv.cmd("python")
+    venv_python(&python)
         .arg(ws.path(DRIVER))
         .arg("--append-criterion")
         .arg(ws.target().join("criterion"))
@@ -150,7 +184,7 @@ pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
         .run(STEP)?;
 
     if options.runs_trio() {
-        let mut trio = venv.cmd("python").arg(ws.path(TRIO_DRIVER));
+        let mut trio = venv_python(&python).arg(ws.path(TRIO_DRIVER));
         if options.quick {
             trio = trio.arg("--quick");
         }
@@ -159,6 +193,34 @@ pub(crate) fn run(ws: &Workspace, options: &Options) -> Result {
 
     println!("==> {STEP}: the tables are in {}", output.display());
     Ok(())
+}
+
+/// A venv of pyenv's `version` at `dir/venv`, with maturin, uvloop and trio (from PyPI).
+fn version_venv(dir: &Path, version: &str) -> Result<PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        let prefix = Cmd::new("pyenv")
+            .args(["prefix", version])
+            .probe(STEP)
+            .ok_or_else(|| Failure::new(format!("`pyenv prefix {version}` failed")))?;
+        Cmd::new(Path::new(prefix.trim()).join("bin").join("python3"))
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .run(STEP)?;
+    }
+    for (package, module) in [("maturin", "maturin"), ("uvloop", "uvloop"), ("trio", "trio")] {
+        let present = Cmd::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .probe(STEP)
+            .is_some();
+        if !present {
+            Cmd::new(&python)
+                .args(["-m", "pip", "install", "--quiet", package])
+                .run(STEP)?;
+        }
+    }
+    Ok(venv)
 }
 
 #[cfg(test)]
@@ -187,6 +249,18 @@ mod tests {
                 .runs_trio()
         );
         assert!(Options::default().runs_trio());
+    }
+
+    #[test]
+    fn parses_python() {
+        let options = Options::parse(&args(&["--python", "3.12", "--only", "3"])).unwrap();
+        assert_eq!(options.python.as_deref(), Some("3.12"));
+        assert_eq!(options.driver_args(), ["--only", "3"]);
+        assert_eq!(
+            options.command_line(),
+            "cargo xtask bench --only 3 --python 3.12"
+        );
+        assert!(Options::parse(&args(&["--python"])).is_err());
     }
 
     #[test]

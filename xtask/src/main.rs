@@ -212,7 +212,9 @@ COMMANDS:
                                    target/venv and run their demo.py (default loop and uvloop),
                                    then build and run the Rust programs of examples/app, then
                                    list what exists
-    bench [--quick] [--only KEYS]  build bench/'s modules into target/venv, run bench/driver.py
+    bench [--quick] [--only KEYS] [--python X.Y]
+                                   build bench/'s modules into target/venv (--python: a venv of
+                                   that pyenv version), run bench/driver.py
                                    (every scenario against pyo3-async-runtimes and plain
                                    asyncio, default loop and uvloop; tables to bench/RESULTS.md,
                                    --quick: small sizes, to target/bench/RESULTS-quick.md),

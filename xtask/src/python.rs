@@ -199,6 +199,11 @@ impl Venv {
         self.bin("python")
     }
 
+    /// The venv's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `<venv>/bin/<name>`.
     pub(crate) fn bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)

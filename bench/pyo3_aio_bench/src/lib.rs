@@ -83,6 +83,13 @@ fn ready<'py>(py: Python<'py>, runtime: &str, value: Py<PyAny>) -> PyResult<Boun
     convert(py, runtime, Home::Runtime, async move { Ok(value) })
 }
 
+/// Returns `value` at once, as a PyO3 native coroutine (`experimental-async`): what PyO3
+/// itself offers for a ready `async fn`, for scenario 1's comparison.
+#[pyfunction]
+async fn native_ready(value: Py<PyAny>) -> Py<PyAny> {
+    value
+}
+
 /// Returns `value` after one round trip to the runtime: pending once, then completed by a
 /// worker thread.
 #[pyfunction]
@@ -394,6 +401,7 @@ fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STREAM", true)?;
     m.add("CONSUME", true)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(native_ready, m)?)?;
     m.add_function(wrap_pyfunction!(hop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(block_ready, m)?)?;

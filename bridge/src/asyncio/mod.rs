@@ -1,5 +1,6 @@
 //! Everything that speaks to asyncio.
 
+pub(crate) mod eager;
 pub(crate) mod running;
 
 pub(crate) use running::{running_loop, runs_here};

@@ -31,8 +31,10 @@ use pyo3_aio_core::completion;
 
 use crate::asyncio::cancel_task;
 use crate::asyncio::create_task;
+use crate::asyncio::eager::create_task_here;
 use crate::asyncio::is_interrupt;
 use crate::asyncio::report;
+use crate::asyncio::running::running_loop;
 use crate::asyncio::running::runs_here;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
@@ -50,16 +52,31 @@ use crate::locals::scoped_locals;
 /// Dropping it before it resolves cancels the Python task.
 #[must_use = "futures do nothing unless awaited; dropping this cancels the Python task"]
 pub struct PyFuture {
-    consumer: Consumer<PyResult<Py<PyAny>>>,
+    outcome: Outcome,
     /// The thread of the loop the task was started on right away, if it was.
     loop_thread: Option<std::thread::ThreadId>,
 }
 
+/// Where a [`PyFuture`]'s result comes from.
+enum Outcome {
+    /// The task's done-callback completes the cell.
+    Cell(Consumer<PyResult<Py<PyAny>>>),
+    /// The task finished while it was created (an eager start): its result, until taken.
+    Ready(Option<PyResult<Py<PyAny>>>),
+}
+
 impl std::fmt::Debug for PyFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PyFuture")
-            .field("consumer", &self.consumer)
-            .finish()
+        match &self.outcome {
+            Outcome::Cell(consumer) => f
+                .debug_struct("PyFuture")
+                .field("consumer", consumer)
+                .finish(),
+            Outcome::Ready(result) => f
+                .debug_struct("PyFuture")
+                .field("ready", &result.is_some())
+                .finish(),
+        }
     }
 }
 
@@ -68,7 +85,7 @@ impl PyFuture {
     /// loop's thread.
     pub(crate) fn from_consumer(consumer: Consumer<PyResult<Py<PyAny>>>) -> Self {
         Self {
-            consumer,
+            outcome: Outcome::Cell(consumer),
             loop_thread: None,
         }
     }
@@ -78,7 +95,17 @@ impl Future for PyFuture {
     type Output = PyResult<Py<PyAny>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let polled = self.consumer.poll_result(cx);
+        let consumer = match &mut self.outcome {
+            Outcome::Ready(result) => {
+                return Poll::Ready(result.take().unwrap_or_else(|| {
+                    Err(PyRuntimeError::new_err(
+                        "a PyFuture was polled again after it completed",
+                    ))
+                }));
+            }
+            Outcome::Cell(consumer) => consumer,
+        };
+        let polled = consumer.poll_result(cx);
         if polled.is_pending() {
             if self
                 .loop_thread
@@ -127,7 +154,15 @@ impl Future for PyFuture {
 pub fn into_future(awaitable: Bound<'_, PyAny>) -> PyResult<PyFuture> {
     let py = awaitable.py();
     check_awaitable(&awaitable)?;
-    start_awaitable(&awaitable, &target_locals(py)?)
+    if let Some(locals) = scoped_locals() {
+        return start_awaitable(&awaitable, &locals);
+    }
+    match running_loop(py)? {
+        // The common case, without building locals: the loop running here.
+        Some(event_loop) => start_here(&awaitable, &event_loop, None),
+        // A trio run here, else the one loop running in the process.
+        None => start_awaitable(&awaitable, &target_locals(py)?),
+    }
 }
 
 /// The locals Python work started from Rust runs with: those of the current scope, else
@@ -194,81 +229,105 @@ fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
 
 fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResult<PyFuture> {
     let py = awaitable.py();
+    let event_loop = locals.event_loop(py);
+    let context = locals.context(py);
+    // A loop running on this thread is an event loop and not closed; only other loops need
+    // checking.
+    if runs_here(py, &event_loop)? {
+        crate::locals::check_context(context.as_ref())?;
+        return start_here(awaitable, &event_loop, context.as_ref());
+    }
     crate::locals::check_locals(py, locals)?;
-    if crate::trio::is_token(&locals.event_loop(py)) {
+    if crate::trio::is_token(&event_loop) {
         return trio::start(py, awaitable, locals);
     }
-    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
-    let event_loop = locals.event_loop(py);
-    // A loop running on this thread is not closed; only other loops need asking.
-    let on_loop_thread = runs_here(py, &event_loop)?;
-    if !on_loop_thread && event_loop.call_method0("is_closed")?.is_truthy()? {
+    if event_loop.call_method0("is_closed")?.is_truthy()? {
         return Err(PyRuntimeError::new_err("the event loop is closed"));
     }
-    let context = locals.context(py);
-    if on_loop_thread {
-        // Without explicit locals, the task copies the current context by itself: that of
-        // the Python task this Rust future runs in.
-        let shared = loop_shared(py, &event_loop)?;
-        start_task(
-            py,
-            &Arc::downgrade(&shared),
-            &event_loop,
-            awaitable,
-            context.as_ref(),
-            &std::cell::Cell::new(Some(producer)),
-        )?;
-    } else {
-        let shared = loop_shared(py, &event_loop)?;
-        let awaitable = awaitable.clone().unbind();
-        let context = match context {
-            Some(context) => context,
-            None => crate::asyncio::copy_current_context(py)?,
-        }
-        .unbind();
-        let event_loop = event_loop.unbind();
-        let target = Arc::downgrade(&shared);
-        shared.queue(LoopItem::Call(Box::new(move |py| {
-            let event_loop = event_loop.bind(py);
-            let producer = std::cell::Cell::new(Some(producer));
-            if let Err(error) = start_task(
-                py,
-                &target,
-                event_loop,
-                awaitable.bind(py),
-                Some(context.bind(py)),
-                &producer,
-            ) {
-                if is_interrupt(py, &error) {
-                    return Err(error);
-                }
-                // The task could not be made (say, a future of another loop: ValueError):
-                // the Rust side awaiting it gets the error, as it would on the loop thread.
-                match producer.take() {
-                    Some(producer) => drop(producer.complete(Err(error))),
-                    None => report(
-                        py,
-                        event_loop,
-                        "pyo3-aio could not schedule an awaitable",
-                        error,
-                    ),
-                }
-            }
-            Ok(())
-        })));
+    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
+    let shared = loop_shared(py, &event_loop)?;
+    let awaitable = awaitable.clone().unbind();
+    let context = match context {
+        Some(context) => context,
+        None => crate::asyncio::copy_current_context(py)?,
     }
+    .unbind();
+    let event_loop = event_loop.unbind();
+    let target = Arc::downgrade(&shared);
+    shared.queue(LoopItem::Call(Box::new(move |py| {
+        let event_loop = event_loop.bind(py);
+        let producer = std::cell::Cell::new(Some(producer));
+        if let Err(error) = start_task(
+            py,
+            &target,
+            event_loop,
+            awaitable.bind(py),
+            context.bind(py),
+            &producer,
+        ) {
+            if is_interrupt(py, &error) {
+                return Err(error);
+            }
+            // The task could not be made (say, a future of another loop: ValueError):
+            // the Rust side awaiting it gets the error, as it would on the loop thread.
+            match producer.take() {
+                Some(producer) => drop(producer.complete(Err(error))),
+                None => report(
+                    py,
+                    event_loop,
+                    "pyo3-aio could not schedule an awaitable",
+                    error,
+                ),
+            }
+        }
+        Ok(())
+    })));
     Ok(PyFuture {
-        consumer,
-        loop_thread: on_loop_thread.then(|| std::thread::current().id()),
+        outcome: Outcome::Cell(consumer),
+        loop_thread: None,
     })
 }
 
+/// Starts the awaitable on `event_loop`, which runs on this thread: a coroutine starts
+/// eagerly where Python can (`asyncio/eager.rs`), and one that finished meanwhile gives a
+/// `PyFuture` that is ready at once. Without a context, the task copies the current one by
+/// itself: that of the Python task this Rust future runs in.
+fn start_here(
+    awaitable: &Bound<'_, PyAny>,
+    event_loop: &Bound<'_, PyAny>,
+    context: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyFuture> {
+    let py = awaitable.py();
+    // SAFETY: plain type check on a valid object pointer.
+    let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
+    let task = create_task_here(py, event_loop, awaitable, context)?;
+    // Only a coroutine's task can be done already (an eager start); other awaitables may
+    // come back as objects of their own, which need not answer `done()`.
+    if is_coroutine && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        let result = task
+            .call_method0(pyo3::intern!(py, "result"))
+            .map(Bound::unbind);
+        return Ok(PyFuture {
+            outcome: Outcome::Ready(Some(result)),
+            loop_thread: None,
+        });
+    }
+    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
+    let shared = loop_shared(py, event_loop)?;
+    watch_task(py, &Arc::downgrade(&shared), &task, producer)?;
+    Ok(PyFuture {
+        outcome: Outcome::Cell(consumer),
+        loop_thread: Some(std::thread::current().id()),
+    })
+}
+
+/// Creates the task from the loop's queue (the awaitable came from another thread).
 fn start_task(
     py: Python<'_>,
     shared: &LoopRef,
     event_loop: &Bound<'_, PyAny>,
     awaitable: &Bound<'_, PyAny>,
-    context: Option<&Bound<'_, PyAny>>,
+    context: &Bound<'_, PyAny>,
     producer: &std::cell::Cell<Option<Producer<PyResult<Py<PyAny>>>>>,
 ) -> PyResult<()> {
     // The producer stays with the caller until the task exists, so that a failure before
@@ -284,14 +343,23 @@ fn start_task(
         }
         return Ok(());
     }
-    let task = match create_task(py, event_loop, awaitable, context) {
+    let task = match create_task(py, event_loop, awaitable, Some(context)) {
         Ok(task) => task,
         Err(error) => {
             producer.set(Some(unstarted));
             return Err(error);
         }
     };
-    let producer = unstarted;
+    watch_task(py, shared, &task, unstarted)
+}
+
+/// Completes the cell when `task` is done, and cancels `task` when the cell is cancelled.
+fn watch_task(
+    py: Python<'_>,
+    shared: &LoopRef,
+    task: &Bound<'_, PyAny>,
+    producer: Producer<PyResult<Py<PyAny>>>,
+) -> PyResult<()> {
     let callback = Bound::new(
         py,
         IntoFutureDone {
@@ -299,7 +367,7 @@ fn start_task(
             shared: shared.clone(),
         },
     )?;
-    // RegisterWakeup the cancellation path before anyone can complete the cell.
+    // Register the cancellation path before anyone can complete the cell.
     let canceller = LoopWaker::new(
         shared.clone(),
         CancelTask {

@@ -1,5 +1,5 @@
-//! A Python async iterable as a Rust stream: a small Python coroutine (`pump.py`) steps the
-//! iterator on its loop and pushes into the channel.
+//! A Python async iterable as a Rust stream: a pump coroutine (`pump.rs`) steps the
+//! iterator on its loop, as its own task, and pushes into the channel.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,22 +27,21 @@ use crate::event_loop::registry::loop_shared;
 use crate::event_loop::run_if_attached_here;
 use crate::options::StreamOptions;
 use crate::stream::channel::Channel;
+use crate::stream::pump::StreamPump;
 
-struct Inlet {
+pub(crate) struct Inlet {
     channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
-    /// The asyncio future the pump awaits while the buffer is full.
+    /// The future the pump awaits while the buffer is full (made by the pump's loop: an
+    /// asyncio future, or under trio the stand-in of `trio::stream_host`).
     space: Mutex<Option<Py<PyAny>>>,
     /// The pump's task, to cancel when the Rust side drops the stream.
     task: Mutex<Option<Py<PyAny>>>,
     loop_shared: LoopRef,
-    /// What makes the pump's task and its `space()` futures: the event loop, or under trio
-    /// a stand-in with the same two methods (`trio::stream_host`).
-    host: Py<PyAny>,
 }
 
 impl Inlet {
     /// The `space()` future a pump waiting for room awaits, if any.
-    fn take_space(&self) -> Option<Py<PyAny>> {
+    pub(crate) fn take_space(&self) -> Option<Py<PyAny>> {
         lock(&self.space).take()
     }
 
@@ -52,73 +51,53 @@ impl Inlet {
             let _ = set_unless_done(future.bind(py), Ok(py.None()));
         }
     }
-}
 
-/// The Python side of `into_stream`: what the pump coroutine pushes into.
-#[pyclass(frozen, name = "_StreamSink", module = "pyo3_aio")]
-struct StreamSink {
-    shared: Arc<Inlet>,
-}
-
-#[pymethods]
-impl StreamSink {
-    #[getter]
-    fn closed(&self) -> bool {
-        lock(&self.shared.channel).closed
+    /// Whether the consumer closed the stream.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.channel).closed
     }
 
-    /// Adds an item; returns whether the pump must stop pulling: the buffer is now full,
-    /// or the stream was closed (the item is dropped). Either way it awaits `space()` and
-    /// then checks `closed`.
-    fn push(&self, item: Py<PyAny>) -> bool {
-        let (full, waker) = {
-            let mut channel = lock(&self.shared.channel);
+    /// Adds the pump's items (at most the room it was last told of, so never past the
+    /// capacity); returns the room left, and whether the stream was closed (the items are
+    /// dropped then).
+    pub(crate) fn push_items(&self, items: &mut Vec<Py<PyAny>>) -> (usize, bool) {
+        let (room, waker) = {
+            let mut channel = lock(&self.channel);
             if channel.closed {
-                return true;
+                drop(channel);
+                items.clear();
+                return (0, true);
             }
-            channel.items.push_back(Ok(item));
-            (
-                channel.items.len() >= channel.capacity,
-                channel.take_consumers(),
-            )
+            channel.items.extend(items.drain(..).map(Ok));
+            let waker = if channel.consumers.is_empty() {
+                Vec::new()
+            } else {
+                channel.take_consumers()
+            };
+            (channel.capacity.saturating_sub(channel.items.len()), waker)
         };
         waker.into_iter().for_each(Waker::wake);
-        full
+        (room, false)
     }
 
-    /// An asyncio future resolved when the consumer made room (or closed).
-    fn space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let future = self
-            .shared
-            .host
-            .call_method0(py, "create_future")?
-            .into_bound(py);
-        let mut space = lock(&self.shared.space);
+    /// Keeps `future` for the consumer to resolve when it makes room; `false` (nothing
+    /// kept) when there is room already or the stream was closed.
+    pub(crate) fn park_space(&self, future: &Bound<'_, PyAny>) -> bool {
+        let mut space = lock(&self.space);
         let ready = {
-            let channel = lock(&self.shared.channel);
+            let channel = lock(&self.channel);
             channel.closed || channel.items.len() < channel.capacity
         };
-        if ready {
-            future.call_method1("set_result", (py.None(),))?;
-        } else {
+        if !ready {
             *space = Some(future.clone().unbind());
         }
-        Ok(future)
+        !ready
     }
 
-    fn finish(&self) {
-        self.end(None);
-    }
-
-    fn fail(&self, error: Bound<'_, PyAny>) {
-        self.end(Some(PyErr::from_value(error)));
-    }
-}
-
-impl StreamSink {
-    fn end(&self, error: Option<PyErr>) {
+    /// Ends the stream: after the items buffered, with `error` if there is one.
+    pub(crate) fn end(&self, error: Option<PyErr>) {
         let waker = {
-            let mut channel = lock(&self.shared.channel);
+            let mut channel = lock(&self.channel);
             if let Some(error) = error {
                 if !channel.closed {
                     channel.items.push_back(Err(error));
@@ -151,8 +130,11 @@ impl Stream for PyStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let (item, room) = {
             let mut channel = lock(&self.shared.channel);
+            // Only a pop from a full buffer can find a pump waiting for room: the pump parks
+            // only while the buffer is full, and checks again under the lock.
+            let was_full = channel.items.len() >= channel.capacity;
             match channel.items.pop_front() {
-                Some(item) => (item, channel.items.len() < channel.capacity),
+                Some(item) => (item, was_full && channel.items.len() < channel.capacity),
                 None if channel.finished => return Poll::Ready(None),
                 None => {
                     channel.wait(cx.waker());
@@ -280,15 +262,16 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
         space: Mutex::new(None),
         task: Mutex::new(None),
         loop_shared: Arc::downgrade(&state),
-        host: event_loop.clone().unbind(),
     });
-    let sink = Py::new(
+    let pump = Bound::new(
         py,
-        StreamSink {
-            shared: shared.clone(),
-        },
+        StreamPump::new(
+            iterator.unbind(),
+            shared.clone(),
+            event_loop.clone().unbind(),
+        ),
     )?;
-    let pump = crate::callables::stream_pump(py)?.call1((iterator, sink))?;
+    crate::stream::pump_slot::install_pump_am_send(py);
     let start = {
         let shared = shared.clone();
         let event_loop = event_loop.clone().unbind();
@@ -307,7 +290,7 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
                 Ok(task) => *lock(&shared.task) = Some(task.unbind()),
                 Err(error) => {
                     let _ = pump.bind(py).call_method0("close");
-                    StreamSink { shared }.end(Some(error.clone_ref(py)));
+                    shared.end(Some(error.clone_ref(py)));
                     if is_interrupt(py, &error) {
                         return Err(error);
                     }

@@ -7,8 +7,11 @@
 //! item and adds the rest without waking anyone.
 
 pub(crate) mod channel;
+pub(crate) mod delegate;
 pub(crate) mod from_python;
 pub(crate) mod local;
+pub(crate) mod pump;
+pub(crate) mod pump_slot;
 pub(crate) mod ready;
 pub(crate) mod send;
 pub(crate) mod to_python;
