@@ -209,7 +209,11 @@ fn version_venv(dir: &Path, version: &str) -> Result<PathBuf> {
             .arg(&venv)
             .run(STEP)?;
     }
-    for (package, module) in [("maturin", "maturin"), ("uvloop", "uvloop"), ("trio", "trio")] {
+    for (package, module) in [
+        ("maturin", "maturin"),
+        ("uvloop", "uvloop"),
+        ("trio", "trio"),
+    ] {
         let present = Cmd::new(&python)
             .args(["-c", &format!("import {module}")])
             .probe(STEP)
