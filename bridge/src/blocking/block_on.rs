@@ -6,7 +6,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3_aio_core::{Spawner, completion};
 
 use crate::asyncio::running_loop;
@@ -77,14 +76,31 @@ where
 }
 
 /// Whether this is Python's main thread, the one that runs signal handlers.
+/// Whether this is Python's main thread: `threading.main_thread().ident`, looked up once
+/// per process (a forked child has its own), compared with this thread's ident. No Python
+/// code runs on the common path, so a pending Ctrl-C is not raised from here, and a ready
+/// blocking call pays two loads and a comparison.
 fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
-    static THREADING: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-    let (current, main) = THREADING.get_or_try_init(py, || {
-        let threading = py.import("threading")?;
-        Ok::<_, PyErr>((
-            threading.getattr("current_thread")?.unbind(),
-            threading.getattr("main_thread")?.unbind(),
-        ))
-    })?;
-    Ok(current.bind(py).call0()?.is(&main.bind(py).call0()?))
+    static MAIN: std::sync::Mutex<Option<(u64, usize)>> = std::sync::Mutex::new(None);
+    let generation = pyo3_aio_core::fork::generation();
+    let known = *crate::sync::lock(&MAIN);
+    let main = match known {
+        Some((ident, seen)) if seen == generation => ident,
+        _ => {
+            let ident = py
+                .import("threading")?
+                .call_method0("main_thread")?
+                .getattr("ident")?
+                .extract::<u64>()?;
+            *crate::sync::lock(&MAIN) = Some((ident, generation));
+            ident
+        }
+    };
+    #[allow(
+        clippy::useless_conversion,
+        reason = "c_ulong is u64 here, u32 on some platforms"
+    )]
+    // SAFETY: a plain query of the calling thread's identifier.
+    let current = u64::from(unsafe { pyo3::ffi::PyThread_get_thread_ident() });
+    Ok(current == main)
 }
