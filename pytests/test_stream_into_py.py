@@ -422,16 +422,9 @@ def test_aclose_while_another_task_waits_ends_that_task(run, runtime, kind, pati
     run(main)
 
 
-def test_two_tasks_iterating_one_stream_share_its_items(request, run, runtime, kind, patience):
+def test_two_tasks_iterating_one_stream_share_its_items(run, runtime, kind, patience):
     """Each item goes to exactly one of the tasks and both finish; a concurrent `__anext__`
     may instead raise RuntimeError, as an async generator's does, but must not hang."""
-    if kind == "local":
-        # Still run and reported (XFAIL/XPASS): about one run in five, one of the two tasks
-        # on a `!Send` stream never finishes (a lost wake-up, seen since this round's
-        # merges). Not strict because it usually passes; to be fixed, then this removed.
-        request.node.add_marker(
-            pytest.mark.xfail(strict=False, reason="known bridge bug: intermittent hang, !Send stream, two consumers")
-        )
     count = 20
 
     async def main():
@@ -449,6 +442,54 @@ def test_two_tasks_iterating_one_stream_share_its_items(request, run, runtime, k
         for mine in received:
             assert mine == sorted(mine)
         assert sorted(received[0] + received[1]) == list(range(count))
+
+    run(main)
+
+
+async def outcome(awaitable):
+    """What awaiting `awaitable` gives: its result, or the exception's type."""
+    try:
+        return await awaitable
+    except Exception as error:  # noqa: BLE001 - the type is what the tests check
+        return type(error)
+
+
+def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for(run, runtime, kind, patience):
+    """Task A waits in `__anext__`; the stream's next item becomes ready, but before the
+    wake reaches A, task B's `__anext__` polls and takes it (as a poll finds an expired
+    timer before it fires, and drops it). That item was the last: A must see the end, not
+    wait for a wake the stream no longer owes anyone."""
+
+    async def main():
+        stream, gate = m.gated_stream(runtime, 1, kind == "local")
+        a = asyncio.ensure_future(outcome(stream.__anext__()))
+        await asyncio.sleep(0)
+        assert not a.done()
+        gate.open(wake=False)
+        b = asyncio.ensure_future(outcome(stream.__anext__()))
+        got = await finish([a, b], patience)
+        assert sorted(got, key=str) == sorted([0, StopAsyncIteration], key=str)
+
+    run(main)
+
+
+def test_a_waiting_task_gets_the_next_item_when_another_took_one_and_left(run, runtime, kind, patience):
+    """As above, but B takes item 0 and iterates no further: A, still waiting, gets item 1
+    when it comes (the stream has to be polled again for A to be woken by it)."""
+
+    async def main():
+        stream, gate = m.gated_stream(runtime, 3, kind == "local")
+        a = asyncio.ensure_future(outcome(stream.__anext__()))
+        await asyncio.sleep(0)
+        assert not a.done()
+        gate.open(wake=False)
+        b = await finish([asyncio.ensure_future(outcome(stream.__anext__()))], patience)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.open()
+        got = await finish([a], patience) + b
+        assert sorted(got) == [0, 1]
+        await stream.aclose()
 
     run(main)
 

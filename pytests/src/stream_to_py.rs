@@ -5,8 +5,9 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -228,14 +229,108 @@ fn loop_stream<'py>(py: Python<'py>, runtime: Runtime, n: usize) -> PyResult<Bou
     runtime.stream_into_py(py, None, stream)
 }
 
+/// What a gated stream may yield: the numbers below `opened`, up to its end.
+#[derive(Default)]
+struct GateState {
+    opened: u64,
+    waker: Option<Waker>,
+}
+
+/// Opens a gated stream (`gated_stream`) one item at a time, from Python.
+#[pyclass(frozen, name = "StreamGate", module = "pyo3_aio_tests")]
+struct StreamGate {
+    state: Arc<Mutex<GateState>>,
+}
+
+#[pymethods]
+impl StreamGate {
+    /// Lets one more item through. With `wake` the waker of the last poll that waited is
+    /// woken now; without it the wake is owed, as a timer that expired but has not yet
+    /// fired owes one, and a poll that takes the item first cancels it (as polling an
+    /// expired timer drops its registration), so nobody is woken for this item.
+    #[pyo3(signature = (wake = true))]
+    fn open(&self, wake: bool) {
+        let waker = {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.opened += 1;
+            if wake { state.waker.take() } else { None }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The numbers `0..n`, each only once its gate let it through (`StreamGate.open`).
+struct GatedStream {
+    next: u64,
+    end: u64,
+    state: Arc<Mutex<GateState>>,
+}
+
+impl Stream for GatedStream {
+    type Item = PyResult<u64>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.next == this.end {
+            return Poll::Ready(None);
+        }
+        let mut state = this
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if this.next < state.opened {
+            // The registration is used up: the item is taken without the wake it was for.
+            state.waker = None;
+            this.next += 1;
+            return Poll::Ready(Some(Ok(this.next - 1)));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A stream of `0..n` whose items a `StreamGate` lets through one at a time; `local` makes
+/// it `!Send` (polled on the loop thread), else it is produced on `runtime`.
+#[pyfunction]
+fn gated_stream<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    n: u64,
+    local: bool,
+) -> PyResult<(Bound<'py, PyAny>, StreamGate)> {
+    let state = Arc::new(Mutex::new(GateState::default()));
+    let stream = GatedStream {
+        next: 0,
+        end: n,
+        state: state.clone(),
+    };
+    let iterator = if local {
+        let stream = LocalOnly {
+            stream,
+            _not_send: PhantomData,
+        };
+        runtime.local_stream_into_py(py, stream)?
+    } else {
+        runtime.stream_into_py(py, None, stream)?
+    };
+    Ok((iterator, StreamGate { state }))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(
         m,
         count_stream,
         probed_stream,
         local_count_stream,
-        loop_stream
+        loop_stream,
+        gated_stream
     );
     m.add_class::<StreamProbe>()?;
+    m.add_class::<StreamGate>()?;
     Ok(())
 }
