@@ -26,24 +26,15 @@ future dropped. Nothing here asserts on time: the table says met / missed.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
 import sys
-import time
 
 import trio
 
 import pyo3_aio_bench as m
+from sampling import sample
+from scenarios import now, returns
 
 TARGETS = {"T1": 2.0, "T1b": None, "T2": 1.5, "T4": 1.5}
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-async def returns(value):
-    return value
 
 
 async def t1_ready(runtime, n):
@@ -55,7 +46,7 @@ async def t1_ready(runtime, n):
         ready = m.ready
         for i in range(n):
             await ready(runtime, i)
-    return (now() - start) * 1e9 / n, None
+    return now() - start
 
 
 async def t1b_hop(runtime, n):
@@ -69,7 +60,7 @@ async def t1b_hop(runtime, n):
         hop = m.hop
         for i in range(n):
             await hop(runtime, i)
-    return (now() - start) * 1e9 / n, None
+    return now() - start
 
 
 async def t2_timers(runtime, n):
@@ -80,7 +71,7 @@ async def t2_timers(runtime, n):
                 nursery.start_soon(trio.sleep, 0.001)
             else:
                 nursery.start_soon(m.sleep, runtime, 1.0)
-    return (now() - start) * 1e3, None
+    return now() - start
 
 
 async def t4_cancel(runtime, n):
@@ -118,8 +109,7 @@ async def t4_cancel(runtime, n):
             start = now()
             scope.cancel()
             nursery.cancel_scope.cancel()
-    elapsed = now() - start
-    return elapsed * 1e3, dropped()
+    return now() - start, dropped()
 
 
 SCENARIOS = [
@@ -130,21 +120,10 @@ SCENARIOS = [
 ]
 
 
-def measure(body, runtime, n, runs, budget):
-    async def main():
-        await body(runtime, max(n // 10, 4))
-        values, drops, spent = [], [], 0.0
-        while len(values) < runs and (not values or spent < budget):
-            gc.collect()
-            start = now()
-            value, dropped = await body(runtime, n)
-            spent += now() - start
-            values.append(value)
-            if dropped is not None:
-                drops.append(dropped)
-        return statistics.median(values), (min(drops) if drops else None)
-
-    return trio.run(main)
+def measure(body, runtime, unit, n, runs, budget):
+    """The median figure and the fewest futures dropped (T4) of `body` under `trio.run`."""
+    cell = trio.run(sample, lambda k: body(runtime, k), n, runs, budget, unit)
+    return cell.value, cell.dropped
 
 
 def fmt(value, unit):
@@ -172,11 +151,11 @@ def main() -> int:
     ]
     for key, title, unit, body, size, quick_size in SCENARIOS:
         n = quick_size if args.quick else size
-        base, _ = measure(body, None, n, runs, args.budget)
+        base, _ = measure(body, None, unit, n, runs, args.budget)
         lines.append(f"| {key} {title} | plain trio | {n:,} | {fmt(base, unit)} | — | — | — |")
         for runtime in m.RUNTIMES:
             try:
-                value, dropped = measure(body, runtime, n, runs, args.budget)
+                value, dropped = measure(body, runtime, unit, n, runs, args.budget)
             except Exception as error:  # reported, not fatal
                 lines.append(f"| {key} {title} | pyo3-aio {runtime} | {n:,} | error: {error} | | | ✗ |")
                 continue

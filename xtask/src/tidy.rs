@@ -37,11 +37,6 @@ const LONG_FILES: &[(&str, &str)] = &[
          next to each atomic operation read as one story",
     ),
     (
-        "bench/driver.py",
-        "one script the bench step runs with no package around it: scenarios, measurement \
-         and the report written from them",
-    ),
-    (
         "pytests/src/mutants.rs",
         "the mutation tests' stepped futures, streams and executors, one per planted bug, \
          kept side by side so that test_mutants.py and plant_bugs.py map onto one file",
