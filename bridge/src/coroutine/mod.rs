@@ -106,12 +106,11 @@ impl RustCoroutine {
         }
     }
 
-    /// [`RustCoroutine::new`] for an awaitable that stands in for something other than a
-    /// coroutine: dropped unawaited, it says nothing.
-    pub(crate) fn quiet(start: Box<dyn Start>, name: &'static str) -> Self {
-        let mut quiet = Self::new(start, name);
-        quiet.warn_unawaited = false;
-        quiet
+    /// This coroutine, made to stand in for an awaitable other than a coroutine: dropped
+    /// unawaited, it says nothing.
+    pub(crate) fn quiet(mut self) -> Self {
+        self.warn_unawaited = false;
+        self
     }
 
     /// Advances the coroutine: the object to yield to the Task, or the value to return.

@@ -246,10 +246,24 @@ where
     F: Future<Output = PyResult<T>> + 'static,
     T: for<'a> IntoPyObject<'a> + 'static,
 {
+    let coroutine = loop_thread_object(py, first_poll, future, name);
+    Ok(Bound::new(py, coroutine)?.into_any())
+}
+
+/// The object of [`loop_thread_coroutine`], not yet handed to Python.
+pub(crate) fn loop_thread_object<F, T>(
+    py: Python<'_>,
+    first_poll: FirstPoll,
+    future: F,
+    name: &'static str,
+) -> crate::coroutine::RustCoroutine
+where
+    F: Future<Output = PyResult<T>> + 'static,
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
     crate::coroutine::install_am_send(py);
     let start = LoopThreadStart::new(future, first_poll);
-    let coroutine = crate::coroutine::RustCoroutine::new(Box::new(start), name);
-    Ok(Bound::new(py, coroutine)?.into_any())
+    crate::coroutine::RustCoroutine::new(Box::new(start), name)
 }
 
 /// [`local_future_into_py`](crate::generic::local_future_into_py) choosing whether the

@@ -11,9 +11,8 @@ use pyo3::prelude::*;
 use pyo3_aio_core::Spawner;
 
 use crate::asyncio::running::running_loop;
-use crate::coroutine::RustCoroutine;
 use crate::coroutine::local_future_into_py_with;
-use crate::coroutine::on_loop_thread::LoopThreadStart;
+use crate::coroutine::on_loop_thread::loop_thread_object;
 use crate::locals::LocalsSlot;
 use crate::locals::fill;
 use crate::locals::scoped_locals;
@@ -118,9 +117,7 @@ fn after_drop<'py>(
         outcome
     };
     // An async generator's `aclose()` left unawaited gives no warning; neither does this.
-    crate::coroutine::install_am_send(py);
-    let start = LoopThreadStart::new(waiting, FirstPoll::Inline);
-    let closing = RustCoroutine::quiet(Box::new(start), "RustStream.aclose");
+    let closing = loop_thread_object(py, FirstPoll::Inline, waiting, "RustStream.aclose").quiet();
     Ok(Bound::new(py, closing)?.into_any())
 }
 
