@@ -1,50 +1,33 @@
 //! Python awaitable -> Rust future.
 //!
 //! The awaitable is scheduled on its event loop as a task (right away when called on the
-//! loop's thread, through the loop's wake queue otherwise). The task's done-callback
-//! completes a completion cell, which wakes the Rust future. Dropping the Rust future
-//! cancels the cell, whose producer-side waker queues `task.cancel()` on the loop: no GIL
-//! is needed on the dropping thread.
+//! loop's thread, through the loop's wake queue otherwise; `asyncio.rs`), or as a system
+//! task of a trio run (`trio.rs`). The task's done-callback completes a completion cell,
+//! which wakes the Rust future. Dropping the Rust future cancels the cell, whose
+//! producer-side waker queues the task's cancellation on the loop: no GIL is needed on the
+//! dropping thread.
 
+mod asyncio;
 pub(crate) mod trio;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::task::Context;
 use std::task::Poll;
-use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-
-use crate::callables;
-
-use crate::errors::closed_cell;
-
-use crate::sync::lock;
 use pyo3_aio_core::Consumer;
-use pyo3_aio_core::Producer;
-use pyo3_aio_core::completion;
 
-use crate::asyncio::cancel_task;
-use crate::asyncio::create_task;
-use crate::asyncio::eager::create_task_here;
-use crate::asyncio::is_interrupt;
-use crate::asyncio::report;
 use crate::asyncio::running::running_loop;
 use crate::asyncio::running::runs_here;
-use crate::event_loop::LoopItem;
-use crate::event_loop::LoopRef;
-use crate::event_loop::inline_drain::drain_after;
-use crate::event_loop::registry::loop_shared;
+use crate::callables;
+use crate::errors::closed_cell;
 use crate::event_loop::registry::running_loops;
-use crate::event_loop::waker::KeptForLoop;
-use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::locals::TaskLocals;
 use crate::locals::scoped_locals;
+use asyncio::start_here;
 
 /// The Rust future of a Python awaitable; see [`into_future`].
 ///
@@ -241,209 +224,5 @@ fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResul
     if crate::trio::is_token(&event_loop) {
         return trio::start(py, awaitable, locals);
     }
-    if event_loop.call_method0("is_closed")?.is_truthy()? {
-        return Err(PyRuntimeError::new_err("the event loop is closed"));
-    }
-    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
-    let shared = loop_shared(py, &event_loop)?;
-    let awaitable = awaitable.clone().unbind();
-    let context = match context {
-        Some(context) => context,
-        None => crate::asyncio::copy_current_context(py)?,
-    }
-    .unbind();
-    let event_loop = event_loop.unbind();
-    let target = Arc::downgrade(&shared);
-    shared.queue(LoopItem::Call(Box::new(move |py| {
-        let event_loop = event_loop.bind(py);
-        let producer = std::cell::Cell::new(Some(producer));
-        if let Err(error) = start_task(
-            py,
-            &target,
-            event_loop,
-            awaitable.bind(py),
-            context.bind(py),
-            &producer,
-        ) {
-            if is_interrupt(py, &error) {
-                return Err(error);
-            }
-            // The task could not be made (say, a future of another loop: ValueError):
-            // the Rust side awaiting it gets the error, as it would on the loop thread.
-            match producer.take() {
-                Some(producer) => drop(producer.complete(Err(error))),
-                None => report(
-                    py,
-                    event_loop,
-                    "pyo3-aio could not schedule an awaitable",
-                    error,
-                ),
-            }
-        }
-        Ok(())
-    })));
-    Ok(PyFuture {
-        outcome: Outcome::Cell(consumer),
-        loop_thread: None,
-    })
-}
-
-/// Starts the awaitable on `event_loop`, which runs on this thread: a coroutine starts
-/// eagerly where Python can (`asyncio/eager.rs`), and one that finished meanwhile gives a
-/// `PyFuture` that is ready at once. Without a context, the task copies the current one by
-/// itself: that of the Python task this Rust future runs in.
-fn start_here(
-    awaitable: &Bound<'_, PyAny>,
-    event_loop: &Bound<'_, PyAny>,
-    context: Option<&Bound<'_, PyAny>>,
-) -> PyResult<PyFuture> {
-    let py = awaitable.py();
-    // SAFETY: plain type check on a valid object pointer.
-    let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
-    let task = create_task_here(py, event_loop, awaitable, context)?;
-    // Only a coroutine's task can be done already (an eager start); other awaitables may
-    // come back as objects of their own, which need not answer `done()`.
-    if is_coroutine && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
-        return Ok(PyFuture {
-            outcome: Outcome::Ready(Some(result)),
-            loop_thread: None,
-        });
-    }
-    let (producer, consumer) = completion::<PyResult<Py<PyAny>>>();
-    let shared = loop_shared(py, event_loop)?;
-    watch_task(py, &Arc::downgrade(&shared), &task, producer)?;
-    Ok(PyFuture {
-        outcome: Outcome::Cell(consumer),
-        loop_thread: Some(std::thread::current().id()),
-    })
-}
-
-/// Creates the task from the loop's queue (the awaitable came from another thread).
-fn start_task(
-    py: Python<'_>,
-    shared: &LoopRef,
-    event_loop: &Bound<'_, PyAny>,
-    awaitable: &Bound<'_, PyAny>,
-    context: &Bound<'_, PyAny>,
-    producer: &std::cell::Cell<Option<Producer<PyResult<Py<PyAny>>>>>,
-) -> PyResult<()> {
-    // The producer stays with the caller until the task exists, so that a failure before
-    // then can complete the cell with the error.
-    let Some(unstarted) = producer.take() else {
-        return Ok(());
-    };
-    if unstarted.is_cancelled() {
-        // The Rust side gave up before the task started: close a coroutine so Python does
-        // not warn that it was never awaited.
-        if awaitable.hasattr("close")? {
-            let _ = awaitable.call_method0("close");
-        }
-        return Ok(());
-    }
-    let task = match create_task(py, event_loop, awaitable, Some(context)) {
-        Ok(task) => task,
-        Err(error) => {
-            producer.set(Some(unstarted));
-            return Err(error);
-        }
-    };
-    watch_task(py, shared, &task, unstarted)
-}
-
-/// Completes the cell when `task` is done, and cancels `task` when the cell is cancelled.
-fn watch_task(
-    py: Python<'_>,
-    shared: &LoopRef,
-    task: &Bound<'_, PyAny>,
-    producer: Producer<PyResult<Py<PyAny>>>,
-) -> PyResult<()> {
-    let callback = Bound::new(
-        py,
-        IntoFutureDone {
-            producer: Mutex::new(Some(producer)),
-            shared: shared.clone(),
-        },
-    )?;
-    // Register the cancellation path before anyone can complete the cell.
-    let canceller = LoopWaker::new(
-        shared.clone(),
-        CancelTask {
-            task: KeptForLoop::new(task.clone().unbind()),
-            message: Mutex::new(None),
-        },
-    );
-    let waker = Waker::from(canceller);
-    let already_cancelled = lock(&callback.get().producer)
-        .as_mut()
-        .is_some_and(|producer| {
-            producer
-                .poll_cancelled(&mut Context::from_waker(&waker))
-                .is_ready()
-        });
-    task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))?;
-    if already_cancelled {
-        task.call_method0(pyo3::intern!(py, "cancel"))?;
-    }
-    Ok(())
-}
-
-/// Completes the cell from the task's result.
-#[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
-struct IntoFutureDone {
-    producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
-    /// The task's loop: a Rust future waiting there is resumed before this callback returns.
-    shared: LoopRef,
-}
-
-#[pymethods]
-impl IntoFutureDone {
-    fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = task.py();
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
-        let producer = lock(&self.producer).take();
-        let Some(producer) = producer else {
-            return Ok(());
-        };
-        // The loop calls this at the top level of an iteration, like the wake-up of a
-        // Python task awaiting `task`: a Rust future on this loop's thread that waits for
-        // the result resumes right here rather than one iteration later.
-        drain_after(py, &self.shared, || {
-            // Err: the Rust future was dropped meanwhile; the result is dropped here.
-            let _ = producer.complete(result);
-        })
-    }
-}
-
-/// The producer-side waker: the Rust future was dropped, so cancel the Python task.
-struct CancelTask {
-    task: KeptForLoop<PyAny>,
-    /// The message of the `cancel(msg)` that dropped the Rust future, if any.
-    message: Mutex<Option<crate::waiter::CancelMessage>>,
-}
-
-impl LoopBound for CancelTask {
-    /// Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task is
-    /// cancelled with that message too.
-    fn woken(&self) {
-        if let Some(msg) = crate::waiter::cancel_message() {
-            *lock(&self.message) = Some(msg);
-        }
-    }
-
-    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
-        if let Some(task) = self.task.get(py) {
-            let msg = crate::sync::lock(&self.message).take();
-            let msg = msg.as_deref();
-            cancel_task(py, task.bind(py), msg, "pyo3-aio could not cancel a task");
-        }
-    }
-
-    fn abandon(&self) {
-        self.task.release();
-    }
+    asyncio::start_elsewhere(py, awaitable, &event_loop, context)
 }
