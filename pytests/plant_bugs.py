@@ -5,9 +5,10 @@ bridge/src back (`git checkout -- bridge/src`: run it on a clean tree). One JSON
 bug goes to stdout and target/mutants.jsonl, the full pytest output to
 target/mutant-logs/.
 
-Bugs a1, a2, a3, d and k3 still name the files and code of before the bridge was split
-into folders and the stream pump rewritten in Rust: `apply` stops on them (its assert) until
-they are planted again in the code that replaced them. The others point at the new files.
+Bug (a) was planted three times (a1-a3) while each loop-bound waker had its own `queued`
+flag; it is planted once now, in the one `LoopWaker` that owns that protocol (and the
+loop-thread task's own rearm before its poll). Bug (d) is planted in the Rust pump that
+replaced the Python one.
 
 Bug (f), `closed` read before enqueueing, is not here: that hand-off is core's
 `LoopQueue` now, and loom-tests/tests/planted_bug.rs keeps it planted for the loom models.
@@ -34,7 +35,7 @@ MUTANTS = {
        "        if channel.closed {\n            // Closed while this poll ran",
        "        if std::hint::black_box(false) && channel.closed {\n            // Closed while this poll ran",
        ["test_stream_into_py.py", "test_differential.py"]),
- "g": ("bridge/src/into_future/mod.rs",
+ "g": ("bridge/src/into_future/asyncio.rs",
        "    if already_cancelled {\n",
        "    if std::hint::black_box(false) && already_cancelled {\n",
        ["test_into_future.py", "test_cancellation.py", "test_bad_input.py"]),
@@ -50,14 +51,6 @@ MUTANTS = {
        "        if !self.gone.load(Ordering::SeqCst) {\n            return true;\n        }",
        "        if std::hint::black_box(true) || !self.gone.load(Ordering::SeqCst) {\n            return true;\n        }",
        ["test_cancellation.py", "test_differential.py", "test_stress_cancellation.py"]),
- "a1": ("bridge/src/coroutine.rs",
-       "        self.queued.store(false, Ordering::Release);\n        let Some(mut bound) = self.lock().future.take() else {",
-       "        let Some(mut bound) = self.lock().future.take() else {",
-       ["test_local_future.py", "test_homes.py", "test_differential.py"]),
- "d": ("bridge/src/stream.rs",
-       "                channel.items.len() >= channel.capacity,\n                channel.take_consumers(),",
-       "                std::hint::black_box(false),\n                channel.take_consumers(),",
-       ["test_into_stream.py", "test_stress_memory.py"]),
  "i": ("bridge/src/coroutine/on_runtime.rs",
        "        if producer.poll_cancelled(cx).is_ready() || !interpreter_alive() {",
        "        if producer.poll_cancelled(cx).is_ready() {",
@@ -66,26 +59,30 @@ MUTANTS = {
        "        if mine {\n            self.pending.set(true);\n        }\n",
        "",
        ["test_homes.py", "test_local_future.py", "test_into_future.py"]),
- "a2": ("bridge/src/coroutine.rs",
-       "        self.queued.store(false, Ordering::Release);\n        if let Some(waiter) = self.waiter.get(py) {",
-       "        if let Some(waiter) = self.waiter.get(py) {",
-       ["test_cancellation.py", "test_results_and_errors.py", "test_completion_path.py", "test_differential.py"]),
- "a3": ("bridge/src/into_future.rs",
-       "        self.queued.store(false, Ordering::Release);\n        if let Some(task) = self.task.get(py) {",
-       "        if let Some(task) = self.task.get(py) {",
-       ["test_cancellation.py", "test_into_future.py"]),
  "k2": ("bridge/src/stream/from_python.rs",
        "        if room && let Some(future) = self.shared.take_space() {",
        "        if room && std::hint::black_box(false) && let Some(future) = self.shared.take_space() {",
        ["test_into_stream.py"]),
- "k3": ("bridge/src/waiter.rs",
-       "            Python::attach(|py| {\n                source.stop(py);\n            });\n        }\n    }\n}\n\n/// Error for a Rust future",
-       "            drop(source);\n        }\n    }\n}\n\n/// Error for a Rust future",
+ "a": ("bridge/src/event_loop/waker.rs",
+       "        self.rearm();\n        self.target.run(py, &self);\n",
+       "        self.target.run(py, &self);\n",
+       ["test_local_future.py", "test_homes.py", "test_differential.py", "test_cancellation.py"]),
+ "d": ("bridge/src/stream/pump.rs",
+       "        (room == 0 || closed, closed)\n",
+       "        (closed, closed)\n",
+       ["test_into_stream.py", "test_stress_memory.py"]),
+ "k3": ("bridge/src/waiter/mod.rs",
+       "            Python::attach(|py| {\n                source.stop(py);\n            });\n        }\n    }\n}\n",
+       "            drop(source);\n        }\n    }\n}\n",
        ["test_cancellation.py", "test_differential.py", "test_loop_closed.py", "test_stress_memory.py"]),
 }
 
-# "i" also removes the guard in the stream pump.
-EXTRA = {"i": [("bridge/src/stream/send.rs",
+# "i" also removes the guard in the stream pump; "a" also the loop-thread task's own rearm
+# before its poll.
+EXTRA = {"a": [("bridge/src/coroutine/on_loop_thread.rs",
+                "        task.rearm();\n        let this = task.target();",
+                "        let this = task.target();")],
+         "i": [("bridge/src/stream/send.rs",
                 "if channel.closed || channel.finished || !crate::coroutine::interpreter_alive() {",
                 "if channel.closed || channel.finished {")]}
 
