@@ -454,6 +454,16 @@ async def outcome(awaitable):
         return type(error)
 
 
+async def waiting_for_an_item(stream, gate):
+    """A task waiting in `stream.__anext__()` for an item that `gate` then lets through
+    without waking it yet (the wake is owed, see `StreamGate.open`)."""
+    a = asyncio.ensure_future(outcome(stream.__anext__()))
+    await asyncio.sleep(0)
+    assert not a.done()
+    gate.open(wake=False)
+    return a
+
+
 def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for(run, runtime, kind, patience):
     """Task A waits in `__anext__`; the stream's next item becomes ready, but before the
     wake reaches A, task B's `__anext__` polls and takes it (as a poll finds an expired
@@ -462,10 +472,7 @@ def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for
 
     async def main():
         stream, gate = m.gated_stream(runtime, 1, kind == "local")
-        a = asyncio.ensure_future(outcome(stream.__anext__()))
-        await asyncio.sleep(0)
-        assert not a.done()
-        gate.open(wake=False)
+        a = await waiting_for_an_item(stream, gate)
         b = asyncio.ensure_future(outcome(stream.__anext__()))
         got = await finish([a, b], patience)
         assert sorted(got, key=str) == sorted([0, StopAsyncIteration], key=str)
@@ -479,10 +486,7 @@ def test_a_waiting_task_gets_the_next_item_when_another_took_one_and_left(run, r
 
     async def main():
         stream, gate = m.gated_stream(runtime, 3, kind == "local")
-        a = asyncio.ensure_future(outcome(stream.__anext__()))
-        await asyncio.sleep(0)
-        assert not a.done()
-        gate.open(wake=False)
+        a = await waiting_for_an_item(stream, gate)
         b = await finish([asyncio.ensure_future(outcome(stream.__anext__()))], patience)
         for _ in range(5):
             await asyncio.sleep(0)

@@ -150,32 +150,12 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::task::{Wake, Waker};
+    use std::sync::Mutex;
 
     use pyo3::PyResult;
 
     use super::{Channel, close_channel, finish_channel};
-
-    /// Counts its wakes.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counted() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count::default());
-        (count.clone(), Waker::from(count))
-    }
-
-    fn woken(count: &Count) -> usize {
-        count.0.load(Ordering::SeqCst)
-    }
+    use crate::stream::counted::{counted, woken};
 
     #[test]
     fn a_new_channel_is_open_with_room_for_one_at_least() {

@@ -124,36 +124,19 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
 
     use super::Waiters;
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::stream::counted::{Count, counted, woken};
 
     fn waiting(waiters: &Waiters, n: usize) -> Vec<(Arc<Count>, Waker)> {
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let count = Arc::new(Count::default());
-                (count.clone(), Waker::from(count))
-            })
-            .collect();
+        let tasks: Vec<_> = (0..n).map(|_| counted()).collect();
         tasks.iter().for_each(|(_, waker)| waiters.add(waker));
         tasks
     }
 
     fn wakes(tasks: &[(Arc<Count>, Waker)]) -> Vec<usize> {
-        tasks
-            .iter()
-            .map(|(count, _)| count.0.load(Ordering::SeqCst))
-            .collect()
+        tasks.iter().map(|(count, _)| woken(count)).collect()
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub(crate) mod ready;
 pub(crate) mod send;
 pub(crate) mod to_python;
 
+#[cfg(test)]
+mod counted;
+
 pub use from_python::{PyStream, into_stream, into_stream_with};
 pub use to_python::RustStream;
 pub(crate) use to_python::{local_stream_into_py, stream_into_py};
