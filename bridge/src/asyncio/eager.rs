@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 use crate::asyncio::create_task;
@@ -101,47 +100,15 @@ fn eager_task<'py>(
     awaitable: &Bound<'py, PyAny>,
     context: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let task_class = callables::task(py)?;
+    static KEYWORDS: callables::Keywords =
+        callables::Keywords::new(&["loop", "context", "eager_start"]);
     let none = py.None();
     let context = context.map_or(none.bind(py), |context| context);
     let eager = pyo3::types::PyBool::new(py, true);
-    #[cfg(not(Py_LIMITED_API))]
-    {
-        static KEYWORDS: PyOnceLock<Py<pyo3::types::PyTuple>> = PyOnceLock::new();
-        let keywords = KEYWORDS.get_or_try_init(py, || {
-            pyo3::types::PyTuple::new(py, ["loop", "context", "eager_start"]).map(Bound::unbind)
-        })?;
-        // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
-        let args = [
-            std::ptr::null_mut(),
-            awaitable.as_ptr(),
-            event_loop.as_ptr(),
-            context.as_ptr(),
-            eager.as_ptr(),
-        ];
-        // SAFETY: the GIL is held (`py`); `args[1..]` are valid borrowed references that
-        // outlive the call (one positional argument, then one per name in `keywords`, a
-        // tuple of strings); slot 0 exists, as PY_VECTORCALL_ARGUMENTS_OFFSET allows the
-        // callee to overwrite it. The call returns a new reference, or NULL with an
-        // exception set, which `from_owned_ptr_or_err` turns into the error.
-        unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                pyo3::ffi::PyObject_Vectorcall(
-                    task_class.as_ptr(),
-                    args.as_ptr().add(1),
-                    1 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-                    keywords.as_ptr(),
-                ),
-            )
-        }
-    }
-    #[cfg(Py_LIMITED_API)]
-    {
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("loop", event_loop)?;
-        kwargs.set_item("context", context)?;
-        kwargs.set_item("eager_start", eager)?;
-        task_class.call((awaitable,), Some(&kwargs))
-    }
+    callables::call_with_keywords(
+        callables::task(py)?,
+        awaitable,
+        &KEYWORDS,
+        &[event_loop, context, eager.as_any()],
+    )
 }

@@ -88,9 +88,14 @@ pub(crate) fn create_task<'py>(
             if is_coroutine
                 && *CREATE_TASK_HAS_CONTEXT.get_or_init(|| py.version_info() >= (3, 11)) =>
         {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", context)?;
-            return event_loop.call_method(create_task, (awaitable,), Some(&kwargs));
+            static CONTEXT: callables::Keywords = callables::Keywords::new(&["context"]);
+            return callables::call_method_with_keywords(
+                event_loop,
+                create_task,
+                awaitable,
+                &CONTEXT,
+                &[context],
+            );
         }
         _ => {}
     }
