@@ -40,8 +40,9 @@ pub(crate) fn create_task_here<'py>(
     create_task(py, event_loop, awaitable, context)
 }
 
-/// Whether `asyncio.Task` takes `eager_start` (Python 3.12+).
-fn eager_start_exists(py: Python<'_>) -> bool {
+/// Whether `asyncio.Task` takes `eager_start` (Python 3.12+): before, no task starts
+/// before the loop steps it.
+pub(crate) fn eager_start_exists(py: Python<'_>) -> bool {
     // Cached: `version_info` formats and parses the version string on every call.
     static EXISTS: OnceLock<bool> = OnceLock::new();
     *EXISTS.get_or_init(|| py.version_info() >= (3, 12))

@@ -15,7 +15,7 @@ use pyo3_aio_core::completion;
 
 use crate::asyncio::cancel_task;
 use crate::asyncio::create_task;
-use crate::asyncio::eager::create_task_here;
+use crate::asyncio::eager::{create_task_here, eager_start_exists};
 use crate::asyncio::is_interrupt;
 use crate::asyncio::report;
 use crate::event_loop::LoopItem;
@@ -96,9 +96,14 @@ pub(super) fn start_here(
     // SAFETY: plain type check on a valid object pointer.
     let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
     let task = create_task_here(py, event_loop, awaitable, context)?;
-    // Only a coroutine's task can be done already (an eager start); other awaitables may
-    // come back as objects of their own, which need not answer `done()`.
-    if is_coroutine && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+    // Only a coroutine's task can be done already (an eager start, Python 3.12+); other
+    // awaitables may come back as objects of their own, which need not answer `done()`.
+    // (A done one that a task factory returns on an older Python is still right: its
+    // done-callback then comes one loop iteration later.)
+    if is_coroutine
+        && eager_start_exists(py)
+        && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()?
+    {
         let result = task
             .call_method0(pyo3::intern!(py, "result"))
             .map(Bound::unbind);
