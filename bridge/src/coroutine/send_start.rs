@@ -144,7 +144,8 @@ where
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
         if options.first_poll == FirstPoll::Inline {
-            let waits_before = python_waits();
+            // Only `Home::Auto` reads it (a thread-local read saved on every other await).
+            let waits_before = (options.home == Home::Auto).then(python_waits);
             // A no-op waker: whichever home the future gets polls it again with its own
             // waker before it waits (the runtime on spawn, the loop thread at once).
             let polled = this
@@ -153,7 +154,7 @@ where
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
-            if options.home == Home::Auto && python_waits() != waits_before {
+            if waits_before.is_some_and(|before| python_waits() != before) {
                 // Pending on Python work of this loop: it stays here (see `Home::Auto`). Any
                 // wake the no-op waker swallowed happened before this second poll, which sees
                 // its effect; no Python code ran in between.
