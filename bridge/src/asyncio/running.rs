@@ -17,7 +17,8 @@ thread_local! {
 }
 
 /// The thread state dict's address and version, and the fork generation. asyncio's C
-/// accelerator keeps the running loop in that dict (3.9 to 3.13), and CPython gives a dict a
+/// accelerator keeps the running loop in that dict up to 3.12 (3.13 keeps it in the thread
+/// state itself, where no version shows a change), and CPython gives a dict a
 /// new, process-unique version on every change, so while this triple is unchanged no loop
 /// was started or stopped on this thread, and a settled registration still holds. One field
 /// read instead of the dict look-up of the marker (about 110 instructions per ready await on
@@ -34,7 +35,7 @@ impl Settled {
     /// the dict (`None` elsewhere: the slow path then runs every time).
     #[inline]
     fn now(py: Python<'_>) -> Option<Self> {
-        #[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_14)))]
+        #[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_13)))]
         {
             if !loop_in_thread_dict(py) {
                 return None;
@@ -56,7 +57,7 @@ impl Settled {
                 })
             }
         }
-        #[cfg(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_14))]
+        #[cfg(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_13))]
         {
             let _ = py;
             None
@@ -67,7 +68,7 @@ impl Settled {
 /// Whether asyncio's `_get_running_loop` is the C accelerator's, which keeps the running
 /// loop in the thread state dict (the pure-Python fallback keeps it in a `threading.local`,
 /// whose changes the dict's version does not show).
-#[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_14)))]
+#[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_13)))]
 fn loop_in_thread_dict(py: Python<'_>) -> bool {
     static IN_DICT: pyo3::sync::PyOnceLock<bool> = pyo3::sync::PyOnceLock::new();
     *IN_DICT.get_or_init(py, || {
