@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import pyo3_aio_tests as m
-from harness import loop_factory, traceback_names, wait_until
+from harness import loop_factory, run_on, traceback_names, wait_until
 
 request_id = contextvars.ContextVar("request_id")
 
@@ -262,6 +262,42 @@ def test_a_python_coroutine_awaited_from_rust_runs_in_the_awaiting_tasks_context
         return await asyncio.gather(*[one_task(i) for i in range(20)])
 
     assert run(main) == [(f"request {i}", f"request {i}") for i in range(20)]
+
+
+@pytest.mark.parametrize("before", ["asyncio", "uvloop", "trio"])
+def test_a_new_loop_on_the_thread_is_registered_after_ready_awaits_on_an_earlier_run(
+    loop_kind, runtime, before
+):
+    """Ready awaits skip registering the running loop while this thread's state shows no loop
+    started or stopped since the last check. Ready awaits under an earlier run on the same
+    thread (another loop, or trio with none) must not hide the next loop: into_future from
+    a task spawned by a later conversion (no scope) finds the loop now running."""
+
+    async def ready_awaits():
+        for i in range(3):
+            assert await m.ready(runtime, i) == i
+
+    if before == "trio":
+        import trio
+
+        trio.run(ready_awaits)
+    else:
+        run_on(before, ready_awaits)
+
+    async def main():
+        here = asyncio.get_running_loop()
+
+        async def on_which_loop():
+            return asyncio.get_running_loop() is here
+
+        await ready_awaits()
+        coroutine = on_which_loop()
+        try:
+            return await m.await_py_from_task_slow_first_poll(runtime, 0.02, coroutine)
+        finally:
+            coroutine.close()  # in case into_future never took it
+
+    assert run_on(loop_kind, main) is True
 
 
 def test_into_future_from_a_task_spawned_while_the_first_poll_releases_the_gil(run, runtime):

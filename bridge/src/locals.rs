@@ -114,24 +114,57 @@ impl std::fmt::Debug for TaskLocals {
 /// futures fill it before they leave the loop thread).
 pub(crate) type LocalsSlot = Arc<OnceLock<TaskLocals>>;
 
+/// What the current scope's thread-local holds during a poll.
+#[derive(Clone)]
+pub(crate) enum Current {
+    /// A slot, shared with whatever fills it or hands it on.
+    Slot(LocalsSlot),
+    /// No slot yet: a converted future before anything asked for its locals. The first
+    /// [`get_current_locals`] inside it puts a slot here, which the future's scope keeps
+    /// for its later polls; a ready await that never asks allocates nothing.
+    Lazy,
+}
+
+impl Current {
+    /// The slot, made now (and kept) if there was none.
+    pub(crate) fn slot(&mut self) -> &LocalsSlot {
+        if let Current::Lazy = self {
+            *self = Current::Slot(Arc::new(OnceLock::new()));
+        }
+        match self {
+            Current::Slot(slot) => slot,
+            Current::Lazy => unreachable!("a slot was just made"),
+        }
+    }
+}
+
+/// A future inside a scope of task locals (see [`scoped`]).
+pub(crate) type Scoped<F> = scope::Scope<Current, F>;
+
 thread_local! {
-    static CURRENT: Cell<Option<LocalsSlot>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
 }
 
 /// Wraps a future so that [`get_current_locals`] inside it returns the slot's locals.
-pub(crate) fn scoped<F: Future>(slot: LocalsSlot, future: F) -> scope::Scope<LocalsSlot, F> {
-    scope::scope(&CURRENT, slot, future)
+pub(crate) fn scoped<F: Future>(slot: LocalsSlot, future: F) -> Scoped<F> {
+    scope::scope(&CURRENT, Current::Slot(slot), future)
+}
+
+/// Wraps a converted future whose locals are found when first asked for (see
+/// [`Current::Lazy`]).
+pub(crate) fn scoped_lazily<F: Future>(future: F) -> Scoped<F> {
+    scope::scope(&CURRENT, Current::Lazy, future)
 }
 
 /// Runs `f` with `slot` as the current locals (for streams, polled outside a future).
 pub(crate) fn with_locals<R>(slot: LocalsSlot, f: impl FnOnce() -> R) -> R {
-    scope::sync_scope(&CURRENT, slot, f)
+    scope::sync_scope(&CURRENT, Current::Slot(slot), f)
 }
 
 /// Fills `slot` from the running loop and current context, if it is still empty.
 pub(crate) fn fill(
     py: Python<'_>,
-    slot: &LocalsSlot,
+    slot: &OnceLock<TaskLocals>,
     event_loop: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     if slot.get().is_none() {
@@ -181,7 +214,14 @@ pub fn scope_local<F: Future>(locals: TaskLocals, future: F) -> impl Future<Outp
 ///
 /// `RuntimeError` outside any scope and any running loop.
 pub fn get_current_locals(py: Python<'_>) -> PyResult<TaskLocals> {
-    if let Some(slot) = scope::current(&CURRENT) {
+    if let Some(mut current) = scope::current(&CURRENT) {
+        let lazy = matches!(current, Current::Lazy);
+        let slot = current.slot().clone();
+        if lazy {
+            // From now on this scope has a slot (it keeps what the thread-local holds when
+            // the poll ends).
+            CURRENT.with(|cell| cell.set(Some(current)));
+        }
         if let Some(locals) = slot.get() {
             return Ok(locals.clone());
         }
@@ -205,7 +245,10 @@ pub fn get_current_locals(py: Python<'_>) -> PyResult<TaskLocals> {
 
 /// The locals of the current scope only (no fallback), for `into_future`.
 pub(crate) fn scoped_locals() -> Option<TaskLocals> {
-    scope::current(&CURRENT).and_then(|slot| slot.get().cloned())
+    match scope::current(&CURRENT)? {
+        Current::Slot(slot) => slot.get().cloned(),
+        Current::Lazy => None,
+    }
 }
 
 /// The event loop of the current conversion or scope, else the loop running on this thread.

@@ -88,8 +88,16 @@ pub(crate) fn poll_catching<F, T>(
 where
     F: Future<Output = Result<T, PyErr>> + ?Sized,
 {
-    let _inside = Polling::enter();
-    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+    install_quiet_hook();
+    // One thread-local access for both the count's increment and its decrement (what
+    // `Polling` does in two); the decrement runs after a panic too, as it is caught here.
+    let polled = POLLING.with(|depth| {
+        depth.set(depth.get() + 1);
+        let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+        depth.set(depth.get() - 1);
+        polled
+    });
+    match polled {
         Ok(poll) => poll,
         Err(payload) => Poll::Ready(Err(panic_to_pyerr(payload))),
     }

@@ -56,6 +56,15 @@ pub fn scope<T, F: Future>(slot: &'static Slot<T>, value: T, future: F) -> Scope
     }
 }
 
+impl<T, F> Scope<T, F> {
+    /// The value the scope sets, as its last poll left it (a poll may replace the slot's
+    /// content, and the scope keeps what the slot held when the poll ended). `None` only
+    /// while the inner future polls.
+    pub fn value_mut(self: Pin<&mut Self>) -> Option<&mut T> {
+        self.project().value.as_mut()
+    }
+}
+
 /// Runs `f` with `slot` holding `value`, then restores the slot's previous content.
 pub fn sync_scope<T, R>(slot: &'static Slot<T>, value: T, f: impl FnOnce() -> R) -> R {
     let mut value = Some(value);
@@ -161,6 +170,28 @@ mod tests {
         assert!(poll_once(future.as_mut()).is_pending());
         assert_eq!(current(&NAME), None);
         assert_eq!(poll_once(future.as_mut()), Poll::Ready(Some("task")));
+    }
+
+    #[test]
+    fn a_value_replaced_during_a_poll_is_kept_for_the_next() {
+        let future = scope(
+            &NAME,
+            "first",
+            std::future::poll_fn(|cx| {
+                let seen = current(&NAME);
+                if seen == Some("first") {
+                    NAME.with(|cell| cell.set(Some("second")));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(seen)
+            }),
+        );
+        let mut future = std::pin::pin!(future);
+        assert!(poll_once(future.as_mut()).is_pending());
+        assert_eq!(current(&NAME), None);
+        assert_eq!(future.as_mut().value_mut().copied(), Some("second"));
+        assert_eq!(poll_once(future.as_mut()), Poll::Ready(Some("second")));
     }
 
     #[test]

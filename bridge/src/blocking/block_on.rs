@@ -32,7 +32,9 @@ where
         // This call blocks `here` until it returns: a coroutine the future awaits must run
         // on a loop that is free, with the caller's context variables.
         let background = super::background::loop_after(&here)?;
-        start.set_locals(crate::TaskLocals::new(background).copy_context(py)?);
+        start
+            .as_mut()
+            .set_locals(crate::TaskLocals::new(background).copy_context(py)?);
     }
     // Ready at once (or failing at once): no thread, no wait.
     if let Poll::Ready(result) = start

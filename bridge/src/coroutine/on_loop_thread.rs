@@ -32,7 +32,7 @@ use crate::thread_bound::ThreadBound;
 use crate::waiter::source::Source;
 
 pub(crate) struct LoopThreadStart<F> {
-    future: ThreadBound<Pin<Box<pyo3_aio_core::scope::Scope<LocalsSlot, F>>>>,
+    future: ThreadBound<Pin<Box<crate::locals::Scoped<F>>>>,
     slot: LocalsSlot,
     first_poll: FirstPoll,
 }

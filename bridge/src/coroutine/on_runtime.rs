@@ -27,7 +27,6 @@ use crate::coroutine::in_runtime::entered;
 use crate::coroutine::send_start::SendStart;
 use crate::coroutine::to_python;
 use crate::errors::producer_dropped;
-use crate::locals::LocalsSlot;
 use crate::panic::poll_catching;
 use crate::waiter::source::Source;
 
@@ -45,7 +44,7 @@ impl<F, T, S: Spawner + Clone> Dispose for SendStart<F, T, S> {
     }
 }
 
-impl<F> Dispose for pyo3_aio_core::scope::Scope<LocalsSlot, F> {
+impl<F> Dispose for crate::locals::Scoped<F> {
     fn dispose(self: Pin<Box<Self>>) {
         drop(self);
     }

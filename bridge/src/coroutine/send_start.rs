@@ -30,8 +30,9 @@ use crate::coroutine::to_python;
 use crate::event_loop::registry::register_running_loop;
 use crate::framework::Framework;
 use crate::locals::LocalsSlot;
+use crate::locals::Scoped;
 use crate::locals::fill;
-use crate::locals::scoped;
+use crate::locals::scoped_lazily;
 use crate::options::FirstPoll;
 use crate::options::Home;
 use crate::options::Options;
@@ -43,9 +44,10 @@ pin_project_lite::pin_project! {
     /// inline, and this box is what later runs it, on the runtime (`drive`) or on the loop
     /// thread, so a conversion costs one allocation for both.
     pub(crate) struct SendStart<F, T, S> {
+        // Its task locals' slot is made when first needed (`Current::Lazy`): a ready await
+        // that never asks for them allocates none.
         #[pin]
-        future: pyo3_aio_core::scope::Scope<LocalsSlot, F>,
-        slot: LocalsSlot,
+        future: Scoped<F>,
         pub(crate) spawner: S,
         options: Options,
         // Polled outside the runtime (on the loop thread): each poll enters its context,
@@ -62,10 +64,8 @@ where
     S: Spawner + Clone,
 {
     pub(crate) fn new(future: F, spawner: S, options: Options) -> Self {
-        let slot: LocalsSlot = Arc::new(OnceLock::new());
         Self {
-            future: scoped(slot.clone(), future),
-            slot,
+            future: scoped_lazily(future),
             spawner,
             options,
             outside: false,
@@ -75,8 +75,20 @@ where
 
     /// Gives the future `locals` up front, instead of those of the loop that first awaits
     /// it.
-    pub(crate) fn set_locals(&self, locals: crate::TaskLocals) {
-        let _ = self.slot.set(locals);
+    pub(crate) fn set_locals(self: Pin<&mut Self>, locals: crate::TaskLocals) {
+        let _ = self.slot().set(locals);
+    }
+
+    /// The task locals' slot, made now if nothing asked for it yet.
+    fn slot(self: Pin<&mut Self>) -> LocalsSlot {
+        match self.project().future.value_mut() {
+            Some(current) => current.slot().clone(),
+            // Only while the future polls, and nothing asks for the slot then.
+            None => {
+                debug_assert!(false, "the slot was asked for during a poll");
+                Arc::new(OnceLock::new())
+            }
+        }
     }
 
     /// The inline first poll: inside the runtime's context, catching a panic, or the
@@ -137,14 +149,15 @@ where
         let options = this.options;
         if options.home == Home::LoopThread {
             refuse_unusable(&this.spawner)?;
-            let slot = this.slot.clone();
+            let slot = this.as_mut().slot();
             return start_on_loop_thread(py, to_loop_thread(this), slot, options.first_poll);
         }
         // RegisterWakeup the running loop before user code runs, so that `into_future` called
         // from a task this future spawns finds it as "the one running loop".
         register_running_loop(py)?;
         if options.first_poll == FirstPoll::Inline {
-            let waits_before = python_waits();
+            // Only `Home::Auto` reads it (a thread-local read saved on every other await).
+            let waits_before = (options.home == Home::Auto).then(python_waits);
             // A no-op waker: whichever home the future gets polls it again with its own
             // waker before it waits (the runtime on spawn, the loop thread at once).
             let polled = this
@@ -153,18 +166,18 @@ where
             if let Poll::Ready(result) = polled {
                 return Ok(Started::Ready(to_python(py, result)));
             }
-            if options.home == Home::Auto && python_waits() != waits_before {
+            if waits_before.is_some_and(|before| python_waits() != before) {
                 // Pending on Python work of this loop: it stays here (see `Home::Auto`). Any
                 // wake the no-op waker swallowed happened before this second poll, which sees
                 // its effect; no Python code ran in between.
-                let slot = this.slot.clone();
+                let slot = this.as_mut().slot();
                 return start_on_loop_thread(py, to_loop_thread(this), slot, FirstPoll::Inline);
             }
         } else {
             refuse_unusable(&this.spawner)?;
         }
         let framework = Framework::require(py)?;
-        fill(py, &this.slot, framework.event_loop())?;
+        fill(py, &this.as_mut().slot(), framework.event_loop())?;
         let shared = framework.shared(py)?;
         let (producer, consumer) = completion::<PyResult<T>>();
         let spawner = this.spawner.clone();
