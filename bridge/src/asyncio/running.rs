@@ -14,6 +14,8 @@ thread_local! {
     /// The thread state dict as `register_running_loop` last left it settled: this thread's
     /// running asyncio loop registered, or none running.
     static SETTLED: Cell<Option<Settled>> = const { Cell::new(None) };
+    /// Whether a loop ran when `SETTLED` was recorded (`REGISTERED`'s).
+    static SETTLED_RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The thread state dict's address and version, and the fork generation. asyncio's C
@@ -177,18 +179,20 @@ pub(crate) fn register_running_loop(
     if settled.is_some() && SETTLED.with(Cell::get) == settled {
         return Ok(());
     }
-    registered_running_loop(py, register)?;
+    let running = registered_running_loop(py, register)?;
     // Recorded only after success, with the triple from before: had anything changed the
     // dict meanwhile, the next call finds another version and checks again.
     SETTLED.with(|cell| cell.set(settled));
+    SETTLED_RUNNING.with(|cell| cell.set(running));
     Ok(())
 }
 
-/// [`register_running_loop`] without the thread-state-dict shortcut.
+/// [`register_running_loop`] without the thread-state-dict shortcut; whether a loop runs
+/// here (then the one in `REGISTERED`).
 fn registered_running_loop(
     py: Python<'_>,
     register: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<()>,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     let marker = running_loop_marker(py);
     // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
     let cached = REGISTERED.with(|cached| {
@@ -207,13 +211,15 @@ fn registered_running_loop(
         )))
     });
     match cached {
-        Some(None) => return Ok(()),
+        Some(None) => return Ok(true),
         Some(Some((cached, still_running))) if still_running.check(py, cached.bind(py))? => {
-            return Ok(());
+            return Ok(true);
         }
         _ => {}
     }
-    if let Some(event_loop) = running_loop(py)? {
+    let running = running_loop(py)?;
+    let runs = running.is_some();
+    if let Some(event_loop) = running {
         register(&event_loop)?;
         let registered = Registered {
             still_running: StillRunning::of(py, &event_loop),
@@ -224,11 +230,25 @@ fn registered_running_loop(
         let old = REGISTERED.with(|cached| cached.borrow_mut().replace(registered));
         drop(old);
     }
-    Ok(())
+    Ok(runs)
 }
 
-/// Whether `event_loop` is the loop running on this thread.
+/// Whether `event_loop` is the loop running on this thread: while the thread state dict is
+/// as `register_running_loop` left it with a loop running, that registered loop (no
+/// `getpid`, which `asyncio._get_running_loop` makes on 3.11), else asked.
 pub(crate) fn runs_here(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let settled = Settled::now(py);
+    if settled.is_some() && SETTLED.with(Cell::get) == settled && SETTLED_RUNNING.with(Cell::get) {
+        let known = REGISTERED.with(|cached| {
+            cached
+                .borrow()
+                .as_ref()
+                .map(|registered| registered.event_loop.bind(py).is(event_loop))
+        });
+        if let Some(known) = known {
+            return Ok(known);
+        }
+    }
     Ok(running_loop(py)?.is_some_and(|running| running.is(event_loop)))
 }
 
