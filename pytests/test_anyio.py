@@ -195,3 +195,40 @@ def test_rust_consumes_a_memory_stream(backend, runtime):
                 return await m.consume(runtime, receive, capacity=4)
 
     assert run(backend, main) == list(range(100))
+
+
+def test_eager_futures_start_at_once_and_gather_in_a_task_group(backend, runtime):
+    async def main():
+        finished = []
+        started = [m.eager_call_after(runtime, 0.001, lambda: finished.append(True)) for _ in range(20)]
+        with anyio.fail_after(PATIENCE):
+            while len(finished) < 20:
+                await anyio.sleep(0.001)
+        values = [m.eager_sleep(runtime, 0.001 * (index % 4), index) for index in range(50)]
+        results = {}
+
+        async def one(index):
+            results[index] = await values[index]
+
+        async with anyio.create_task_group() as group:
+            for index in range(50):
+                group.start_soon(one, index)
+        return [await future for future in started], [results[index] for index in range(50)]
+
+    assert run(backend, main) == ([None] * 20, list(range(50)))
+
+
+def test_move_on_after_drops_an_awaited_eager_future(backend, runtime):
+    async def main():
+        before = m.dropped()
+        future = m.eager_never(runtime)
+        with anyio.move_on_after(0.01) as scope:
+            await future
+        # Under trio it is gone before the scope exits; asyncio drops it when the
+        # cancelled future's done-callback runs, soon after.
+        with anyio.fail_after(PATIENCE):
+            while m.dropped() - before < 1:
+                await anyio.sleep(0.001)
+        return scope.cancelled_caught, m.dropped() - before
+
+    assert run(backend, main) == (True, 1)

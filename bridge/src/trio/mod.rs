@@ -201,14 +201,6 @@ pub(crate) fn unwrap_sent(sent: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>
     }
 }
 
-/// The error for what the bridge does not do under trio yet.
-pub(crate) fn not_yet(what: &str) -> PyErr {
-    pyo3::exceptions::PyRuntimeError::new_err(format!(
-        "{what} is not supported under trio yet (pyo3-aio runs it on asyncio event loops \
-         only): run this part on asyncio, e.g. with anyio's asyncio backend"
-    ))
-}
-
 /// What `into_stream`'s pump needs of its loop, under trio: `create_future()` (an
 /// awaitable the consumer resolves when it makes room) and `create_task(coroutine)` (a
 /// system task, cancelled through its own cancel scope when the Rust side drops the stream);
