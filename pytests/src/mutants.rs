@@ -556,7 +556,7 @@ impl Latch {
         pyo3_aio::generic::future_into_py_eager(py, OwnThread(self.0.clone()), future)
     }
 
-        /// Lets the blocked poll or destructor go on.
+    /// Lets the blocked poll or destructor go on.
     fn release(&self) {
         self.0.go.set();
     }

@@ -53,10 +53,7 @@ where
     fill(py, &slot, token)?;
     let mut future = Box::pin(scoped(slot, future));
     let polled = entered_if_usable(&spawner, || {
-        poll_catching(
-            future.as_mut(),
-            &mut Context::from_waker(Waker::noop()),
-        )
+        poll_catching(future.as_mut(), &mut Context::from_waker(Waker::noop()))
     })?;
     let started = match polled {
         Poll::Ready(result) => Eager::Ready(to_python(py, result)),

@@ -150,7 +150,10 @@ mod tests {
     }
 
     fn wakes(tasks: &[(Arc<Count>, Waker)]) -> Vec<usize> {
-        tasks.iter().map(|(count, _)| count.0.load(Ordering::SeqCst)).collect()
+        tasks
+            .iter()
+            .map(|(count, _)| count.0.load(Ordering::SeqCst))
+            .collect()
     }
 
     #[test]
