@@ -3,7 +3,7 @@
 //! - finding the run: `trio.lowlevel.current_trio_token()`, asked only when `trio` is
 //!   already imported and no asyncio loop runs on this thread;
 //! - the run's wake queue: a [`LoopShared`] per `trio.run`, kept in a `RunVar` (so it goes
-//!   with the run), whose eventfd a system task (`drain.py`) waits on with
+//!   with the run), whose eventfd a system task (`drain` in `tasks.py`) waits on with
 //!   `trio.lowlevel.wait_readable`: runtime threads wake the run without the GIL, one write
 //!   per burst, and the task drains every queued completion in one step;
 //! - suspending a task on a Rust future (`wait.rs`): the coroutine yields what
