@@ -123,21 +123,31 @@ def test_unawaited_it_runs_to_its_end(eager):
     assert trio.run(main) == [True]
 
 
-def test_a_pending_await_is_a_checkpoint(runtime):
-    async def main():
-        with trio.testing.assert_checkpoints():
-            return await m.eager_sleep(runtime, 0.005, "x")
-
-    assert trio.run(main) == "x"
+# pytest-trio runs these as trio tests.
 
 
-def test_a_ready_one_is_awaited_without_a_checkpoint(runtime):
-    async def main():
-        future = m.eager_ready(runtime, 5)
-        with trio.testing.assert_no_checkpoints():
-            return await future
+@pytest.mark.trio
+async def test_a_pending_await_is_a_checkpoint(runtime):
+    future = m.eager_sleep(runtime, 0.005, "x")
+    with trio.testing.assert_checkpoints():
+        assert await future == "x"
 
-    assert trio.run(main) == 5
+
+@pytest.mark.trio
+async def test_a_ready_one_is_awaited_without_a_checkpoint(runtime):
+    future = m.eager_ready(runtime, 5)
+    with trio.testing.assert_no_checkpoints():
+        assert await future == 5
+
+
+@pytest.mark.trio
+async def test_an_already_cancelled_scope_stops_a_pending_await_at_once(eager):
+    future = eager["never"]()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await future
+        pytest.fail("the await must raise Cancelled")
+    assert scope.cancelled_caught
 
 
 def test_nursery_gathers_results(eager):
