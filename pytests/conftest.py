@@ -77,6 +77,19 @@ def patience(request) -> float:
 MEMORY_CEILING_GIB = float(os.environ.get("PYO3_AIO_TEST_MEMORY_GIB", "8"))
 
 
+def pytest_addoption(parser):
+    # pytest.ini sets faulthandler_exit_on_timeout (pytest 9+); pytest 8.4, the last release
+    # for Python 3.9, does not know it, and an unknown option is a warning, hence an error
+    # here (filterwarnings = error). Declared for it, it is accepted and has no effect.
+    if int(pytest.__version__.split(".")[0]) < 9:
+        parser.addini(
+            "faulthandler_exit_on_timeout",
+            "pytest 9's option (exit after faulthandler_timeout); no effect before pytest 9",
+            type="bool",
+            default=False,
+        )
+
+
 def pytest_configure(config):
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     ceiling = int(MEMORY_CEILING_GIB * (1 << 30))

@@ -173,6 +173,8 @@ def local_await_many(factory: Callable[[], Awaitable[T]], count: int) -> Corouti
     """A !Send future awaiting `factory()` `count` times in a row."""
 
 # The eager variant (future_into_py_eager) ------------------------------------------------
+# Under asyncio each returns an asyncio.Future; under trio, a coroutine awaiting the
+# future that started at the call.
 
 def eager_sleep(runtime: Runtime, seconds: float, value: T) -> "asyncio.Future[T]":
     """Starts at once; returns an asyncio.Future of `value`."""
@@ -188,6 +190,15 @@ def eager_panic_after(runtime: Runtime, seconds: float, message: str) -> "asynci
 
 def eager_current_loop(runtime: Runtime) -> "asyncio.Future[asyncio.AbstractEventLoop]":
     """Starts at once; `get_current_loop()` seen from inside after a short sleep."""
+
+def eager_ready(runtime: Runtime, value: T) -> "asyncio.Future[T]":
+    """Starts at once and is ready on its first poll."""
+
+def eager_context_var_after(runtime: Runtime, seconds: float, var: contextvars.ContextVar[T]) -> "asyncio.Future[Optional[T]]":
+    """Starts at once; `var` in the context of `get_current_locals()` after `seconds`."""
+
+def eager_call_after(runtime: Runtime, seconds: float, callback: Callable[[], object]) -> "asyncio.Future[None]":
+    """Starts at once; calls `callback()` when it finishes after `seconds`."""
 
 # Spawners of the test module's own -------------------------------------------------------
 
@@ -442,6 +453,8 @@ class Latch:
 
     def __init__(self, block: Literal["poll", "drop"] = "poll", release_on_wake: bool = False) -> None: ...
     def future(self, value: Optional[T] = None) -> Coroutine[Any, Any, T]: ...
+    def eager(self, value: Optional[T] = None) -> Awaitable[T]:
+        """The latched future started at once (future_into_py_eager)."""
     def release(self) -> None: ...
     def polling(self) -> bool: ...
     def dropping(self) -> bool: ...

@@ -6,6 +6,7 @@ outcome on each."""
 from __future__ import annotations
 
 import contextvars
+from importlib.metadata import version
 
 import pytest
 
@@ -24,6 +25,25 @@ def backend(request) -> str:
 
 def run(backend, function, *args):
     return anyio.run(function, *args, backend=backend)
+
+
+#: anyio before 4.14 (the last releases for Python 3.9 among them) starts only native
+#: coroutines in an asyncio task group (it checks `inspect.iscoroutine`, which no other
+#: coroutine object passes); from 4.14 on, any coroutine object, the bridge's included.
+NATIVE_ONLY_ON_ASYNCIO = tuple(int(part) for part in version("anyio").split(".")[:2]) < (4, 14)
+
+
+def start_soon(backend, group, function, *args):
+    """`group.start_soon(function, *args)` for a function of the bridge: its coroutine
+    itself, or an `async def` awaiting it where anyio takes only native coroutines."""
+    if backend == "asyncio" and NATIVE_ONLY_ON_ASYNCIO:
+
+        async def awaiting():
+            return await function(*args)
+
+        group.start_soon(awaiting)
+    else:
+        group.start_soon(function, *args)
 
 
 def test_task_group_gathers_rust_futures(backend, runtime):
@@ -81,8 +101,8 @@ def test_task_group_failure_drops_pending_futures(backend, runtime):
         with pytest.raises(BaseException) as caught:
             async with anyio.create_task_group() as group:
                 for _ in range(20):
-                    group.start_soon(m.sleep_counted, runtime, 60, None)
-                group.start_soon(m.raise_after, runtime, 0.005, error)
+                    start_soon(backend, group, m.sleep_counted, runtime, 60, None)
+                start_soon(backend, group, m.raise_after, runtime, 0.005, error)
         leaves = list(getattr(caught.value, "exceptions", [caught.value]))
         return [leaf is error for leaf in leaves], m.dropped() - before
 
@@ -195,3 +215,40 @@ def test_rust_consumes_a_memory_stream(backend, runtime):
                 return await m.consume(runtime, receive, capacity=4)
 
     assert run(backend, main) == list(range(100))
+
+
+def test_eager_futures_start_at_once_and_gather_in_a_task_group(backend, runtime):
+    async def main():
+        finished = []
+        started = [m.eager_call_after(runtime, 0.001, lambda: finished.append(True)) for _ in range(20)]
+        with anyio.fail_after(PATIENCE):
+            while len(finished) < 20:
+                await anyio.sleep(0.001)
+        values = [m.eager_sleep(runtime, 0.001 * (index % 4), index) for index in range(50)]
+        results = {}
+
+        async def one(index):
+            results[index] = await values[index]
+
+        async with anyio.create_task_group() as group:
+            for index in range(50):
+                group.start_soon(one, index)
+        return [await future for future in started], [results[index] for index in range(50)]
+
+    assert run(backend, main) == ([None] * 20, list(range(50)))
+
+
+def test_move_on_after_drops_an_awaited_eager_future(backend, runtime):
+    async def main():
+        before = m.dropped()
+        future = m.eager_never(runtime)
+        with anyio.move_on_after(0.01) as scope:
+            await future
+        # Under trio it is gone before the scope exits; asyncio drops it when the
+        # cancelled future's done-callback runs, soon after.
+        with anyio.fail_after(PATIENCE):
+            while m.dropped() - before < 1:
+                await anyio.sleep(0.001)
+        return scope.cancelled_caught, m.dropped() - before
+
+    assert run(backend, main) == (True, 1)

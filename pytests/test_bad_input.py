@@ -274,6 +274,10 @@ def test_a_coroutine_awaited_elsewhere_raises_and_its_awaiter_still_gets_the_val
             return await shared
 
         task = asyncio.ensure_future(holder())
+        # The holder awaits `shared` first: `await_py` converts at once, and on 3.12+ the
+        # task it makes for `shared` starts eagerly, which would take `shared` before the
+        # holder's first step (as a native eager task would).
+        assert await wait_until(lambda: task._fut_waiter is gate)
         second = asyncio.ensure_future(await_from(runtime, where, shared))
         # Release the gate only once both tasks wait on it, the holder's first: the holder
         # then finishes `shared` and the second finds it spent, as with two native awaits.

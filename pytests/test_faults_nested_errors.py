@@ -2,7 +2,8 @@
 Rust (the Rust levels awaiting Python through into_future on the loop thread, or from the
 runtime's thread). An error at the bottom (a Python exception, a PyErr made in Rust, a
 Rust panic) reaches the top as the same object with the right type, and the traceback
-keeps the frames of the Python levels."""
+keeps the frames of the Python levels. The Python levels are plain coroutines, so each
+scenario runs on asyncio's loops and under trio (`run_anywhere`)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def bottom_awaitable(runtime, bottom, seconds, made):
 @pytest.mark.parametrize("bottom", BOTTOMS)
 @pytest.mark.parametrize("where", ["loop_thread", "runtime_thread"])
 @pytest.mark.parametrize("seconds", [0, 0.0005], ids=["inline", "after_sleep"])
-def test_an_error_at_the_bottom_of_four_levels_reaches_the_top(run, runtime, bottom, where, seconds):
+def test_an_error_at_the_bottom_of_four_levels_reaches_the_top(run_anywhere, runtime, bottom, where, seconds):
     made, seen_at_level_3 = [], []
 
     async def level_3():  # Python, awaited by Rust
@@ -62,7 +63,7 @@ def test_an_error_at_the_bottom_of_four_levels_reaches_the_top(run, runtime, bot
             await level_1()
         return raised.value
 
-    error = run(main)
+    error = run_anywhere(main)
     assert len(seen_at_level_3) == 1
     assert error is seen_at_level_3[0]  # the same object at every Python level
     if bottom == "python_exception":
@@ -77,7 +78,7 @@ def test_an_error_at_the_bottom_of_four_levels_reaches_the_top(run, runtime, bot
         assert names[-1] == "raise_app_error", names
 
 
-def test_many_nested_errors_in_a_row_keep_their_identity(run, runtime, loop_kind):
+def test_many_nested_errors_in_a_row_keep_their_identity(run_anywhere, runtime, request):
     count = stress_size(200, 10_000)
 
     async def level_3(error):
@@ -93,5 +94,6 @@ def test_many_nested_errors_in_a_row_keep_their_identity(run, runtime, loop_kind
             else:
                 raise AssertionError("no error")
 
-    run(main)
-    report("test_many_nested_errors_in_a_row_keep_their_identity", runtime=runtime, loop=loop_kind, errors=count)
+    run_anywhere(main)
+    loop = request.node.callspec.params["run_anywhere"]
+    report("test_many_nested_errors_in_a_row_keep_their_identity", runtime=runtime, loop=loop, errors=count)

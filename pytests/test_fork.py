@@ -138,3 +138,225 @@ def test_own_runtime_in_child_names_fork(kind):
         assert run_on("asyncio", own.sleep, 0.01, "parent again")[0] == "parent again"
     finally:
         own.shutdown(1.0) if kind == "tokio" else own.drop_executor()
+
+
+# Fork while a trio run exists. trio refuses a run inside a run on one thread, and a child
+# forked from inside a trio task is still inside that (copied) run on its main thread, so
+# the child starts its own run on a fresh thread; forked beside a run (which runs on
+# another thread of the parent), the child runs trio on its main thread. Either way the
+# child never resumes the parent's run, and reports through a pipe and its exit code.
+
+
+async def use_everything_under_trio(tag: str) -> dict:
+    """`use_everything` under trio: Rust futures pending then completing, Rust awaiting a
+    trio coroutine, a Rust stream, an eager future; per runtime, or "fork" if refused."""
+    import trio
+
+    out = {}
+    for runtime in m.RUNTIMES:
+        try:
+            with trio.fail_after(10):
+                sleeps = [None] * 3
+
+                async def one(index, runtime=runtime):
+                    sleeps[index] = await m.sleep(runtime, 0.01, index)
+
+                async with trio.open_nursery() as nursery:
+                    for index in range(3):
+                        nursery.start_soon(one, index)
+
+                async def from_trio():
+                    await trio.sleep(0.01)
+                    return tag
+
+                awaited = await m.await_py(runtime, from_trio())
+                # From a runtime task of its own: the one run found must be this one,
+                # not the parent's copied into this process.
+                spawned = await m.await_py_from_task(runtime, from_trio())
+                streamed = [item async for item in m.count_stream(runtime, 5)]
+                eager = await m.eager_sleep(runtime, 0.01, "eager")
+            out[runtime] = (sleeps, awaited, spawned, streamed, eager)
+        except Exception as error:  # noqa: BLE001 - a nursery's errors come as a group
+            leaves = getattr(error, "exceptions", [error])
+            refused = all(isinstance(leaf, RuntimeError) and "fork()" in str(leaf) for leaf in leaves)
+            out[runtime] = "fork" if refused else repr(error)
+    return out
+
+
+def expected_under_trio(tag: str, forked: bool) -> dict:
+    works = ([0, 1, 2], tag, tag, [0, 1, 2, 3, 4], "eager")
+    return {
+        "tokio": works,
+        "async-std": "fork" if forked else works,
+        "smol": "fork" if forked else works,
+    }
+
+
+def child_runs_trio(write_fd: int, on_fresh_thread: bool, inherited=()) -> None:
+    """The forked child: closes the `inherited` coroutines (the parent's, pending at the
+    fork: their Rust futures are dropped here, and nothing reaches the parent's run), then
+    runs a new trio run using the bridge and pickles its result to `write_fd`; exits with 0
+    when it ran, 1 when anything raised. Never returns."""
+    import pickle
+    import threading
+
+    import trio
+
+    code = 1
+    try:
+        for coroutine in inherited:
+            coroutine.close()
+        got = []
+
+        def run():
+            try:
+                got.append(trio.run(use_everything_under_trio, "child"))
+            except BaseException as error:  # noqa: BLE001 - reported to the parent
+                got.append(repr(error))
+
+        if on_fresh_thread:
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            thread.join(PATIENCE)
+        else:
+            run()
+        result = got[0] if got else "the child's trio run did not finish"
+        os.write(write_fd, pickle.dumps(result))
+        code = 0
+    finally:
+        os.close(write_fd)
+        os._exit(code)
+
+
+async def reap_under_trio(pid: int, read_fd: int):
+    """The child's pickled report and exit code, waiting (bounded) without blocking the run."""
+    import pickle
+
+    import trio
+
+    data = b""
+    with trio.fail_after(PATIENCE):
+        while True:
+            await trio.lowlevel.wait_readable(read_fd)
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            await trio.sleep(0.01)
+    os.close(read_fd)
+    return pickle.loads(data) if data else None, os.waitstatus_to_exitcode(status)
+
+
+def fork_child(on_fresh_thread: bool, inherited=()):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        child_runs_trio(write_fd, on_fresh_thread, inherited)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def pending_in_the_parent():
+    """Conversions of every kind, each taking 0.3 s (started shortly before the fork, they
+    are pending when it happens), and what awaits them all in a nursery."""
+    import trio
+
+    coroutines = {runtime: m.sleep(runtime, 0.3, runtime) for runtime in m.RUNTIMES}
+    coroutines["py"] = m.await_py("tokio", trio_value_after(0.3, "py"))
+    coroutines["local"] = m.local_sleep(0.3, "local")
+    coroutines["eager"] = m.eager_sleep("tokio", 0.3, "eager")
+    results = {}
+
+    async def keep(key, awaitable):
+        results[key] = await awaitable
+
+    async def everything():
+        async with trio.open_nursery() as nursery:
+            for key, coroutine in coroutines.items():
+                nursery.start_soon(keep, key, coroutine)
+        return results
+
+    return coroutines, everything
+
+
+async def trio_value_after(seconds, value):
+    import trio
+
+    await trio.sleep(seconds)
+    return value
+
+
+PARENT_RESULTS = {**{runtime: runtime for runtime in m.RUNTIMES}, "py": "py", "local": "local", "eager": "eager"}
+
+
+@pytest.mark.parametrize("close_inherited", [False, True])
+def test_fork_inside_a_trio_run_with_conversions_pending(close_inherited):
+    trio = pytest.importorskip("trio")
+
+    async def main():
+        coroutines, everything = pending_in_the_parent()
+        async with trio.open_nursery() as nursery:
+            done = {}
+
+            async def wait_all():
+                done.update(await everything())
+
+            nursery.start_soon(wait_all)
+            await trio.sleep(0.05)
+            inherited = list(coroutines.values()) if close_inherited else []
+            pid, read_fd = fork_child(on_fresh_thread=True, inherited=inherited)
+            report = await reap_under_trio(pid, read_fd)
+        # The parent's run keeps working, before and after the child ends.
+        after = await use_everything_under_trio("parent")
+        return done, report, after
+
+    done, (got, exitcode), after = trio.run(main)
+    assert done == PARENT_RESULTS
+    assert (got, exitcode) == (expected_under_trio("child", True), 0)
+    assert after == expected_under_trio("parent", False)
+
+
+def test_fork_beside_a_trio_run_with_conversions_pending():
+    trio = pytest.importorskip("trio")
+    import threading
+
+    started = threading.Event()
+    forked = threading.Event()
+    parent = {}
+
+    async def run_beside():
+        _, everything = pending_in_the_parent()
+        async with trio.open_nursery() as nursery:
+
+            async def wait_all():
+                parent["done"] = await everything()
+
+            nursery.start_soon(wait_all)
+            await trio.sleep(0.05)
+            started.set()
+            # The main thread forks now, while this run waits on the conversions.
+            await trio.to_thread.run_sync(forked.wait, PATIENCE)
+
+    def run():
+        try:
+            trio.run(run_beside)
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            parent["error"] = repr(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(PATIENCE), "the trio run did not start its conversions"
+        pid, read_fd = fork_child(on_fresh_thread=False)
+    finally:
+        forked.set()
+    got, exitcode = trio.run(reap_under_trio, pid, read_fd)
+    thread.join(PATIENCE)
+    assert not thread.is_alive()
+    assert parent == {"done": PARENT_RESULTS}
+    assert (got, exitcode) == (expected_under_trio("child", True), 0)

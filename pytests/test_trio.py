@@ -522,14 +522,6 @@ def test_outside_any_framework_the_error_names_both(runtime):
         coroutine.send(None)
 
 
-def test_the_eager_variant_says_it_is_not_supported_yet(runtime):
-    async def main():
-        m.eager_sleep(runtime, 0.001, None)
-
-    with pytest.raises(RuntimeError, match="future_into_py_eager is not supported under trio yet"):
-        trio.run(main)
-
-
 # A cancel while a runtime thread is inside the Rust future's poll: the future cannot be
 # dropped at once, so the abort answers FAILED and the task is rescheduled with the
 # cancellation only once that thread has dropped it.

@@ -122,7 +122,7 @@ impl<'py> Framework<'py> {
                 ))
             }
             Framework::Trio(_) => {
-                let (wait, message) = crate::trio::wait::wait(py, source, None)?;
+                let (wait, message) = crate::trio::wait::wait(py, source)?;
                 Ok((
                     Started::Trio {
                         wait: wait.clone_ref(py),

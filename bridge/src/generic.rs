@@ -157,6 +157,12 @@ where
 /// result (pyo3-asyncio's eager semantics, for fire-and-forget callers). Cancelling the
 /// `asyncio.Future` drops the Rust future.
 ///
+/// Under trio the future starts at once as well (polled inline, spawned if pending), and
+/// the object returned is a coroutine awaiting its result: once, by a task of that run,
+/// without a checkpoint if the result is already there; a cancel scope (or Ctrl-C) that
+/// cancels the await drops the Rust future. Never awaited, the future runs to its end,
+/// or until the run ends, which drops it.
+///
 /// # Errors
 ///
 /// `RuntimeError` when called outside a running event loop (and outside any

@@ -100,7 +100,10 @@ macro_rules! runtime_module {
         ///
         /// The returned object is a real `asyncio.Future` of the loop, with `cancel`,
         /// `add_done_callback`, `result` and `done`; cancelling it drops the Rust future.
-        /// Prefer [`future_into_py`] unless callers need those.
+        /// Prefer [`future_into_py`] unless callers need those. Under trio (which has no
+        /// futures) the Rust future starts at once too, and the object returned is a
+        /// coroutine awaiting its result, once, from a task of that run; a cancelled await
+        /// drops the Rust future, and the end of the run drops one never awaited.
         ///
         /// # Errors
         ///

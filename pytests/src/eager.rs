@@ -1,12 +1,13 @@
-//! The eager variant (`future_into_py_eager`): started at once, returns an `asyncio.Future`.
-//! The futures are those of `futures.rs`, handed over the eager way.
+//! The eager variant (`future_into_py_eager`): started at once, returns an `asyncio.Future`
+//! (under trio, a coroutine awaiting the started future). The futures are those of
+//! `futures.rs`, handed over the eager way.
 
 use pyo3::prelude::*;
 
 use crate::Runtime;
 use crate::futures::{panicking, raising};
 use crate::poll_fn::after;
-use crate::probes::{current_loop, never_counted};
+use crate::probes::{context_var, current_loop, never_counted};
 
 /// Starts at once; returns an asyncio.Future.
 #[pyfunction]
@@ -53,6 +54,41 @@ fn eager_current_loop<'py>(py: Python<'py>, runtime: Runtime) -> PyResult<Bound<
     runtime.eager(py, after(runtime.sleep(0.001), current_loop))
 }
 
+/// Eager: returns `value` at once (ready on the inline poll under trio).
+#[pyfunction]
+fn eager_ready<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    value: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    runtime.eager(py, async move { Ok(value) })
+}
+
+/// Eager: returns `var`'s value in the context of `get_current_locals()` seen from inside
+/// the future after `seconds` (0: on its first poll).
+#[pyfunction]
+fn eager_context_var_after<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    seconds: f64,
+    var: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    runtime.eager(py, after(runtime.delay(seconds), move || context_var(&var)))
+}
+
+/// Eager: calls `callback()` (taking the GIL) when it finishes after `seconds`, then
+/// returns None: shows that it ran to its end.
+#[pyfunction]
+fn eager_call_after<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    seconds: f64,
+    callback: Py<PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let call = move || Python::attach(|py| callback.call0(py).map(drop));
+    runtime.eager(py, after(runtime.sleep(seconds), call))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(
         m,
@@ -61,6 +97,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         eager_raise_after,
         eager_panic_after,
         eager_current_loop,
+        eager_ready,
+        eager_context_var_after,
+        eager_call_after,
     );
     Ok(())
 }

@@ -78,8 +78,8 @@ fn guarded_never<'py>(
     })
 }
 
-/// Sleeps `seconds` on `runtime` (on `home`), alive as `name` until dropped, then returns
-/// `value`.
+/// Sleeps `seconds` on `runtime` (on `home`; 0: ready at once), alive as `name` until
+/// dropped, then returns `value`.
 #[pyfunction]
 #[pyo3(signature = (runtime, name, seconds, value, home = "auto"))]
 fn guarded_sleep<'py>(
@@ -91,7 +91,8 @@ fn guarded_sleep<'py>(
     home: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let guard = Guard::new(name);
-    let nap = runtime.sleep(seconds);
+    // 0: ready on the first poll on every runtime (a zero timer is not, on tokio).
+    let nap = runtime.delay(seconds);
     runtime.convert_with(py, options_from(home, "inline")?, async move {
         let _guard = guard;
         nap.await;

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::homes::options_from;
 use crate::poll_fn::{after, yield_now};
-use crate::probes::{CountDrop, current_loop, never_counted, thread_ident};
+use crate::probes::{CountDrop, context_var, current_loop, never_counted, thread_ident};
 use crate::runtime::{BoxFuture, Runtime};
 
 /// After `nap`, raises `error` (an exception instance).
@@ -185,17 +185,7 @@ fn context_var_after<'py>(
     seconds: f64,
     var: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let lookup = move || {
-        Python::attach(|py| {
-            let locals = pyo3_aio::get_current_locals(py)?;
-            let context = locals.context(py).ok_or_else(|| {
-                PyRuntimeError::new_err("the current task locals carry no context")
-            })?;
-            context
-                .call_method1("get", (var.bind(py),))
-                .map(Bound::unbind)
-        })
-    };
+    let lookup = move || context_var(&var);
     runtime.convert(py, named_here!(after(runtime.delay(seconds), lookup)))
 }
 

@@ -545,6 +545,17 @@ impl Latch {
         pyo3_aio::generic::future_into_py_with(py, OwnThread(self.0.clone()), options, future)
     }
 
+    /// The latched future started at once (`future_into_py_eager`, one per latch).
+    #[pyo3(signature = (value = None))]
+    fn eager<'py>(&self, py: Python<'py>, value: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let future = Latched {
+            latch: self.0.clone(),
+            polls: 0,
+            value: Some(value.unwrap_or_else(|| py.None())),
+        };
+        pyo3_aio::generic::future_into_py_eager(py, OwnThread(self.0.clone()), future)
+    }
+
     /// Lets the blocked poll or destructor go on.
     fn release(&self) {
         self.0.go.set();

@@ -50,6 +50,20 @@ pub(crate) fn current_loop() -> PyResult<Py<PyAny>> {
     Python::attach(|py| pyo3_aio::get_current_loop(py).map(Bound::unbind))
 }
 
+/// `var`'s value in the context of `pyo3_aio::get_current_locals`, from a Rust future
+/// (taking the GIL; None when unset there).
+pub(crate) fn context_var(var: &Py<PyAny>) -> PyResult<Py<PyAny>> {
+    Python::attach(|py| {
+        let locals = pyo3_aio::get_current_locals(py)?;
+        let context = locals.context(py).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("the current task locals carry no context")
+        })?;
+        context
+            .call_method1("get", (var.bind(py),))
+            .map(Bound::unbind)
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(m, dropped);
     Ok(())

@@ -3,7 +3,7 @@
 //! - finding the run: `trio.lowlevel.current_trio_token()`, asked only when `trio` is
 //!   already imported and no asyncio loop runs on this thread;
 //! - the run's wake queue: a [`LoopShared`] per `trio.run`, kept in a `RunVar` (so it goes
-//!   with the run), whose eventfd a system task (`drain.py`) waits on with
+//!   with the run), whose eventfd a system task (`drain` in `tasks.py`) waits on with
 //!   `trio.lowlevel.wait_readable`: runtime threads wake the run without the GIL, one write
 //!   per burst, and the task drains every queued completion in one step;
 //! - suspending a task on a Rust future (`wait.rs`): the coroutine yields what
@@ -199,14 +199,6 @@ pub(crate) fn unwrap_sent(sent: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>
              not with send(None)",
         )),
     }
-}
-
-/// The error for what the bridge does not do under trio yet.
-pub(crate) fn not_yet(what: &str) -> PyErr {
-    pyo3::exceptions::PyRuntimeError::new_err(format!(
-        "{what} is not supported under trio yet (pyo3-aio runs it on asyncio event loops \
-         only): run this part on asyncio, e.g. with anyio's asyncio backend"
-    ))
 }
 
 /// What `into_stream`'s pump needs of its loop, under trio: `create_future()` (an

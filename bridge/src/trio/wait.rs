@@ -43,10 +43,22 @@ enum WaitState {
     Done,
 }
 
+/// Who waits for the result.
+///
+/// An eager future (`future_into_py_eager`) is started before any task awaits it, so its
+/// wait begins with `NotYet`: a result that arrives then stays in its cell for the await to
+/// find. Its coroutine dropped unawaited makes it `Never`: the future keeps running (fire
+/// and forget) and its result is dropped when it arrives.
+enum Awaiter {
+    Task(Py<PyAny>),
+    NotYet,
+    Never,
+}
+
 /// A trio task suspended on a Rust future: its abort function and what the drain resumes.
 #[pyclass(name = "_TrioWait", module = "pyo3_aio")]
 pub struct TrioWait {
-    task: Py<PyAny>,
+    awaiter: Awaiter,
     state: WaitState,
     /// The run's state, where an abort queues the rest of a dropped future's stop (a
     /// runtime future's; `None` for a loop-thread one, which is stopped on the spot).
@@ -58,9 +70,15 @@ impl TrioWait {
     /// drain, on the run's thread.
     fn resume(slf: &Bound<'_, Self>) {
         let py = slf.py();
+        if matches!(slf.borrow().awaiter, Awaiter::NotYet) {
+            // The result stays in its cell until a task awaits it.
+            return;
+        }
         let state = std::mem::replace(&mut slf.borrow_mut().state, WaitState::Done);
         let outcome = match state {
             WaitState::Waiting(source) => match source.take(py) {
+                // Nobody will ever await it: the result goes with the source.
+                Some(_) if matches!(slf.borrow().awaiter, Awaiter::Never) => return,
                 Some(result) => outcome_of(py, result),
                 None => {
                     // A wake with nothing to deliver yet.
@@ -73,7 +91,9 @@ impl TrioWait {
             }
             WaitState::Done => return,
         };
-        let task = slf.borrow().task.clone_ref(py);
+        let Some(task) = slf.borrow().task(py) else {
+            return;
+        };
         let rescheduled = outcome.and_then(|outcome| {
             callables::trio_reschedule(py)?.call1((task, outcome))?;
             Ok(())
@@ -93,7 +113,9 @@ impl TrioWait {
             return;
         }
         drop(state);
-        let task = slf.borrow().task.clone_ref(py);
+        let Some(task) = slf.borrow().task(py) else {
+            return;
+        };
         let rescheduled = outcome_of(py, result).and_then(|outcome| {
             callables::trio_reschedule(py)?.call1((task, outcome))?;
             Ok(())
@@ -101,6 +123,41 @@ impl TrioWait {
         if let Err(error) = rescheduled {
             error.write_unraisable(py, Some(slf));
         }
+    }
+
+    /// The task that awaits, if one does.
+    fn task(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &self.awaiter {
+            Awaiter::Task(task) => Some(task.clone_ref(py)),
+            Awaiter::NotYet | Awaiter::Never => None,
+        }
+    }
+
+    /// An eager future's result, if it arrived before any task awaited it (the wait is
+    /// done then).
+    pub(crate) fn take_arrived(slf: &Bound<'_, Self>) -> Option<PyResult<Py<PyAny>>> {
+        let taken = match &slf.borrow().state {
+            WaitState::Waiting(source) => source.take(slf.py())?,
+            _ => return None,
+        };
+        slf.borrow_mut().state = WaitState::Done;
+        Some(taken)
+    }
+
+    /// The current trio task awaits an eager future's result, which has not arrived: the
+    /// message that suspends it (the drain reschedules it, as for any wait).
+    pub(crate) fn claim(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let task = callables::trio_current_task(py)?.call0()?.unbind();
+        slf.borrow_mut().awaiter = Awaiter::Task(task);
+        message(slf)
+    }
+
+    /// An eager future's coroutine was dropped unawaited: the future runs on, and its
+    /// result, once it arrives, is dropped.
+    pub(crate) fn abandon(slf: &Bound<'_, Self>) {
+        slf.borrow_mut().awaiter = Awaiter::Never;
+        drop(Self::take_arrived(slf));
     }
 
     /// The coroutine ended from outside (`close`, `throw`) while waiting: the Rust future
@@ -169,7 +226,9 @@ impl TrioWait {
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.task)?;
+        if let Awaiter::Task(task) = &self.awaiter {
+            visit.call(task)?;
+        }
         if let WaitState::Aborting(raise_cancel) = &self.state {
             visit.call(raise_cancel)?;
         }
@@ -220,7 +279,38 @@ pub(crate) fn suspend(
     shared: &Arc<LoopShared>,
     source: Arc<dyn Source>,
 ) -> PyResult<(Py<TrioWait>, Py<PyAny>, Waker)> {
-    let (wait, message) = wait(py, source, Some(Arc::downgrade(shared)))?;
+    let task = callables::trio_current_task(py)?.call0()?.unbind();
+    let (wait, waker) = tracked_wait(py, shared, source, Awaiter::Task(task))?;
+    let message = message(wait.bind(py))?;
+    Ok((wait, message, waker))
+}
+
+/// The wait of an eager future started under trio, before any task awaits it (see
+/// [`TrioWait::claim`]), and the waker that resumes it. Callable from any thread.
+pub(crate) fn unclaimed(
+    py: Python<'_>,
+    shared: &Arc<LoopShared>,
+    source: Arc<dyn Source>,
+) -> PyResult<(Py<TrioWait>, Waker)> {
+    tracked_wait(py, shared, source, Awaiter::NotYet)
+}
+
+/// A wait on a runtime future's `source`, with the waker that resumes it from the run's
+/// drain; tracked, so a run that ends first releases the future.
+fn tracked_wait(
+    py: Python<'_>,
+    shared: &Arc<LoopShared>,
+    source: Arc<dyn Source>,
+    awaiter: Awaiter,
+) -> PyResult<(Py<TrioWait>, Waker)> {
+    let wait = Py::new(
+        py,
+        TrioWait {
+            awaiter,
+            state: WaitState::Waiting(source),
+            shared: Some(Arc::downgrade(shared)),
+        },
+    )?;
     let notify = LoopWaker::new(
         Arc::downgrade(shared),
         RescheduleTask {
@@ -229,27 +319,31 @@ pub(crate) fn suspend(
     );
     let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
     shared.track(py, tracked);
-    Ok((wait, message, Waker::from(notify)))
+    Ok((wait, Waker::from(notify)))
 }
 
-/// A wait of the current trio task on `source`, and the message that suspends the task.
-pub(crate) fn wait(
-    py: Python<'_>,
-    source: Arc<dyn Source>,
-    shared: Option<LoopRef>,
-) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
+/// A wait of the current trio task on `source` (a loop-thread future, stopped on the spot
+/// when aborted), and the message that suspends the task.
+pub(crate) fn wait(py: Python<'_>, source: Arc<dyn Source>) -> PyResult<(Py<TrioWait>, Py<PyAny>)> {
     let task = callables::trio_current_task(py)?.call0()?.unbind();
     let wait = Py::new(
         py,
         TrioWait {
-            task,
+            awaiter: Awaiter::Task(task),
             state: WaitState::Waiting(source),
-            shared,
+            shared: None,
         },
     )?;
-    let abort = wait.bind(py).getattr(pyo3::intern!(py, "abort"))?;
-    let message = wait_message(py)?.call1((abort,))?.unbind();
+    let message = message(wait.bind(py))?;
     Ok((wait, message))
+}
+
+/// What the awaiting task yields to trio's run loop: `wait_task_rescheduled`'s message
+/// with `wait`'s abort function.
+fn message(wait: &Bound<'_, TrioWait>) -> PyResult<Py<PyAny>> {
+    let py = wait.py();
+    let abort = wait.getattr(pyo3::intern!(py, "abort"))?;
+    Ok(wait_message(py)?.call1((abort,))?.unbind())
 }
 
 /// The class of what `trio.lowlevel.wait_task_rescheduled(abort)` yields to trio's run

@@ -1,7 +1,11 @@
 //! The eager variant: start the Rust future at once and return an `asyncio.Future`.
 //!
 //! This is pyo3-asyncio's semantics, for fire-and-forget callers that never await the
-//! result or need a real `asyncio.Future` (`add_done_callback`, `asyncio.isfuture`).
+//! result or need a real `asyncio.Future` (`add_done_callback`, `asyncio.isfuture`). Under
+//! trio, which has no futures, the future starts at once too and the call returns a
+//! coroutine that awaits its result (`trio.rs`).
+
+mod trio;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,8 +46,7 @@ where
 {
     let event_loop = get_current_loop(py)?;
     if crate::trio::is_token(&event_loop) {
-        // It returns an asyncio.Future, which has no meaning under trio.
-        return Err(crate::trio::not_yet("future_into_py_eager"));
+        return trio::future_into_py_eager(py, spawner, &event_loop, future);
     }
     let slot: LocalsSlot = Arc::new(OnceLock::new());
     fill(py, &slot, &event_loop)?;
