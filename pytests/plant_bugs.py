@@ -67,7 +67,7 @@ MUTANTS = {
        "        self.rearm();\n        self.target.run(py, &self);\n",
        "        self.target.run(py, &self);\n",
        ["test_local_future.py", "test_homes.py", "test_differential.py", "test_cancellation.py"]),
- "d": ("bridge/src/stream/pump.rs",
+ "d": ("bridge/src/stream/pump_step.rs",
        "        (room == 0 || closed, closed)\n",
        "        (closed, closed)\n",
        ["test_into_stream.py", "test_stress_memory.py"]),

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
 use std::task::Poll;
 use std::task::Waker;
@@ -37,9 +38,23 @@ pub(crate) struct Inlet {
     /// The pump's task, to cancel when the Rust side drops the stream.
     task: Mutex<Option<Py<PyAny>>>,
     loop_shared: LoopRef,
+    /// Whether a consumer waits for an item: set with its waker, cleared when a push takes
+    /// the wakers. Read by the pump without the lock, to hand a waiting consumer its batch
+    /// at once (`Pump::add`); only a hint, the wakers themselves are under the lock.
+    consumer_waiting: AtomicBool,
 }
 
 impl Inlet {
+    fn new(capacity: usize, loop_shared: LoopRef) -> Self {
+        Self {
+            channel: Mutex::new(Channel::new(capacity)),
+            space: Mutex::new(None),
+            task: Mutex::new(None),
+            loop_shared,
+            consumer_waiting: AtomicBool::new(false),
+        }
+    }
+
     /// The `space()` future a pump waiting for room awaits, if any.
     pub(crate) fn take_space(&self) -> Option<Py<PyAny>> {
         lock(&self.space).take()
@@ -50,6 +65,12 @@ impl Inlet {
         if let Some(future) = self.take_space() {
             let _ = set_unless_done(future.bind(py), Ok(py.None()));
         }
+    }
+
+    /// Whether a consumer waited for an item at the last look (a hint; see
+    /// `consumer_waiting`).
+    pub(crate) fn consumer_waits(&self) -> bool {
+        self.consumer_waiting.load(Ordering::Relaxed)
     }
 
     /// Whether the consumer closed the stream.
@@ -72,6 +93,7 @@ impl Inlet {
             let waker = if channel.consumers.is_empty() {
                 Vec::new()
             } else {
+                self.consumer_waiting.store(false, Ordering::Relaxed);
                 channel.take_consumers()
             };
             (channel.capacity.saturating_sub(channel.items.len()), waker)
@@ -110,6 +132,16 @@ impl Inlet {
     }
 }
 
+#[cfg(test)]
+impl Inlet {
+    /// An inlet of `capacity` whose loop is gone, and the stream that reads it: for testing
+    /// the channel's two ends without a loop.
+    pub(crate) fn detached(capacity: usize) -> (Arc<Self>, PyStream) {
+        let shared = Arc::new(Self::new(capacity, LoopRef::new()));
+        (shared.clone(), PyStream { shared })
+    }
+}
+
 /// A Python async iterable as a Rust [`Stream`]; see [`into_stream`].
 ///
 /// Dropping it early cancels the pump task on the loop, which closes the Python iterator
@@ -138,6 +170,7 @@ impl Stream for PyStream {
                 None if channel.finished => return Poll::Ready(None),
                 None => {
                     channel.wait(cx.waker());
+                    self.shared.consumer_waiting.store(true, Ordering::Relaxed);
                     drop(channel);
                     if is_loop_thread(&self.shared.loop_shared) {
                         // Waiting on a pump of the loop running here (see `Home::Auto`).
@@ -257,12 +290,7 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
         let state = loop_shared(py, &token)?;
         (token, state)
     };
-    let shared = Arc::new(Inlet {
-        channel: Mutex::new(Channel::new(options.capacity)),
-        space: Mutex::new(None),
-        task: Mutex::new(None),
-        loop_shared: Arc::downgrade(&state),
-    });
+    let shared = Arc::new(Inlet::new(options.capacity, Arc::downgrade(&state)));
     let pump = Bound::new(
         py,
         StreamPump::new(

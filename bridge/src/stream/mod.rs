@@ -12,6 +12,7 @@ pub(crate) mod from_python;
 pub(crate) mod local;
 pub(crate) mod pump;
 pub(crate) mod pump_slot;
+pub(crate) mod pump_step;
 pub(crate) mod ready;
 pub(crate) mod send;
 pub(crate) mod to_python;
