@@ -533,15 +533,21 @@ async def wait_until(condition):
             await trio.sleep(0.001)
 
 
-def test_a_cancel_while_the_runtime_polls_waits_for_the_drop():
+def cancel_while_the_runtime_polls(awaitable_of):
+    """Awaits `awaitable_of(latch)` (made inside the run) in a cancel scope cancelled while
+    a runtime thread is inside the Rust future's poll: (the waiter still waits and the
+    future is not dropped while the poll runs, the scope caught the cancellation, the
+    future was dropped in the end)."""
+
     async def main():
         latch = m.Latch(block="poll")
+        awaitable = awaitable_of(latch)
         scope = trio.CancelScope()
         done = trio.Event()
 
         async def waiter():
             with scope:
-                await latch.future()
+                await awaitable
             done.set()
 
         async with trio.open_nursery() as nursery:
@@ -558,7 +564,11 @@ def test_a_cancel_while_the_runtime_polls_waits_for_the_drop():
                 await done.wait()
         return alive, scope.cancelled_caught, latch.dropped()
 
-    assert trio.run(main) == (True, True, True)
+    return trio.run(main)
+
+
+def test_a_cancel_while_the_runtime_polls_waits_for_the_drop():
+    assert cancel_while_the_runtime_polls(lambda latch: latch.future()) == (True, True, True)
 
 
 def test_a_cancel_whose_future_goes_while_it_is_being_stopped_completes():

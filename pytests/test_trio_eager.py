@@ -20,7 +20,7 @@ import trio.testing  # noqa: E402
 
 import pyo3_aio_tests as m  # noqa: E402
 from harness import PATIENCE  # noqa: E402
-from test_trio import interrupt_soon  # noqa: E402
+from test_trio import cancel_while_the_runtime_polls, interrupt_soon  # noqa: E402
 
 
 class NativeStarted:
@@ -358,29 +358,4 @@ def test_awaited_in_another_run_it_raises(runtime):
 
 
 def test_a_cancel_while_the_runtime_polls_waits_for_the_drop():
-    async def main():
-        latch = m.Latch(block="poll")
-        future = latch.eager()
-        scope = trio.CancelScope()
-        done = trio.Event()
-
-        async def waiter():
-            with scope:
-                await future
-            done.set()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(waiter)
-            try:
-                await wait_until(latch.polling)
-                scope.cancel()
-                for _ in range(50):
-                    await trio.sleep(0)
-                alive = not done.is_set() and not latch.dropped()
-            finally:
-                latch.release()
-            with trio.fail_after(PATIENCE):
-                await done.wait()
-        return alive, scope.cancelled_caught, latch.dropped()
-
-    assert trio.run(main) == (True, True, True)
+    assert cancel_while_the_runtime_polls(lambda latch: latch.eager()) == (True, True, True)
