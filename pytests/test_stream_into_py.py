@@ -464,6 +464,16 @@ async def waiting_for_an_item(stream, gate):
     return a
 
 
+async def owed_wake_arrives(gate):
+    """B's `__anext__` has had its turns to take the item; then the owed wake arrives, as
+    the expired timer's does: a no-op when B's poll took the item (the case under test), a
+    wake of the runtime's filler when it, not B, polled last (a `Send` stream's `__anext__`
+    does not poll while the filler does)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gate.fire()
+
+
 def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for(run, runtime, kind, patience):
     """Task A waits in `__anext__`; the stream's next item becomes ready, but before the
     wake reaches A, task B's `__anext__` polls and takes it (as a poll finds an expired
@@ -474,6 +484,7 @@ def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for
         stream, gate = m.gated_stream(runtime, 1, kind == "local")
         a = await waiting_for_an_item(stream, gate)
         b = asyncio.ensure_future(outcome(stream.__anext__()))
+        await owed_wake_arrives(gate)
         got = await finish([a, b], patience)
         assert sorted(got, key=str) == sorted([0, StopAsyncIteration], key=str)
 
@@ -481,17 +492,23 @@ def test_a_waiting_task_sees_the_end_when_another_took_the_item_its_wake_was_for
 
 
 def test_a_waiting_task_gets_the_next_item_when_another_took_one_and_left(run, runtime, kind, patience):
-    """As above, but B takes item 0 and iterates no further: A, still waiting, gets item 1
-    when it comes (the stream has to be polled again for A to be woken by it)."""
+    """As above, but the task that gets item 0 iterates no further: the other, still
+    waiting, gets item 1 when it comes (the stream has to be polled again for it to be
+    woken by it). With a `!Send` stream B's poll takes item 0; with a `Send` one the
+    runtime's filler may take it first and hand it to A."""
 
     async def main():
         stream, gate = m.gated_stream(runtime, 3, kind == "local")
         a = await waiting_for_an_item(stream, gate)
-        b = await finish([asyncio.ensure_future(outcome(stream.__anext__()))], patience)
+        b = asyncio.ensure_future(outcome(stream.__anext__()))
+        await owed_wake_arrives(gate)
+        done, _ = await asyncio.wait([a, b], timeout=patience, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1, f"{len(done)} of the 2 tasks got item 0"
+        (first,) = done
         for _ in range(5):
             await asyncio.sleep(0)
         gate.open()
-        got = await finish([a], patience) + b
+        got = await finish([b if first is a else a], patience) + [first.result()]
         assert sorted(got) == [0, 1]
         await stream.aclose()
 

@@ -262,6 +262,20 @@ impl StreamGate {
             waker.wake();
         }
     }
+
+    /// The owed wake arrives, late (the expired timer fires): the last poll that waited is
+    /// woken, unless a poll took the item since and so cancelled the wake.
+    fn fire(&self) {
+        let waker = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .waker
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// The numbers `0..n`, each only once its gate let it through (`StreamGate.open`).
