@@ -79,15 +79,15 @@ impl Inlet {
     }
 
     /// Adds the pump's items (at most the room it was last told of, so never past the
-    /// capacity); returns the room left, and whether the stream was closed (the items are
-    /// dropped then).
-    pub(crate) fn push_items(&self, items: &mut Vec<Py<PyAny>>) -> (usize, bool) {
+    /// capacity); returns the room left, whether the stream was closed (the items are
+    /// dropped then), and whether a waiting consumer was woken.
+    pub(crate) fn push_items(&self, items: &mut Vec<Py<PyAny>>) -> (usize, bool, bool) {
         let (room, waker) = {
             let mut channel = lock(&self.channel);
             if channel.closed {
                 drop(channel);
                 items.clear();
-                return (0, true);
+                return (0, true, false);
             }
             channel.items.extend(items.drain(..).map(Ok));
             let waker = if channel.consumers.is_empty() {
@@ -98,18 +98,22 @@ impl Inlet {
             };
             (channel.capacity.saturating_sub(channel.items.len()), waker)
         };
+        let woke = !waker.is_empty();
         waker.into_iter().for_each(Waker::wake);
-        (room, false)
+        (room, false, woke)
+    }
+
+    /// Whether the buffer has room, or the stream was closed (a look, without parking).
+    pub(crate) fn has_room(&self) -> bool {
+        let channel = lock(&self.channel);
+        channel.closed || channel.items.len() < channel.capacity
     }
 
     /// Keeps `future` for the consumer to resolve when it makes room; `false` (nothing
     /// kept) when there is room already or the stream was closed.
     pub(crate) fn park_space(&self, future: &Bound<'_, PyAny>) -> bool {
         let mut space = lock(&self.space);
-        let ready = {
-            let channel = lock(&self.channel);
-            channel.closed || channel.items.len() < channel.capacity
-        };
+        let ready = self.has_room();
         if !ready {
             *space = Some(future.clone().unbind());
         }
@@ -281,7 +285,8 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
     let locals = crate::into_future::target_locals(py)?;
     crate::locals::check_locals(py, &locals)?;
     let token = locals.event_loop(py);
-    let (event_loop, state) = if crate::trio::is_token(&token) {
+    let under_trio = crate::trio::is_token(&token);
+    let (event_loop, state) = if under_trio {
         (
             crate::trio::stream_host(py)?,
             crate::trio::state_of(py, &token)?,
@@ -297,6 +302,7 @@ pub fn into_stream_with(options: StreamOptions, iterable: Bound<'_, PyAny>) -> P
             iterator.unbind(),
             shared.clone(),
             event_loop.clone().unbind(),
+            !under_trio,
         ),
     )?;
     crate::stream::pump_slot::install_pump_am_send(py);

@@ -12,7 +12,9 @@
 //!     try:
 //!         async for item in iterator:
 //!             if sink.push(item):          # full, or closed
-//!                 await sink.space()       # done at once when closed
+//!                 if sink.woke_consumer:   # asyncio only: the consumer runs first
+//!                     await asyncio.sleep(0)
+//!                 await sink.space()       # done at once when closed, or with room
 //!                 if sink.closed:
 //!                     break
 //!     except BaseException as error:
@@ -44,6 +46,10 @@ pub(crate) enum PumpState {
     Item(Py<PyAny>),
     /// Waiting for room: delegating to the iterator of `await space` (`wait_for_space`).
     Space(Py<PyAny>),
+    /// Gave the loop one turn (a bare `yield`, as `asyncio.sleep(0)` does) when the buffer
+    /// filled in a step that woke the consumer: the consumer is scheduled first and
+    /// usually makes room, so the pump goes on without a `space` future (`Pump::run`).
+    Yielded,
     /// Awaiting `aclose()` (the consumer closed the stream); then `pending` is raised, if
     /// any.
     Closing(Py<PyAny>, Option<PyErr>),
@@ -58,21 +64,29 @@ pub(crate) struct StreamPump {
     inlet: Arc<Inlet>,
     event_loop: Py<PyAny>,
     state: PumpState,
+    /// Whether the pump's Task takes a bare `yield` (asyncio's do; trio's do not).
+    may_yield: bool,
 }
 
 impl StreamPump {
-    pub(crate) fn new(iterator: Py<PyAny>, inlet: Arc<Inlet>, event_loop: Py<PyAny>) -> Self {
+    pub(crate) fn new(
+        iterator: Py<PyAny>,
+        inlet: Arc<Inlet>,
+        event_loop: Py<PyAny>,
+        may_yield: bool,
+    ) -> Self {
         Self {
             iterator,
             inlet,
             event_loop,
             state: PumpState::Next,
+            may_yield,
         }
     }
 
     pub(crate) fn resume(slf: &Bound<'_, Self>, input: Input<'_>) -> PyResult<Step> {
         let py = slf.py();
-        let (state, iterator, inlet, event_loop) = {
+        let (state, iterator, inlet, event_loop, may_yield) = {
             let mut this = slf.borrow_mut();
             let state = std::mem::replace(&mut this.state, PumpState::Running);
             (
@@ -80,9 +94,10 @@ impl StreamPump {
                 this.iterator.clone_ref(py),
                 this.inlet.clone(),
                 this.event_loop.clone_ref(py),
+                this.may_yield,
             )
         };
-        let pump = Pump::new(iterator.bind(py), &inlet, event_loop.bind(py));
+        let pump = Pump::new(iterator.bind(py), &inlet, event_loop.bind(py), may_yield);
         let (state, outcome) = match state {
             PumpState::Running => {
                 slf.borrow_mut().state = PumpState::Running;
@@ -108,6 +123,7 @@ impl StreamPump {
                 self.inlet.take_space();
                 None
             }
+            PumpState::Yielded => None,
             PumpState::Next | PumpState::Running | PumpState::Done => return,
         };
         if let Some(inner) = inner {
@@ -159,7 +175,7 @@ impl StreamPump {
             PumpState::Item(inner) | PumpState::Space(inner) | PumpState::Closing(inner, _) => {
                 visit.call(inner)
             }
-            PumpState::Next | PumpState::Running | PumpState::Done => Ok(()),
+            PumpState::Next | PumpState::Yielded | PumpState::Running | PumpState::Done => Ok(()),
         }
     }
 
@@ -176,7 +192,7 @@ impl Drop for StreamPump {
     fn drop(&mut self) {
         if matches!(
             self.state,
-            PumpState::Item(_) | PumpState::Space(_) | PumpState::Closing(..)
+            PumpState::Item(_) | PumpState::Space(_) | PumpState::Yielded | PumpState::Closing(..)
         ) {
             Python::attach(|py| self.abandon(py));
         }

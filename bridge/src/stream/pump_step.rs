@@ -23,6 +23,10 @@ pub(crate) struct Pump<'a, 'py> {
     /// How many items the channel had room for at the last push (1 at a step's start, so
     /// the first item finds out how full, or closed, the channel is).
     room: Cell<usize>,
+    /// Whether the Task takes a bare `yield` (`PumpState::Yielded`).
+    may_yield: bool,
+    /// Whether a push of this step woke a waiting consumer.
+    woke: Cell<bool>,
 }
 
 /// How the `try` block of the pump ended.
@@ -37,6 +41,7 @@ impl<'a, 'py> Pump<'a, 'py> {
         iterator: &'a Bound<'py, PyAny>,
         inlet: &'a Inlet,
         event_loop: &'a Bound<'py, PyAny>,
+        may_yield: bool,
     ) -> Self {
         Self {
             iterator,
@@ -44,6 +49,8 @@ impl<'a, 'py> Pump<'a, 'py> {
             event_loop,
             batch: RefCell::new(Vec::new()),
             room: Cell::new(1),
+            may_yield,
+            woke: Cell::new(false),
         }
     }
 
@@ -82,6 +89,12 @@ impl<'a, 'py> Pump<'a, 'py> {
                             break Ended::Normally;
                         }
                         state = PumpState::Next;
+                        if full && self.may_yield && self.woke.get() {
+                            // The consumer this step woke runs before the pump's next
+                            // step; a full buffer then usually has room without a
+                            // `space` future, its `set_result` and a second loop turn.
+                            return (PumpState::Yielded, Ok(Step::Yield(py.None())));
+                        }
                         if full {
                             match self.wait_for_space() {
                                 // Awaited from the next turn of this loop.
@@ -108,6 +121,21 @@ impl<'a, 'py> Pump<'a, 'py> {
                         break Ended::Raised(error);
                     }
                 },
+                PumpState::Yielded => {
+                    // Resumed where `await asyncio.sleep(0)` would be.
+                    if let Input::Throw(error) = input {
+                        break Ended::Raised(error);
+                    }
+                    if self.inlet.is_closed() {
+                        break Ended::Normally;
+                    }
+                    state = PumpState::Next;
+                    match self.wait_for_space() {
+                        Ok(Some(waiting)) => state = PumpState::Space(waiting),
+                        Ok(None) => {}
+                        Err(error) => break Ended::Raised(error),
+                    }
+                }
                 PumpState::Closing(inner, pending) => {
                     return match delegate(inner.bind(py), input) {
                         Ok(Delegated::Yield(value)) => {
@@ -192,8 +220,9 @@ impl<'a, 'py> Pump<'a, 'py> {
         if batch.is_empty() {
             return (false, false);
         }
-        let (room, closed) = self.inlet.push_items(&mut batch);
+        let (room, closed, woke) = self.inlet.push_items(&mut batch);
         self.room.set(room.max(1));
+        self.woke.set(self.woke.get() || woke);
         (room == 0 || closed, closed)
     }
 
@@ -238,6 +267,9 @@ impl<'a, 'py> Pump<'a, 'py> {
     /// whatever the framework suspends on goes up to the pump's task unchanged.
     fn wait_for_space(&self) -> PyResult<Option<Py<PyAny>>> {
         let py = self.py();
+        if self.inlet.has_room() {
+            return Ok(None);
+        }
         let space = self
             .event_loop
             .call_method0(pyo3::intern!(py, "create_future"))?;
@@ -300,7 +332,7 @@ mod tests {
         Python::attach(|py| {
             let (inlet, mut stream) = Inlet::detached(8);
             let none = py.None().into_bound(py);
-            let pump = Pump::new(&none, &inlet, &none);
+            let pump = Pump::new(&none, &inlet, &none, true);
             let (count, waker) = counted();
 
             // A step's first item goes in alone and tells the pump there is room for 7.
@@ -327,7 +359,7 @@ mod tests {
         Python::attach(|py| {
             let (inlet, mut stream) = Inlet::detached(4);
             let none = py.None().into_bound(py);
-            let pump = Pump::new(&none, &inlet, &none);
+            let pump = Pump::new(&none, &inlet, &none, true);
             let (count, waker) = counted();
 
             // The consumer waits from the start, so the first item wakes it; it is slow to
@@ -344,11 +376,32 @@ mod tests {
     }
 
     #[test]
+    fn the_step_remembers_whether_it_woke_the_consumer() {
+        Python::attach(|py| {
+            let (inlet, mut stream) = Inlet::detached(4);
+            let none = py.None().into_bound(py);
+            let (_count, waker) = counted();
+
+            // Nobody waits: the step wakes nobody, and would not yield to let one run.
+            let pump = Pump::new(&none, &inlet, &none, true);
+            assert_eq!(pump.add(item(py, 0)), (false, false));
+            assert!(!pump.woke.get());
+
+            // The consumer waits when the next step starts: its first item wakes it.
+            assert_eq!(next(py, &mut stream, &waker), Some(0));
+            assert_eq!(next(py, &mut stream, &waker), None);
+            let pump = Pump::new(&none, &inlet, &none, true);
+            assert_eq!(pump.add(item(py, 1)), (false, false));
+            assert!(pump.woke.get());
+        });
+    }
+
+    #[test]
     fn a_closed_stream_refuses_the_batch() {
         Python::attach(|py| {
             let (inlet, stream) = Inlet::detached(4);
             let none = py.None().into_bound(py);
-            let pump = Pump::new(&none, &inlet, &none);
+            let pump = Pump::new(&none, &inlet, &none, true);
             drop(stream);
             assert_eq!(pump.add(item(py, 0)), (true, true));
             assert!(inlet.is_closed());
