@@ -8,7 +8,9 @@
 //! 2. every extension `cargo xtask test` builds (`pytests/` and the custom-executor module)
 //!    built into it with `maturin develop --release`, `PYO3_PYTHON` set to the
 //!    venv's python and one target directory for every version, `target/matrix/target`
-//!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared);
+//!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared),
+//!    with `-D warnings` added to `RUSTFLAGS`, so code only an old or a new Python compiles
+//!    is held to the same lint bar as the rest;
 //! 3. `python -m pytest pytests -q -p no:randomly` with a small reporting plugin (written to
 //!    the venv's site-packages) that records one line per test: outcome, the `loop_kind`
 //!    fixture's value, node id and the first line of the error, in
@@ -427,12 +429,19 @@ fn prepare(
     let plugin = Path::new(&site_packages).join(format!("{PLUGIN}.py"));
     fs::write(&plugin, PLUGIN_SOURCE)
         .map_err(|e| format!("cannot write {}: {e}", plugin.display()))?;
-    // Every extension `cargo xtask test` builds: the suite imports more than one.
+    // Every extension `cargo xtask test` builds: the suite imports more than one. Warnings
+    // are errors: code under `cfg` for an old or a new Python is compiled only here (clippy
+    // sees the default interpreter's). The flags are the same for every version, so only
+    // PyO3 and its dependents rebuild per interpreter.
     for crate_dir in crate::python::PY_EXTENSIONS {
         venv.cmd("maturin")
             .args(["develop", "--release"])
             .env("PYO3_PYTHON", venv.python())
             .env("CARGO_TARGET_DIR", dir.join("target"))
+            .env(
+                "RUSTFLAGS",
+                crate::steps::with_flags("RUSTFLAGS", "-D warnings"),
+            )
             .dir(ws.path(crate_dir))
             .run(step)
             .map_err(|f| format!("building {crate_dir}/ failed: {}", f.message))?;
