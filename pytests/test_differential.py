@@ -29,7 +29,7 @@ import pytest
 import uvloop
 
 import pyo3_aio_tests as m
-from harness import PATIENCE, wait_until
+from harness import PATIENCE, skip_if_uvloop_breaks_eager_task_factory, wait_until
 
 try:
     import rloop
@@ -333,6 +333,7 @@ def test_as_completed_and_gather_order(diff_loop, runtime, home):
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factory is 3.12+")
 def test_eager_task_factory(diff_loop, runtime, home):
+    skip_if_uvloop_breaks_eager_task_factory(diff_loop)
     async def scenario(make):
         asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
         ready, _ = make(0, "now")

@@ -522,6 +522,43 @@ def test_outside_any_framework_the_error_names_both(runtime):
         coroutine.send(None)
 
 
+def test_the_framework_is_found_without_sniffio(run_anywhere, runtime, monkeypatch):
+    """trio imports sniffio; the bridge must not ask it which framework runs."""
+    sniffio = pytest.importorskip("sniffio")
+
+    def refuse():
+        raise AssertionError("the bridge asked sniffio which framework runs")
+
+    monkeypatch.setattr(sniffio, "current_async_library", refuse)
+
+    async def main():
+        return await m.sleep(runtime, 0.01, "value")
+
+    assert run_anywhere(main) == "value"
+
+
+def test_a_completion_reaches_trio_while_the_run_thread_holds_the_gil():
+    """Runtime threads complete their futures, the run's wake-up included, without the GIL:
+    the run's thread holds it throughout, and every task still gets its value."""
+    count = 50
+
+    async def main():
+        before = m.driven()
+        results = [None] * count
+
+        async def one(i):
+            results[i] = await m.thread_sleep(0.05, f"value {i}")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert m.hold_gil_until_driven(before + count, PATIENCE)
+        return results
+
+    assert trio.run(main) == [f"value {i}" for i in range(count)]
+
+
 # A cancel while a runtime thread is inside the Rust future's poll: the future cannot be
 # dropped at once, so the abort answers FAILED and the task is rescheduled with the
 # cancellation only once that thread has dropped it.
