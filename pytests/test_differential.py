@@ -333,7 +333,6 @@ def test_as_completed_and_gather_order(diff_loop, runtime, home):
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factory is 3.12+")
 def test_eager_task_factory(diff_loop, runtime, home):
-    skip_if_uvloop_breaks_eager_task_factory(diff_loop)
     async def scenario(make):
         asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
         ready, _ = make(0, "now")
@@ -345,6 +344,7 @@ def test_eager_task_factory(diff_loop, runtime, home):
 
     if home == "local":
         pytest.skip("no local guarded sleep")
+    skip_if_uvloop_breaks_eager_task_factory(diff_loop)
     both(diff_loop, scenario, native_sleep, bridge_sleep(runtime, home))
 
 

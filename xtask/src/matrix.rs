@@ -10,7 +10,8 @@
 //!    venv's python and one target directory for every version, `target/matrix/target`
 //!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared),
 //!    with `-D warnings` added to `RUSTFLAGS`, so code only an old or a new Python compiles
-//!    is held to the same lint bar as the rest;
+//!    (and the bridge without a runtime feature, which the custom-executor module uses) is
+//!    held to the same lint bar as the rest;
 //! 3. `python -m pytest pytests -q -p no:randomly` with a small reporting plugin (written to
 //!    the venv's site-packages, source in `matrix_report.py`) that records one line per
 //!    test: outcome, framework (asyncio's loop, or trio), runtime, node id and the first
@@ -18,8 +19,8 @@
 //!
 //! Every version runs even when an earlier one fails; the tables at the end (Markdown, for
 //! docs/RELIABILITY.md) split the counts by framework, and the trio tests by runtime, and
-//! the command fails if any version failed. A release build per interpreter makes this slow, so it is not a step of
-//! `cargo xtask test`.
+//! the command fails if any version failed. A release build per interpreter makes this
+//! slow, so it is not a step of `cargo xtask test`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,7 +211,8 @@ impl VersionRun {
 /// One line of the plugin's results file.
 struct TestResult {
     outcome: Outcome,
-    /// The asyncio loop (`loop_kind` or `diff_loop` parameter), `trio`, or `-` for neither.
+    /// What the test runs on: an asyncio loop (`asyncio`, `uvloop`), `trio`, or `-` for
+    /// neither (see `matrix_report.py`).
     framework: String,
     /// The `runtime` parameter, or `-` for a test without one.
     runtime: String,
@@ -363,8 +365,8 @@ fn prepare(
         .map_err(|e| format!("cannot write {}: {e}", plugin.display()))?;
     // Every extension `cargo xtask test` builds: the suite imports more than one. Warnings
     // are errors: code under `cfg` for an old or a new Python is compiled only here (clippy
-    // sees the default interpreter's). The flags are the same for every version, so only
-    // PyO3 and its dependents rebuild per interpreter.
+    // sees the default interpreter's, with every feature). The flags are the same for every
+    // version, so only PyO3 and its dependents rebuild per interpreter.
     for crate_dir in crate::python::PY_EXTENSIONS {
         venv.cmd("maturin")
             .args(["develop", "--release"])
