@@ -47,6 +47,69 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
     raise ValueError(f"unknown loop kind {kind!r}")
 
 
+#: Why a test of the bridge on uvloop with `asyncio.eager_task_factory` is skipped on 3.13.
+UVLOOP_EAGER_FACTORY_BUG = (
+    "uvloop bug, not the bridge's: on Python 3.13 uvloop's create_task passes eager_start= "
+    "to the loop's task factory (since uvloop 0.23, MagicStack/uvloop PR #748), and "
+    "asyncio.eager_task_factory takes that argument only from 3.14, so no task can be made "
+    "through it; reproduced without pyo3-aio by "
+    "test_eager_start.py::test_eager_task_factory_without_the_bridge: "
+)
+
+
+def eager_task_factory_failure(kind: str) -> Optional[str]:
+    """Runs plain asyncio, no pyo3-aio, on a new loop of `kind` with
+    `asyncio.eager_task_factory` set: a task made through it must start at once and
+    finish. Returns None when it does, or the error uvloop's create_task raised on 3.13
+    (see `UVLOOP_EAGER_FACTORY_BUG`); any other outcome fails the test."""
+
+    async def child(log):
+        log.append("child runs")
+        return "done"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)
+        log = []
+        coroutine = child(log)
+        try:
+            task = loop.create_task(coroutine)
+        except TypeError as error:
+            coroutine.close()
+            return error
+        finally:
+            # The loop's own cleanup makes tasks too (shutdown_asyncgens).
+            loop.set_task_factory(None)
+        started = list(log)
+        return started, task.done(), await task
+
+    outcome = run_on(kind, main)
+    if isinstance(outcome, TypeError):
+        message = str(outcome)
+        assert (kind, sys.version_info[:2]) == ("uvloop", (3, 13)), message
+        assert "unexpected keyword argument 'eager_start'" in message, message
+        return message
+    assert outcome == (["child runs"], True, "done"), outcome
+    return None
+
+
+_EAGER_FACTORY_FAILURES: dict = {}
+
+
+def skip_if_uvloop_breaks_eager_task_factory(kind: str) -> None:
+    """Skips the calling test when it runs on uvloop on Python 3.13 with uvloop's bug (see
+    `UVLOOP_EAGER_FACTORY_BUG`) present: plain asyncio cannot make a task through
+    `asyncio.eager_task_factory` there, so there is nothing for the bridge to match. On any
+    other loop, Python or uvloop release, the test runs."""
+    if kind != "uvloop" or sys.version_info[:2] != (3, 13):
+        return
+    if kind not in _EAGER_FACTORY_FAILURES:
+        _EAGER_FACTORY_FAILURES[kind] = eager_task_factory_failure(kind)
+    failure = _EAGER_FACTORY_FAILURES[kind]
+    if failure is not None:
+        pytest.skip(UVLOOP_EAGER_FACTORY_BUG + failure)
+
+
 class LoopErrors(AssertionError):
     """The loop's exception handler was called during a run (a callback raised, a task was
     destroyed while pending, an exception was never retrieved...)."""
@@ -219,15 +282,33 @@ class _OwnLoop:
                     error.add_note(note)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool:
-    """Yields to the loop (asyncio.sleep(0.001)) until `predicate()` holds, at most about
-    `timeout` seconds; returns the last value of the predicate."""
+async def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = PATIENCE,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> bool:
+    """Yields to the loop (`sleep(0.001)`: asyncio's, or `sleep_anywhere` for a test that
+    also runs under trio) until `predicate()` holds, at most about `timeout` seconds;
+    returns the last value of the predicate."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() >= deadline:
             return predicate()
-        await asyncio.sleep(0.001)
+        await sleep(0.001)
     return True
+
+
+async def sleep_anywhere(seconds: float) -> None:
+    """`asyncio.sleep` on an asyncio loop, `trio.sleep` under trio: for the scenarios that
+    `run_anywhere` runs on each."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
 
 
 def run_python(code: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ import pytest
 import uvloop
 
 import pyo3_aio_tests as m
-from harness import PATIENCE, wait_until
+from harness import PATIENCE, skip_if_uvloop_breaks_eager_task_factory, wait_until
 
 try:
     import rloop
@@ -344,6 +344,7 @@ def test_eager_task_factory(diff_loop, runtime, home):
 
     if home == "local":
         pytest.skip("no local guarded sleep")
+    skip_if_uvloop_breaks_eager_task_factory(diff_loop)
     both(diff_loop, scenario, native_sleep, bridge_sleep(runtime, home))
 
 

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 import pyo3_aio_tests as m
-from harness import traceback_names, wait_until
+from harness import sleep_anywhere, traceback_names, wait_until
 
 WHERE = pytest.mark.parametrize(
     "from_runtime", [False, True], ids=["on_loop_thread", "from_runtime_thread"]
@@ -510,9 +510,10 @@ def test_into_stream_outside_any_event_loop_runs_on_a_background_loop(runtime):
 @pytest.mark.parametrize(
     "capacity", [0, 1, 5, None], ids=["capacity_0", "capacity_1", "capacity_5", "default"]
 )
-def test_the_generator_runs_at_most_capacity_items_ahead(run, runtime, capacity):
+def test_the_generator_runs_at_most_capacity_items_ahead(run_anywhere, runtime, capacity):
     """Rust awaits a Python check after each item, without pulling the next one meanwhile:
-    the generator gets exactly `capacity` items ahead (0 counts as 1) and stays there."""
+    the generator gets exactly `capacity` items ahead (0 counts as 1) and stays there, on
+    asyncio's loops and under trio."""
     bound = m.DEFAULT_CAPACITY if capacity is None else max(1, capacity)
     count = 2 * bound + 2
 
@@ -528,11 +529,11 @@ def test_the_generator_runs_at_most_capacity_items_ahead(run, runtime, capacity)
             received = item + 1
             assert len(started) <= received + bound
             expected = min(count, received + bound)
-            assert await wait_until(lambda: len(started) >= expected)
-            await asyncio.sleep(0.001)
+            assert await wait_until(lambda: len(started) >= expected, sleep=sleep_anywhere)
+            await sleep_anywhere(0.001)
             assert len(started) == expected
 
         items = await m.consume(runtime, generator(), capacity=capacity, after_each=after_each)
         assert items == list(range(count))
 
-    run(main)
+    run_anywhere(main)

@@ -20,7 +20,7 @@ import sys
 import pytest
 
 import pyo3_aio_tests as m
-from harness import run_on, wait_until
+from harness import run_on, sleep_anywhere, wait_until
 
 KINDS = ("send", "local")
 
@@ -576,7 +576,7 @@ def test_a_reference_cycle_through_the_iterator_is_collected(run, runtime, kind)
 
 
 @pytest.mark.parametrize("capacity", [0, 1, 5, None], ids=["capacity_0", "capacity_1", "capacity_5", "default"])
-def test_the_producer_runs_at_most_capacity_items_ahead(run, runtime, capacity):
+def test_the_producer_runs_at_most_capacity_items_ahead(run_anywhere, runtime, capacity):
     """With `inline(false)` the runtime's pump refills after each item: the producer gets
     exactly `capacity` items ahead (capacity 0 counts as 1) and stays there."""
     bound = m.DEFAULT_CAPACITY if capacity is None else max(1, capacity)
@@ -585,23 +585,23 @@ def test_the_producer_runs_at_most_capacity_items_ahead(run, runtime, capacity):
     async def main():
         stream, probe = m.probed_stream(runtime, count, capacity=capacity, inline=False)
         received = 0
-        assert await wait_until(lambda: probe.produced() >= bound)
+        assert await wait_until(lambda: probe.produced() >= bound, sleep=sleep_anywhere)
         assert probe.produced() == bound
         async for item in stream:
             assert item == received
             received += 1
             assert probe.produced() <= received + bound
             expected = min(count, received + bound)
-            assert await wait_until(lambda: probe.produced() >= expected)
-            await asyncio.sleep(0.001)
+            assert await wait_until(lambda: probe.produced() >= expected, sleep=sleep_anywhere)
+            await sleep_anywhere(0.001)
             assert probe.produced() == expected
         assert received == count
 
-    run(main)
+    run_anywhere(main)
 
 
 @pytest.mark.parametrize("capacity", [0, 1, 5, None], ids=["capacity_0", "capacity_1", "capacity_5", "default"])
-def test_with_inline_polls_the_producer_is_never_more_than_capacity_ahead(run, runtime, capacity):
+def test_with_inline_polls_the_producer_is_never_more_than_capacity_ahead(run_anywhere, runtime, capacity):
     """By default the pump fills the buffer once; the loop thread then refills it itself
     when it runs dry, never more than `capacity` items ahead of the consumer."""
     bound = m.DEFAULT_CAPACITY if capacity is None else max(1, capacity)
@@ -610,17 +610,17 @@ def test_with_inline_polls_the_producer_is_never_more_than_capacity_ahead(run, r
     async def main():
         stream, probe = m.probed_stream(runtime, count, capacity=capacity)
         received = 0
-        assert await wait_until(lambda: probe.produced() >= bound)
-        await asyncio.sleep(0.001)
+        assert await wait_until(lambda: probe.produced() >= bound, sleep=sleep_anywhere)
+        await sleep_anywhere(0.001)
         assert probe.produced() == bound
         async for item in stream:
             assert item == received
             received += 1
-            await asyncio.sleep(0)
+            await sleep_anywhere(0)
             assert received <= probe.produced() <= received + bound
         assert received == count == probe.produced()
 
-    run(main)
+    run_anywhere(main)
 
 
 def test_a_local_stream_is_polled_only_for_what_is_asked(run, runtime):

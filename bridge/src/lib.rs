@@ -57,6 +57,12 @@ mod panic;
 #[path = "private.rs"]
 pub mod __private;
 mod run;
+// The per-runtime modules' macro, used only by the runtime features.
+#[cfg(any(
+    feature = "tokio-runtime",
+    feature = "async-std-runtime",
+    feature = "smol-runtime"
+))]
 mod runtime;
 mod shared;
 mod slots;

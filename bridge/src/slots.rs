@@ -4,6 +4,7 @@
 //! module installs them and hands their outcome to CPython.
 
 use pyo3::prelude::*;
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
 use pyo3::sync::PyOnceLock;
 
 /// What one step of the coroutine produced.

@@ -222,7 +222,9 @@ COMMANDS:
                                    (pyo3-aio under trio against plain trio; with --only, only
                                    when KEYS name `trio`)
     matrix [3.N]...                pytests/ on each CPython 3.9-3.13 pyenv has (or those named),
-                                   default loop and uvloop; venvs and builds in target/matrix
+                                   built with -D warnings; counts per framework (default loop,
+                                   uvloop, trio) and trio's per runtime; venvs and builds in
+                                   target/matrix
     stress [--fuzz-seconds N]      the reliability suite at full size: pytests' stress and
                                    fault tests with PYO3_AIO_STRESS=full (figures to
                                    target/stress/report.jsonl), then the Python-side fuzzer

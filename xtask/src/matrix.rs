@@ -8,16 +8,19 @@
 //! 2. every extension `cargo xtask test` builds (`pytests/` and the custom-executor module)
 //!    built into it with `maturin develop --release`, `PYO3_PYTHON` set to the
 //!    venv's python and one target directory for every version, `target/matrix/target`
-//!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared);
+//!    (PyO3 rebuilds itself and its dependents for each interpreter; the rest is shared),
+//!    with `-D warnings` added to `RUSTFLAGS`, so code only an old or a new Python compiles
+//!    (and the bridge without a runtime feature, which the custom-executor module uses) is
+//!    held to the same lint bar as the rest;
 //! 3. `python -m pytest pytests -q -p no:randomly` with a small reporting plugin (written to
-//!    the venv's site-packages) that records one line per test: outcome, the `loop_kind`
-//!    fixture's value, node id and the first line of the error, in
-//!    `target/matrix/results-<version>.tsv`.
+//!    the venv's site-packages, source in `matrix_report.py`) that records one line per
+//!    test: outcome, framework (asyncio's loop, or trio), runtime, node id and the first
+//!    line of the error, in `target/matrix/results-<version>.tsv`.
 //!
-//! Every version runs even when an earlier one fails; the table at the end (Markdown, for
-//! docs/RELIABILITY.md) splits the counts by loop, and the command fails if any version
-//! failed. A release build per interpreter makes this slow, so it is not a step of
-//! `cargo xtask test`.
+//! Every version runs even when an earlier one fails; the tables at the end (Markdown, for
+//! docs/RELIABILITY.md) split the counts by framework, and the trio tests by runtime, and
+//! the command fails if any version failed. A release build per interpreter makes this
+//! slow, so it is not a step of `cargo xtask test`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,78 +55,7 @@ enum Installed {
 
 /// The reporting plugin's module name (`-p` takes it) and its source.
 const PLUGIN: &str = "pyo3_aio_matrix_report";
-const PLUGIN_SOURCE: &str = r#""""Written by `cargo xtask matrix`: one line per test (outcome, loop kind, node id, the first
-line of the error) to the file given as --matrix-results, flushed as it goes so a crash
-keeps what ran before it. Collection errors are lines too: a module that fails to import
-on an old Python is a failure, not fewer tests."""
-
-import pytest
-
-_out = None
-_loops = {}
-_reports = {}
-
-
-def pytest_addoption(parser):
-    parser.addoption("--matrix-results", default=None)
-
-
-def pytest_configure(config):
-    global _out
-    path = config.getoption("--matrix-results")
-    if path:
-        _out = open(path, "w", encoding="utf-8")
-
-
-def pytest_unconfigure(config):
-    if _out is not None:
-        _out.close()
-
-
-def _write(outcome, loop, nodeid, message=""):
-    if _out is not None:
-        clean = " ".join(str(message).split())[:300]
-        _out.write(f"{outcome}\t{loop}\t{nodeid}\t{clean}\n")
-        _out.flush()
-
-
-def _message(report):
-    if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else str(report.longrepr)
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def pytest_collectreport(report):
-    if report.failed:
-        _write("error", "-", report.nodeid, _message(report))
-
-
-def pytest_itemcollected(item):
-    callspec = getattr(item, "callspec", None)
-    _loops[item.nodeid] = callspec.params.get("loop_kind", "-") if callspec else "-"
-
-
-def pytest_runtest_logreport(report):
-    _reports.setdefault(report.nodeid, []).append(report)
-
-
-def pytest_runtest_logfinish(nodeid, location):
-    reports = _reports.pop(nodeid, [])
-    loop = _loops.get(nodeid, "-")
-    for report in reports:
-        if report.failed:
-            outcome = "failed" if report.when == "call" else "error"
-            return _write(outcome, loop, nodeid, f"{report.when}: {_message(report)}")
-    for report in reports:
-        if report.skipped:
-            if hasattr(report, "wasxfail"):
-                return _write("xfailed", loop, nodeid)
-            return _write("skipped", loop, nodeid, _message(report))
-    calls = [r for r in reports if r.when == "call"]
-    _write("xpassed" if calls and hasattr(calls[0], "wasxfail") else "passed", loop, nodeid)
-"#;
+const PLUGIN_SOURCE: &str = include_str!("matrix_report.py");
 
 /// `cargo xtask matrix [3.N]...`: every version in range, or only the minors named.
 pub(crate) fn run(ws: &Workspace, args: &[String]) -> Result {
@@ -279,8 +211,11 @@ impl VersionRun {
 /// One line of the plugin's results file.
 struct TestResult {
     outcome: Outcome,
-    /// The `loop_kind` fixture's value, or `-` for a test without one.
-    loop_kind: String,
+    /// What the test runs on: an asyncio loop (`asyncio`, `uvloop`), `trio`, or `-` for
+    /// neither (see `matrix_report.py`).
+    framework: String,
+    /// The `runtime` parameter, or `-` for a test without one.
+    runtime: String,
     node_id: String,
     message: String,
 }
@@ -314,10 +249,11 @@ impl Outcome {
 fn parse_results(text: &str) -> Vec<TestResult> {
     text.lines()
         .filter_map(|line| {
-            let mut fields = line.splitn(4, '\t');
+            let mut fields = line.splitn(5, '\t');
             Some(TestResult {
                 outcome: Outcome::parse(fields.next()?)?,
-                loop_kind: fields.next()?.to_owned(),
+                framework: fields.next()?.to_owned(),
+                runtime: fields.next()?.to_owned(),
                 node_id: fields.next()?.to_owned(),
                 message: fields.next().unwrap_or_default().to_owned(),
             })
@@ -427,12 +363,19 @@ fn prepare(
     let plugin = Path::new(&site_packages).join(format!("{PLUGIN}.py"));
     fs::write(&plugin, PLUGIN_SOURCE)
         .map_err(|e| format!("cannot write {}: {e}", plugin.display()))?;
-    // Every extension `cargo xtask test` builds: the suite imports more than one.
+    // Every extension `cargo xtask test` builds: the suite imports more than one. Warnings
+    // are errors: code under `cfg` for an old or a new Python is compiled only here (clippy
+    // sees the default interpreter's, with every feature). The flags are the same for every
+    // version, so only PyO3 and its dependents rebuild per interpreter.
     for crate_dir in crate::python::PY_EXTENSIONS {
         venv.cmd("maturin")
             .args(["develop", "--release"])
             .env("PYO3_PYTHON", venv.python())
             .env("CARGO_TARGET_DIR", dir.join("target"))
+            .env(
+                "RUSTFLAGS",
+                crate::steps::with_flags("RUSTFLAGS", "-D warnings"),
+            )
             .dir(ws.path(crate_dir))
             .run(step)
             .map_err(|f| format!("building {crate_dir}/ failed: {}", f.message))?;
@@ -469,61 +412,22 @@ impl MatrixVenv {
     }
 }
 
-/// The Markdown table (one row per version and loop), the failures, and the timings.
+/// The Markdown tables (one row per version and framework; the trio tests, one row per
+/// version and runtime), the failures, the skips and the timings.
 fn report(runs: &[VersionRun], total: Duration) -> String {
-    let mut text = String::from(
-        "\n==> matrix: results\n\n\
-         | CPython | loop | passed | failed | xfailed | skipped | result |\n\
-         |---|---|---:|---:|---:|---:|---|\n",
+    let mut text = String::from("\n==> matrix: results\n");
+    text.push_str(&table(runs, "framework", |_| true, |r| &r.framework));
+    text.push_str(
+        "\n(framework `none`: tests on no asyncio loop and not under trio, and collection \
+         errors)\n\ntrio, per runtime:\n",
     );
-    for run in runs {
-        if let Some(error) = &run.setup_error {
-            text.push_str(&format!(
-                "| {} | all | - | - | - | - | not run: {error} |\n",
-                run.version
-            ));
-            continue;
-        }
-        let mut by_loop: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
-        for result in &run.results {
-            let counts = by_loop.entry(&result.loop_kind).or_default();
-            let column = match result.outcome {
-                Outcome::Passed => 0,
-                Outcome::Failed => 1,
-                Outcome::XFailed => 2,
-                Outcome::Skipped => 3,
-            };
-            counts[column] += 1;
-        }
-        if by_loop.is_empty() {
-            text.push_str(&format!(
-                "| {} | all | - | - | - | - | FAIL: no results ({}) |\n",
-                run.version,
-                run.pytest_error
-                    .as_deref()
-                    .unwrap_or("pytest reported nothing")
-            ));
-            continue;
-        }
-        // The loops first, then the tests that have none.
-        let none = by_loop.remove("-");
-        let rows = by_loop.into_iter().chain(none.map(|counts| ("-", counts)));
-        for (loop_kind, [passed, failed, xfailed, skipped]) in rows {
-            let result = if failed > 0 {
-                "FAIL"
-            } else if run.pytest_error.is_some() {
-                "FAIL (pytest exit)"
-            } else {
-                "pass"
-            };
-            let loop_kind = if loop_kind == "-" { "none" } else { loop_kind };
-            text.push_str(&format!(
-                "| {} | {loop_kind} | {passed} | {failed} | {xfailed} | {skipped} | {result} |\n",
-                run.version
-            ));
-        }
-    }
-    text.push_str("\n(loop `none`: tests without the loop_kind fixture, and collection errors)\n");
+    text.push_str(&table(
+        runs,
+        "runtime",
+        |r| r.framework == "trio",
+        |r| &r.runtime,
+    ));
+    text.push_str("\n(runtime `none`: tests without the runtime parameter)\n");
 
     let failures: Vec<String> = runs
         .iter()
@@ -576,6 +480,68 @@ fn report(runs: &[VersionRun], total: Duration) -> String {
     text
 }
 
+/// One Markdown table of the results `select` picks, a row per version and `key` value
+/// (`-` last, shown as `none`).
+fn table(
+    runs: &[VersionRun],
+    column: &str,
+    select: impl Fn(&TestResult) -> bool,
+    key: impl Fn(&TestResult) -> &str,
+) -> String {
+    let mut text = format!(
+        "\n| CPython | {column} | passed | failed | xfailed | skipped | result |\n\
+         |---|---|---:|---:|---:|---:|---|\n"
+    );
+    for run in runs {
+        if let Some(error) = &run.setup_error {
+            text.push_str(&format!(
+                "| {} | all | - | - | - | - | not run: {error} |\n",
+                run.version
+            ));
+            continue;
+        }
+        let mut groups: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+        for result in run.results.iter().filter(|r| select(r)) {
+            let counts = groups.entry(key(result)).or_default();
+            let column = match result.outcome {
+                Outcome::Passed => 0,
+                Outcome::Failed => 1,
+                Outcome::XFailed => 2,
+                Outcome::Skipped => 3,
+            };
+            counts[column] += 1;
+        }
+        if groups.is_empty() {
+            text.push_str(&format!(
+                "| {} | all | - | - | - | - | FAIL: no results ({}) |\n",
+                run.version,
+                run.pytest_error
+                    .as_deref()
+                    .unwrap_or("pytest reported nothing")
+            ));
+            continue;
+        }
+        let none = groups.remove("-");
+        let rows = groups
+            .into_iter()
+            .chain(none.map(|counts| ("none", counts)));
+        for (name, [passed, failed, xfailed, skipped]) in rows {
+            let result = if failed > 0 {
+                "FAIL"
+            } else if run.pytest_error.is_some() {
+                "FAIL (pytest exit)"
+            } else {
+                "pass"
+            };
+            text.push_str(&format!(
+                "| {} | {name} | {passed} | {failed} | {xfailed} | {skipped} | {result} |\n",
+                run.version
+            ));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,13 +560,44 @@ mod tests {
     #[test]
     fn results_lines_parse() {
         let results = parse_results(
-            "passed\tasyncio\tpytests/a.py::t[asyncio]\t\n\
-             error\t-\tpytests/b.py\tSyntaxError: x\n\
+            "passed\tasyncio\ttokio\tpytests/a.py::t[asyncio-tokio]\t\n\
+             error\t-\t-\tpytests/b.py\tSyntaxError: x\n\
              junk\n",
         );
         assert_eq!(results.len(), 2);
         assert!(results[1].outcome.is_failure());
-        assert_eq!(results[1].loop_kind, "-");
+        assert_eq!(results[0].runtime, "tokio");
+        assert_eq!(results[1].framework, "-");
         assert_eq!(results[1].message, "SyntaxError: x");
+    }
+
+    #[test]
+    fn trio_tests_are_counted_per_runtime() {
+        let run = VersionRun {
+            version: Version {
+                major: 3,
+                minor: 12,
+                patch: 1,
+            },
+            setup_error: None,
+            pytest_error: None,
+            results: parse_results(
+                "passed\ttrio\ttokio\tt.py::a[trio-tokio]\t\n\
+                 passed\ttrio\tsmol\tt.py::a[trio-smol]\t\n\
+                 failed\ttrio\tsmol\tt.py::b[smol]\tcall: boom\n\
+                 skipped\ttrio\t-\tt.py::c\twhy\n\
+                 passed\tuvloop\ttokio\tt.py::a[uvloop-tokio]\t\n",
+            ),
+            build_time: Duration::ZERO,
+            test_time: Duration::ZERO,
+        };
+        let text = report(&[run], Duration::ZERO);
+        let (frameworks, per_runtime) = text.split_once("trio, per runtime:").unwrap();
+        assert!(frameworks.contains("| 3.12.1 | trio | 2 | 1 | 0 | 1 | FAIL |"));
+        assert!(frameworks.contains("| 3.12.1 | uvloop | 1 | 0 | 0 | 0 | pass |"));
+        assert!(per_runtime.contains("| 3.12.1 | smol | 1 | 1 | 0 | 0 | FAIL |"));
+        assert!(per_runtime.contains("| 3.12.1 | tokio | 1 | 0 | 0 | 0 | pass |"));
+        assert!(per_runtime.contains("| 3.12.1 | none | 0 | 0 | 0 | 1 | pass |"));
+        assert!(!per_runtime.contains("uvloop"));
     }
 }

@@ -216,7 +216,7 @@ fn examples(ws: &Workspace) -> Result {
 }
 
 /// `extra` appended to the flags already in `var`, so a developer's own flags survive.
-fn with_flags(var: &str, extra: &str) -> String {
+pub(crate) fn with_flags(var: &str, extra: &str) -> String {
     match std::env::var(var) {
         Ok(existing) if !existing.trim().is_empty() => format!("{existing} {extra}"),
         _ => extra.to_owned(),

@@ -168,6 +168,11 @@ where
 }
 
 /// The blocking functions of one runtime module, for `$spawner`.
+#[cfg(any(
+    feature = "tokio-runtime",
+    feature = "async-std-runtime",
+    feature = "smol-runtime"
+))]
 macro_rules! runtime_functions {
     ($spawner:expr, $runtime:literal) => {
         #[doc = concat!("Runs a `Send` Rust future to completion from synchronous code, on ", $runtime, " while pending, and returns its result.")]
@@ -204,4 +209,9 @@ macro_rules! runtime_functions {
         }
     };
 }
+#[cfg(any(
+    feature = "tokio-runtime",
+    feature = "async-std-runtime",
+    feature = "smol-runtime"
+))]
 pub(crate) use runtime_functions;

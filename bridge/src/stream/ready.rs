@@ -1,6 +1,7 @@
 //! An awaitable whose result is already known: what `__anext__` returns for a buffered item.
 
 use pyo3::prelude::*;
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
 use pyo3::sync::PyOnceLock;
 
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
