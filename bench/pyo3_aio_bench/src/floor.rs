@@ -25,7 +25,9 @@ impl ReadyValue {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<()> {
-        Err(pyo3::exceptions::PyStopIteration::new_err((self.value.clone_ref(py),)))
+        Err(pyo3::exceptions::PyStopIteration::new_err((self
+            .value
+            .clone_ref(py),)))
     }
 }
 
@@ -82,8 +84,9 @@ unsafe extern "C" fn iternext(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::
         // exception itself: make the instance first.
         // SAFETY: attached (above); `value` is an owned reference, handed over.
         let py = unsafe { Python::assume_attached() };
-        let value = unsafe { Py::<PyAny>::from_owned_ptr(py, value) };
-        pyo3::exceptions::PyStopIteration::new_err((value,)).restore(py);
+        // SAFETY: as above.
+        let value = unsafe { Bound::from_owned_ptr(py, value) };
+        pyo3::exceptions::PyStopIteration::new_err((value.unbind(),)).restore(py);
         return std::ptr::null_mut();
     }
     // SAFETY: `PyErr_SetObject` wraps a plain object as `StopIteration(value)` and takes its
