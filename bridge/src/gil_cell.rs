@@ -24,8 +24,17 @@ unsafe impl<T: Send> Sync for GilCell<T> {}
 
 #[cfg(not(Py_GIL_DISABLED))]
 impl<T> GilCell<T> {
-    pub(crate) fn new(value: T) -> Self {
+    pub(crate) const fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Changes the value in place. `f` must not run Python code, as for
+    /// [`inspect`](Self::inspect), nor drop anything that could.
+    #[inline]
+    pub(crate) fn update<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: see the `Sync` impl: the GIL is held, and `f` runs no Python code that
+        // could reach this cell while this exclusive borrow is live.
+        f(unsafe { &mut *self.0.get() })
     }
 
     /// Puts `value` in and returns what was there, for the caller to drop (dropping may

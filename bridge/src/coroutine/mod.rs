@@ -12,6 +12,8 @@
 //! 3. the coroutine yields a small [`RustFutureWaiter`] to the Task; the loop's drain resolves it and
 //!    calls the Task's wake-up directly.
 
+#[cfg(all(not(Py_GIL_DISABLED), not(Py_LIMITED_API), not(PyPy)))]
+pub(crate) mod freelist;
 pub(crate) mod in_runtime;
 pub(crate) mod on_loop_thread;
 pub(crate) mod on_runtime;

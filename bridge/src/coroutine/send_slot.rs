@@ -44,10 +44,10 @@ unsafe extern "C" fn am_send(
 
 /// Python 3.12+ `tp_iternext`: what `await` calls there (its `SEND` instruction uses
 /// `am_send` only for CPython's own generators and coroutines). PyO3's `__next__` returns a
-/// value as a `StopIteration` made by calling the class with a tuple, through a `PyErr`;
-/// this sets it with one `PyErr_SetObject`, and a `None` result with no exception at all
-/// (CPython reads a NULL without one as a return of `None`). Python-level `__next__` stays
-/// PyO3's.
+/// value as a `StopIteration` made by calling the class, through a `PyErr`; this builds
+/// the instance directly (see [`new_stop_iteration`]), and a `None` result is no exception
+/// at all (CPython reads a NULL without one as a return of `None`). Python-level
+/// `__next__` stays PyO3's.
 #[cfg(all(Py_3_12, not(Py_LIMITED_API), not(PyPy)))]
 unsafe extern "C" fn iternext(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject {
     // SAFETY: as in `am_send`: CPython calls type slots with the thread attached.
@@ -80,8 +80,11 @@ fn set_stop_iteration(py: Python<'_>, value: Py<PyAny>) {
     if value.is_none(py) {
         return;
     }
+    // A `Bound`: dropped here, a `Py` would go to PyO3's deferred-decref pool (its drop
+    // cannot see the GIL that this slot holds without PyO3's trampoline).
+    let value = value.into_bound(py);
     let Some(instance) = new_stop_iteration(value.as_ptr()) else {
-        crate::errors::stop_iteration(py, value).restore(py);
+        crate::errors::stop_iteration(py, value.unbind()).restore(py);
         return;
     };
     // SAFETY: the GIL is held; `instance` is a new reference to a `StopIteration`.
@@ -159,14 +162,30 @@ pub(crate) fn install_am_send(py: Python<'_>) {
         static INSTALLED: PyOnceLock<()> = PyOnceLock::new();
         install_send_slot::<RustCoroutine>(py, &INSTALLED, am_send);
     }
-    #[cfg(all(Py_3_12, not(Py_LIMITED_API), not(PyPy)))]
+    #[cfg(all(not(Py_GIL_DISABLED), not(Py_LIMITED_API), not(PyPy)))]
+    {
+        static INSTALLED_SLOTS: PyOnceLock<()> = PyOnceLock::new();
+        INSTALLED_SLOTS.get_or_init(py, || {
+            let type_object = py.get_type::<RustCoroutine>().as_type_ptr();
+            crate::coroutine::freelist::install(type_object);
+            // SAFETY: `type_object` is the heap type PyO3 created for `RustCoroutine`; a slot
+            // is changed after creation by writing it and calling PyType_Modified, with the
+            // GIL held so no one reads it meanwhile.
+            unsafe {
+                #[cfg(Py_3_12)]
+                {
+                    (*type_object).tp_iternext = Some(iternext);
+                }
+                pyo3::ffi::PyType_Modified(type_object);
+            }
+        });
+    }
+    #[cfg(all(Py_3_12, Py_GIL_DISABLED, not(Py_LIMITED_API), not(PyPy)))]
     {
         static INSTALLED_NEXT: PyOnceLock<()> = PyOnceLock::new();
         INSTALLED_NEXT.get_or_init(py, || {
             let type_object = py.get_type::<RustCoroutine>().as_type_ptr();
-            // SAFETY: `type_object` is the heap type PyO3 created for `RustCoroutine`; a slot
-            // is changed after creation by writing it and calling PyType_Modified, with the
-            // GIL held so no one reads it meanwhile.
+            // SAFETY: as above.
             unsafe {
                 (*type_object).tp_iternext = Some(iternext);
                 pyo3::ffi::PyType_Modified(type_object);
