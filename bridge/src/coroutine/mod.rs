@@ -93,9 +93,9 @@ unsafe impl<T: Send> Sync for Exclusive<T> {}
 
 /// The coroutine object returned by `future_into_py`.
 ///
-/// `frozen`, with its state in a [`GilCell`]: each step replaces the state with the GIL
-/// held and no atomic borrow flag (a mutable pyclass pays an atomic compare-exchange per
-/// borrow, several per await).
+/// `frozen`, with its state in a `GilCell`: each step replaces the state with the GIL held
+/// and no atomic borrow flag (a mutable pyclass pays an atomic compare-exchange per
+/// borrow, two per ready await).
 #[pyclass(frozen, name = "RustCoroutine", module = "pyo3_aio", weakref)]
 pub struct RustCoroutine {
     state: GilCell<State>,
