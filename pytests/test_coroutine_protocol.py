@@ -124,6 +124,44 @@ def test_send_drives_a_ready_coroutine_even_without_a_loop(runtime):
     assert stop.value.value == "value"
 
 
+async def returns(value):
+    return value
+
+
+def stop_of(step):
+    """The StopIteration that `step()` raises, as (value, args, __context__)."""
+    with pytest.raises(StopIteration) as stop:
+        step()
+    return stop.value.value, stop.value.args, stop.value.__context__
+
+
+@pytest.mark.parametrize("value", [7, "text", None, (1, 2), ValueError("as a value")])
+def test_a_step_that_returns_raises_the_stop_iteration_a_python_coroutine_does(runtime, value):
+    # `next()` calls the type's iteration slot, which `await` uses on 3.12+; `send` is the
+    # Python-level method.
+    steps = (lambda: next(m.ready(runtime, value)), lambda: m.ready(runtime, value).send(None))
+    python = stop_of(lambda: returns(value).send(None))
+    for step in steps:
+        assert stop_of(step) == python
+    try:
+        raise KeyError("being handled")
+    except KeyError as handled:
+        python = stop_of(lambda: returns(value).send(None))
+        assert python[2] is handled
+        for step in steps:
+            assert stop_of(step) == python
+
+
+def test_an_await_inside_an_except_block_returns_the_value(run_anywhere, runtime):
+    async def main():
+        try:
+            raise KeyError("being handled")
+        except KeyError:
+            return await m.ready(runtime, 5), await m.ready(runtime, (1, 2))
+
+    assert run_anywhere(main) == (5, (1, 2))
+
+
 def test_send_of_a_value_to_a_just_started_coroutine_raises_type_error(run_anywhere, runtime):
     async def main():
         coroutine = m.sleep(runtime, 0.001, 1)

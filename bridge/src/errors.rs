@@ -43,12 +43,24 @@ pub(crate) fn no_stop_iteration(py: Python<'_>, error: PyErr) -> PyErr {
     replaced
 }
 
-/// `StopIteration(value)`, built as an instance so a tuple value is not taken as args.
+/// `StopIteration(value)` as a Python coroutine's `send` raises it: built as an instance
+/// so a tuple value is not taken as args, `StopIteration()` for `None`, and raised once with
+/// `PyErr_SetObject`, which chains an exception being handled as its `__context__`.
 pub(crate) fn stop_iteration(py: Python<'_>, value: Py<PyAny>) -> PyErr {
-    match py.get_type::<PyStopIteration>().call1((value,)) {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(error) => error,
-    }
+    let class = py.get_type::<PyStopIteration>();
+    let made = if value.is_none(py) {
+        class.call0()
+    } else {
+        class.call1((value,))
+    };
+    let instance = match made {
+        Ok(instance) => instance,
+        Err(error) => return error,
+    };
+    // SAFETY: the GIL is held; both are valid objects, and the instance is of the class, so
+    // the call raises it as it is (taking its own reference).
+    unsafe { pyo3::ffi::PyErr_SetObject(class.as_ptr(), instance.as_ptr()) };
+    PyErr::fetch(py)
 }
 
 /// Error for a Rust future whose producer vanished (runtime shutdown, task dropped).

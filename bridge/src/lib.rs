@@ -46,6 +46,7 @@ mod errors;
 mod event_loop;
 mod framework;
 pub mod generic;
+mod gil_cell;
 mod into_future;
 mod introspect;
 mod locals;

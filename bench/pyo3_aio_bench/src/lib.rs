@@ -20,6 +20,8 @@ use pyo3::prelude::*;
 use pyo3_aio::generic::Spawner;
 use pyo3_aio::{Home, Options};
 
+mod floor;
+
 const RUNTIMES: [&str; 3] = ["tokio", "async-std", "smol"];
 
 fn unknown_runtime(name: &str) -> PyErr {
@@ -402,6 +404,7 @@ fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CONSUME", true)?;
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(native_ready, m)?)?;
+    m.add_function(wrap_pyfunction!(floor::floor, m)?)?;
     m.add_function(wrap_pyfunction!(hop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(block_ready, m)?)?;

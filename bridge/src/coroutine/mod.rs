@@ -12,11 +12,14 @@
 //! 3. the coroutine yields a small [`RustFutureWaiter`] to the Task; the loop's drain resolves it and
 //!    calls the Task's wake-up directly.
 
+#[cfg(all(not(Py_GIL_DISABLED), not(Py_LIMITED_API), not(PyPy)))]
+pub(crate) mod freelist;
 pub(crate) mod in_runtime;
 pub(crate) mod on_loop_thread;
 pub(crate) mod on_runtime;
 pub(crate) mod send_slot;
 pub(crate) mod send_start;
+pub(crate) mod spare_box;
 
 pub(crate) use in_runtime::{InRuntime, entered};
 pub use on_loop_thread::local_future_into_py_with;
@@ -38,6 +41,7 @@ use crate::errors::no_stop_iteration;
 use crate::errors::stop_iteration;
 use crate::errors::thrown;
 pub(crate) use crate::framework::Started;
+use crate::gil_cell::GilCell;
 use crate::slots::Step;
 use crate::trio::TrioWait;
 use crate::waiter::RustFutureWaiter;
@@ -88,9 +92,13 @@ struct Exclusive<T>(T);
 unsafe impl<T: Send> Sync for Exclusive<T> {}
 
 /// The coroutine object returned by `future_into_py`.
-#[pyclass(name = "RustCoroutine", module = "pyo3_aio", weakref)]
+///
+/// `frozen`, with its state in a `GilCell`: each step replaces the state with the GIL held
+/// and no atomic borrow flag (a mutable pyclass pays an atomic compare-exchange per
+/// borrow, two per ready await).
+#[pyclass(frozen, name = "RustCoroutine", module = "pyo3_aio", weakref)]
 pub struct RustCoroutine {
-    state: State,
+    state: GilCell<State>,
     name: &'static str,
     /// Whether dropping it unawaited warns, as a coroutine does (not for the awaitables
     /// the bridge returns in place of other kinds of objects, such as `aclose()`'s).
@@ -100,7 +108,7 @@ pub struct RustCoroutine {
 impl RustCoroutine {
     pub(crate) fn new(start: Box<dyn Start>, name: &'static str) -> Self {
         Self {
-            state: State::Created(Exclusive(start)),
+            state: GilCell::new(State::Created(Exclusive(start))),
             name,
             warn_unawaited: true,
         }
@@ -116,10 +124,10 @@ impl RustCoroutine {
     /// Advances the coroutine: the object to yield to the Task, or the value to return.
     /// `sent` is what the resumer sent in (`None` for `__next__`); only trio's resume reads
     /// it (an `outcome`).
-    pub(crate) fn step(slf: &Bound<'_, Self>, sent: Option<&Bound<'_, PyAny>>) -> PyResult<Step> {
-        let py = slf.py();
-        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Running);
-        let started = match state {
+    pub(crate) fn step(&self, py: Python<'_>, sent: Option<&Bound<'_, PyAny>>) -> PyResult<Step> {
+        // What the state held is dropped only after the cell is left (see `GilCell`); the
+        // states replaced below hold nothing to drop (`Running`, `Done`).
+        let started = match self.state.replace(py, State::Running) {
             State::Created(start) => start.0.start(py),
             State::Waiting(waiter) => {
                 let outcome = waiter.borrow(py).outcome(py);
@@ -129,7 +137,7 @@ impl RustCoroutine {
                     None => {
                         let yielded = waiter.clone_ref(py).into_any();
                         waiter.borrow_mut(py).rearm();
-                        slf.borrow_mut().state = State::Waiting(waiter);
+                        self.state.replace(py, State::Waiting(waiter));
                         return Ok(Step::Yield(yielded));
                     }
                 }
@@ -142,36 +150,42 @@ impl RustCoroutine {
                 return Err(PyValueError::new_err("coroutine already executing"));
             }
             State::Done => {
-                slf.borrow_mut().state = State::Done;
+                self.state.replace(py, State::Done);
                 return Err(crate::errors::already_awaited());
             }
         };
         match started {
             Ok(Started::Ready(result)) => {
-                slf.borrow_mut().state = State::Done;
+                self.state.replace(py, State::Done);
                 result
                     .map(Step::Return)
                     .map_err(|error| no_stop_iteration(py, error))
             }
             Ok(Started::Waiting(waiter)) => {
                 let yielded = waiter.clone_ref(py).into_any();
-                slf.borrow_mut().state = State::Waiting(waiter);
+                self.state.replace(py, State::Waiting(waiter));
                 Ok(Step::Yield(yielded))
             }
             Ok(Started::Trio { wait, message }) => {
-                slf.borrow_mut().state = State::TrioWaiting(wait);
+                self.state.replace(py, State::TrioWaiting(wait));
                 Ok(Step::Yield(message))
             }
             Err(error) => {
-                slf.borrow_mut().state = State::Done;
+                self.state.replace(py, State::Done);
                 Err(error)
             }
         }
     }
 
+    /// Whether the state is `pattern`-like, read with the GIL held.
+    fn state_is(&self, py: Python<'_>, test: impl FnOnce(&State) -> bool) -> bool {
+        self.state.inspect(py, test)
+    }
+
     /// A coroutine that has not started takes only `None`, as Python's do.
-    pub(crate) fn check_sent(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !value.is_none() && matches!(slf.borrow().state, State::Created(_)) {
+    pub(crate) fn check_sent(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !value.is_none() && self.state_is(value.py(), |state| matches!(state, State::Created(_)))
+        {
             return Err(PyTypeError::new_err(
                 "can't send non-None value to a just-started coroutine",
             ));
@@ -180,17 +194,18 @@ impl RustCoroutine {
     }
 
     /// `send(value)` as Python's protocol has it: a returned value becomes StopIteration.
-    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::check_sent(slf, value)?;
-        match Self::step(slf, Some(value))? {
+    fn send_value(&self, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.check_sent(value)?;
+        let py = value.py();
+        match self.step(py, Some(value))? {
             Step::Yield(yielded) => Ok(yielded),
-            Step::Return(value) => Err(stop_iteration(slf.py(), value)),
+            Step::Return(value) => Err(stop_iteration(py, value)),
         }
     }
 
     /// `close()` or `throw()` from inside the coroutine's own step, as CPython refuses it.
-    fn not_running(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if matches!(slf.borrow().state, State::Running) {
+    fn not_running(&self, py: Python<'_>) -> PyResult<()> {
+        if self.state_is(py, |state| matches!(state, State::Running)) {
             return Err(PyValueError::new_err("coroutine already executing"));
         }
         Ok(())
@@ -198,11 +213,10 @@ impl RustCoroutine {
 
     /// Ends the coroutine from outside (`close`, `throw`): the Rust future is dropped and
     /// a Task waiting on it is woken to find the coroutine finished.
-    fn finish(slf: &Bound<'_, Self>) {
-        let state = std::mem::replace(&mut slf.borrow_mut().state, State::Done);
-        match state {
-            State::Waiting(waiter) => RustFutureWaiter::coroutine_finished(waiter.bind(slf.py())),
-            State::TrioWaiting(wait) => TrioWait::coroutine_finished(wait.bind(slf.py())),
+    fn finish(&self, py: Python<'_>) {
+        match self.state.replace(py, State::Done) {
+            State::Waiting(waiter) => RustFutureWaiter::coroutine_finished(waiter.bind(py)),
+            State::TrioWaiting(wait) => TrioWait::coroutine_finished(wait.bind(py)),
             _ => {}
         }
     }
@@ -214,35 +228,36 @@ impl RustCoroutine {
         slf
     }
 
-    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::send_value(slf, &slf.py().None().into_bound(slf.py()))
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.send_value(&py.None().into_bound(py))
     }
 
-    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::send_value(slf, value)
+    fn send(&self, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.send_value(value)
     }
 
     /// Raises the given exception here: the Rust future is dropped first.
     #[pyo3(signature = (typ, val = None, tb = None))]
     fn throw(
-        slf: &Bound<'_, Self>,
+        &self,
         typ: &Bound<'_, PyAny>,
         val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        Self::not_running(slf)?;
+        let py = typ.py();
+        self.not_running(py)?;
         // As CPython's coroutines: a finished one refuses, whatever is thrown in.
-        if matches!(slf.borrow().state, State::Done) {
+        if self.state_is(py, |state| matches!(state, State::Done)) {
             return Err(crate::errors::already_awaited());
         }
-        Self::finish(slf);
+        self.finish(py);
         Err(thrown(typ, val, tb)?)
     }
 
     /// Drops the Rust future; awaiting afterwards raises RuntimeError.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::not_running(slf)?;
-        Self::finish(slf);
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_running(py)?;
+        self.finish(py);
         Ok(())
     }
 
@@ -257,24 +272,29 @@ impl RustCoroutine {
     }
 
     #[getter]
-    fn cr_running(&self) -> bool {
-        matches!(self.state, State::Running)
+    fn cr_running(&self, py: Python<'_>) -> bool {
+        self.state_is(py, |state| matches!(state, State::Running))
     }
 
     /// Whether it waits for its Rust future (3.11's `cr_suspended`).
     #[getter]
-    fn cr_suspended(&self) -> bool {
-        matches!(self.state, State::Waiting(_) | State::TrioWaiting(_))
+    fn cr_suspended(&self, py: Python<'_>) -> bool {
+        self.state_is(py, |state| {
+            matches!(state, State::Waiting(_) | State::TrioWaiting(_))
+        })
     }
 
     /// A stand-in frame while not finished (see `introspect.rs`), `None` once finished, as
     /// `inspect.getcoroutinestate` reads it.
     #[getter]
     fn cr_frame(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let started = match self.state {
-            State::Created(_) => false,
-            State::Running | State::Waiting(_) | State::TrioWaiting(_) => true,
-            State::Done => return Ok(None),
+        let started = self.state.inspect(py, |state| match state {
+            State::Created(_) => Some(false),
+            State::Running | State::Waiting(_) | State::TrioWaiting(_) => Some(true),
+            State::Done => None,
+        });
+        let Some(started) = started else {
+            return Ok(None);
         };
         let frame = crate::introspect::RustFrame::new(py, short_name(self.name), started)?;
         Ok(Some(Py::new(py, frame)?.into_any()))
@@ -294,11 +314,11 @@ impl RustCoroutine {
 
     #[getter]
     fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        match &self.state {
+        self.state.inspect(py, |state| match state {
             State::Waiting(waiter) => Some(waiter.clone_ref(py).into_any()),
             State::TrioWaiting(wait) => Some(wait.clone_ref(py).into_any()),
             _ => None,
-        }
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -309,25 +329,27 @@ impl RustCoroutine {
     /// and the waiter holds the Task's wake-up, so the garbage collector must see this edge
     /// to collect a Task abandoned on a closed loop.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        match &self.state {
-            State::Waiting(waiter) => visit.call(waiter)?,
-            State::TrioWaiting(wait) => visit.call(wait)?,
-            _ => {}
-        }
-        Ok(())
+        self.state.inspect_for_gc(|state| match state {
+            State::Waiting(waiter) => visit.call(waiter),
+            State::TrioWaiting(wait) => visit.call(wait),
+            _ => Ok(()),
+        })
     }
 
-    fn __clear__(&mut self) {
-        if let State::Waiting(_) | State::TrioWaiting(_) = self.state {
-            // Dropping the waiter cancels the Rust future (its Drop).
-            self.state = State::Done;
+    fn __clear__(&self, py: Python<'_>) {
+        let waiting = self.state_is(py, |state| {
+            matches!(state, State::Waiting(_) | State::TrioWaiting(_))
+        });
+        if waiting {
+            // Dropping the waiter (after the cell is left) cancels the Rust future.
+            drop(self.state.replace(py, State::Done));
         }
     }
 }
 
 impl Drop for RustCoroutine {
     fn drop(&mut self) {
-        if self.warn_unawaited && matches!(self.state, State::Created(_)) {
+        if self.warn_unawaited && matches!(self.state.get_mut(), State::Created(_)) {
             let name = short_name(self.name);
             Python::attach(|py| {
                 let message =

@@ -26,6 +26,7 @@ use crate::coroutine::on_runtime::Running;
 use crate::coroutine::on_runtime::SpawnedSource;
 use crate::coroutine::on_runtime::drive;
 use crate::coroutine::python_waits;
+use crate::coroutine::spare_box;
 use crate::coroutine::to_python;
 use crate::event_loop::registry::register_running_loop;
 use crate::framework::Framework;
@@ -164,7 +165,9 @@ where
                 .as_mut()
                 .poll_first(&mut Context::from_waker(Waker::noop()))?;
             if let Poll::Ready(result) = polled {
-                return Ok(Started::Ready(to_python(py, result)));
+                let value = to_python(py, result);
+                spare_box::recycle(this);
+                return Ok(Started::Ready(value));
             }
             if waits_before.is_some_and(|before| python_waits() != before) {
                 // Pending on Python work of this loop: it stays here (see `Home::Auto`). Any
@@ -218,7 +221,9 @@ where
 {
     crate::coroutine::install_am_send(py);
     let start = SendStart::new(future, spawner, options);
-    let coroutine =
-        crate::coroutine::RustCoroutine::new(Box::new(start), crate::coroutine::future_name::<F>());
+    let coroutine = crate::coroutine::RustCoroutine::new(
+        spare_box::boxed(start),
+        crate::coroutine::future_name::<F>(),
+    );
     Ok(Bound::new(py, coroutine)?.into_any())
 }
