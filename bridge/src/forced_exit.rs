@@ -41,6 +41,18 @@ pub(crate) fn park_on_forced_exit() {
     glibc::register();
 }
 
+/// `Python::attach` on a thread that may not have been a loop's: for Python work the bridge
+/// does wherever a Rust value is dropped (a runtime's worker), which can run Python code
+/// (callbacks, `__del__`, warnings) and so switch the GIL away and back.
+#[inline]
+pub(crate) fn attach<F, R>(f: F) -> R
+where
+    F: for<'py> FnOnce(pyo3::Python<'py>) -> R,
+{
+    park_on_forced_exit();
+    pyo3::Python::attach(f)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu", not(Py_3_14)))]
 mod glibc {
     use std::cell::RefCell;

@@ -133,7 +133,7 @@ impl LoopShared {
         if targets.is_empty() {
             return;
         }
-        Python::attach(|py| {
+        crate::forced_exit::attach(|py| {
             for target in targets {
                 if let Some(target) = target.upgrade() {
                     target.loop_closed(py);
