@@ -26,8 +26,9 @@
 //! is intact. `take_gil` released the GIL's mutex before exiting and holds no GIL, so the
 //! parked thread blocks nobody; the process finalizes and exits around it, as on 3.14.
 //!
-//! Elsewhere this is a no-op: CPython 3.14+ never ends the thread, and `pthread_exit`
-//! elsewhere than on glibc does not unwind through the thread's frames.
+//! Elsewhere this is a no-op: CPython 3.14+ never ends the thread, and musl's and macOS's
+//! `pthread_exit` end it without unwinding its frames (a C library that unwinds them in
+//! its own way, as FreeBSD's does, is not handled).
 
 /// Makes a `pthread_exit` of this thread (CPython ending it at finalization) park it
 /// forever instead, before any of its frames unwinds. Once per thread; cheap afterwards.
