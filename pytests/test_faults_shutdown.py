@@ -97,3 +97,72 @@ def test_interpreter_shutdown_with_rust_futures_holding_python_objects(loop_kind
         how=how,
         processes=repeats,
     )
+
+
+# A daemon thread's loop resumes a task from Rust frames (our drain calls the Task's wake-up
+# inline) and the task's step drops the GIL (a blocking lock acquire) until finalization has
+# started: the step can only take the GIL back after the runtime is marked finalizing, when
+# CPython 3.9-3.13 make the thread exit (`pthread_exit`, a forced unwind of its stack) and
+# 3.14 parks it. No clock decides the order: the gate opens from the `__del__` of an object
+# in a reference cycle with the collector disabled, which only finalization's last
+# collection frees (after it marked the runtime finalizing; `__del__` checks).
+FORCED_EXIT_CHILD = textwrap.dedent(
+    """
+    import asyncio, gc, os, sys, threading
+    import uvloop
+    import pyo3_aio_tests as m
+
+    runtime, loop_kind, resumed_by = sys.argv[1:4]
+    new_loop = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+
+    class OpensAtFinalization:
+        "Opens the gate when collected (keeps what it needs: globals are gone by then)."
+        def __init__(self, gate):
+            self.gate, self.write, self.finalizing = gate, os.write, sys.is_finalizing
+            self.cycle = self
+        def __del__(self):
+            when = b"during" if self.finalizing() else b"before"
+            self.write(2, b"gate opened " + when + b" finalization\\n")
+            self.gate.release()
+
+    gc.disable()
+    gate = threading.Lock()
+    gate.acquire()
+    OpensAtFinalization(gate)
+    stepping = threading.Event()
+
+    async def step_that_blocks(resumed):
+        await resumed
+        stepping.set()
+        gate.acquire()  # the GIL is dropped inside the resumed step
+
+    async def main():
+        if resumed_by == "rust":
+            rust_gate = m.Gate()  # a future on the runtime: the drain resumes its awaiter
+            task = asyncio.ensure_future(step_that_blocks(rust_gate.wait(runtime, "runtime")))
+            await asyncio.sleep(0)  # the task ran up to its await
+            rust_gate.open_from_thread()
+        else:
+            future = asyncio.get_running_loop().create_future()  # resumed by the loop itself
+            task = asyncio.ensure_future(step_that_blocks(future))
+            await asyncio.sleep(0)
+            future.set_result(None)
+        await task
+
+    threading.Thread(target=lambda: new_loop().run_until_complete(main()), daemon=True).start()
+    stepping.wait()
+    """
+)
+
+
+@pytest.mark.parametrize("resumed_by", ["rust", "asyncio"])
+def test_daemon_thread_forced_to_exit_inside_a_step_resumed_from_rust(loop_kind, runtime, resumed_by):
+    """The process exits with status 0 and no fatal error, as it does when asyncio resumed
+    the step itself: a thread CPython makes exit with Rust frames on its stack is parked
+    before any of them unwinds (unwinding them aborts, and their destructors would touch
+    Python objects without the GIL)."""
+    process = run_python(FORCED_EXIT_CHILD, runtime, loop_kind, resumed_by, timeout=120)
+    assert process.returncode == 0, (process.returncode, process.stderr)
+    assert "gate opened during finalization" in process.stderr, process.stderr
+    for sign in ("Fatal", "FATAL", "panicked", "Segmentation fault", "Aborted"):
+        assert sign not in process.stderr, process.stderr

@@ -44,6 +44,7 @@ mod coroutine;
 mod eager;
 mod errors;
 mod event_loop;
+mod forced_exit;
 mod framework;
 pub mod generic;
 mod gil_cell;

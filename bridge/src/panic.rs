@@ -46,7 +46,7 @@ pub(crate) fn panic_to_pyerr(payload: Box<dyn Any + Send>) -> PyErr {
     };
     let error = RustPanic::new_err(message);
     if let Some(location) = LOCATION.with(std::cell::RefCell::take) {
-        pyo3::Python::attach(|py| {
+        crate::forced_exit::attach(|py| {
             let _ =
                 pyo3::types::PyAnyMethods::setattr(error.value(py).as_any(), "location", location);
         });

@@ -351,7 +351,7 @@ impl Drop for RustCoroutine {
     fn drop(&mut self) {
         if self.warn_unawaited && matches!(self.state.get_mut(), State::Created(_)) {
             let name = short_name(self.name);
-            Python::attach(|py| {
+            crate::forced_exit::attach(|py| {
                 let message =
                     std::ffi::CString::new(format!("coroutine '{name}' was never awaited"))
                         .unwrap_or_default();

@@ -141,7 +141,7 @@ impl Drop for TrioEager {
     fn drop(&mut self) {
         // Never awaited: the future runs on; its result is dropped when it arrives.
         if let Some(Eager::Pending(wait)) = self.started.take() {
-            Python::attach(|py| TrioWait::abandon(wait.bind(py)));
+            crate::forced_exit::attach(|py| TrioWait::abandon(wait.bind(py)));
         }
     }
 }

@@ -133,7 +133,7 @@ impl LoopShared {
         if targets.is_empty() {
             return;
         }
-        Python::attach(|py| {
+        crate::forced_exit::attach(|py| {
             for target in targets {
                 if let Some(target) = target.upgrade() {
                     target.loop_closed(py);
@@ -168,6 +168,7 @@ impl LoopShared {
         let read = fd.read_fd();
         let shared = Arc::new(Self::new());
         let _ = shared.wakeup.set(Wakeup::Fd(fd));
+        crate::forced_exit::park_on_forced_exit();
         let _ = shared.loop_thread.set(LoopThread {
             id: std::thread::current().id(),
             call_soon: None,

@@ -140,6 +140,7 @@ fn install(
             shared: Arc::downgrade(shared),
         },
     )?;
+    crate::forced_exit::park_on_forced_exit();
     let _ = shared.loop_thread.set(LoopThread {
         id: std::thread::current().id(),
         call_soon: Some((weak_loop.unbind(), drain_soon)),

@@ -220,6 +220,8 @@ fn start_awaitable(awaitable: &Bound<'_, PyAny>, locals: &TaskLocals) -> PyResul
         crate::locals::check_context(context.as_ref())?;
         return start_here(awaitable, &event_loop, context.as_ref());
     }
+    // Off the loop's thread, often a runtime's worker: the calls below run Python code.
+    crate::forced_exit::park_on_forced_exit();
     crate::locals::check_locals(py, locals)?;
     if crate::trio::is_token(&event_loop) {
         return trio::start(py, awaitable, locals);

@@ -181,7 +181,7 @@ impl StreamPump {
 
     fn __clear__(&mut self) {
         if !matches!(self.state, PumpState::Running) {
-            Python::attach(|py| self.abandon(py));
+            crate::forced_exit::attach(|py| self.abandon(py));
         }
     }
 }
@@ -194,7 +194,7 @@ impl Drop for StreamPump {
             self.state,
             PumpState::Item(_) | PumpState::Space(_) | PumpState::Yielded | PumpState::Closing(..)
         ) {
-            Python::attach(|py| self.abandon(py));
+            crate::forced_exit::attach(|py| self.abandon(py));
         }
     }
 }

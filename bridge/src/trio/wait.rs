@@ -240,7 +240,7 @@ impl Drop for TrioWait {
     fn drop(&mut self) {
         // Dropped while waiting (its task was collected): stop the future.
         if let WaitState::Waiting(source) = std::mem::replace(&mut self.state, WaitState::Done) {
-            Python::attach(|py| {
+            crate::forced_exit::attach(|py| {
                 source.stop(py);
             });
         }

@@ -113,7 +113,7 @@ impl CancelledWaiters {
 impl Drop for CancelledWaiters {
     fn drop(&mut self) {
         if let Some(batch) = self.0.take() {
-            Python::attach(|py| {
+            crate::forced_exit::attach(|py| {
                 for entry in batch.0 {
                     if let Some(source) = entry.source {
                         with_cancel_message(entry.message, || source.stop(py));

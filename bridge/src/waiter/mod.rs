@@ -371,7 +371,7 @@ impl Drop for RustFutureWaiter {
     fn drop(&mut self) {
         // A waiter dropped while pending (its Task was garbage-collected) stops its future.
         if let Some(source) = self.source.take() {
-            Python::attach(|py| {
+            crate::forced_exit::attach(|py| {
                 source.stop(py);
             });
         }
