@@ -89,10 +89,12 @@ impl<'a, 'py> Pump<'a, 'py> {
                             break Ended::Normally;
                         }
                         state = PumpState::Next;
-                        if full && self.may_yield && self.woke.get() {
+                        if full && self.may_yield && self.woke.get() && !self.inlet.has_room() {
                             // The consumer this step woke runs before the pump's next
                             // step; a full buffer then usually has room without a
                             // `space` future, its `set_result` and a second loop turn.
+                            // (A consumer on another thread may have made room already:
+                            // then the pump goes on at once, below.)
                             return (PumpState::Yielded, Ok(Step::Yield(py.None())));
                         }
                         if full {
