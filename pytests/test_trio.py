@@ -572,6 +572,41 @@ def test_a_completion_reaches_trio_while_the_run_thread_holds_the_gil():
     assert trio.run(main) == [f"value {i}" for i in range(count)]
 
 
+def test_a_burst_of_completions_wakes_the_run_once(monkeypatch):
+    """The same burst, counted: 50 futures complete on their threads while the run's thread
+    holds the GIL; the completions reach trio through the run's wake descriptor (no call
+    into trio per completion), and one wake of the run's drain reschedules all 50 tasks in
+    one pass (a spurious second wake is tolerated)."""
+    count = 50
+    wakes = []
+    wait_readable = trio.lowlevel.wait_readable
+
+    async def counted(fd):
+        await wait_readable(fd)
+        wakes.append(fd)
+
+    # The drain task looks the function up when it starts, at the run's first conversion.
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counted)
+
+    async def main():
+        results = [None] * count
+
+        async def one(i):
+            results[i] = await m.thread_sleep(0.05, str(i))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+            await trio.testing.wait_all_tasks_blocked()
+            before = len(wakes)
+            assert m.hold_gil_until_driven(m.driven() + count, PATIENCE)
+        return results, len(wakes) - before
+
+    results, burst_wakes = trio.run(main)
+    assert results == [str(i) for i in range(count)]
+    assert 1 <= burst_wakes <= 2, burst_wakes
+
+
 # A cancel while a runtime thread is inside the Rust future's poll: the future cannot be
 # dropped at once, so the abort answers FAILED and the task is rescheduled with the
 # cancellation only once that thread has dropped it.
