@@ -320,7 +320,9 @@ def test_task_group_sibling_failure_cancels_and_finalizes(diff_loop, runtime, ho
 
 def test_as_completed_and_gather_order(diff_loop, runtime, home):
     async def scenario(make):
-        made = [make(delay, f"v{delay}") for delay in (0.03, 0.01, 0.02)]
+        # 30 ms apart: as_completed starts them in set order, and a loaded machine can
+        # delay a start by more than 10 ms (seen at load 11), which reordered them.
+        made = [make(delay, f"v{delay}") for delay in (0.09, 0.03, 0.06)]
         order = [await f for f in asyncio.as_completed([c for c, _ in made])]
         again = [make(delay, delay) for delay in (0.02, 0.0, 0.01)]
         gathered = await asyncio.gather(*(c for c, _ in again))
