@@ -18,7 +18,7 @@ trio = pytest.importorskip("trio")
 import trio.testing  # noqa: E402
 
 import pyo3_aio_tests as m  # noqa: E402
-from harness import PATIENCE  # noqa: E402
+from harness import PATIENCE, known_bug  # noqa: E402
 
 
 async def native_sleep(seconds, value):
@@ -520,6 +520,47 @@ def test_dropping_the_rust_future_cancels_the_trio_task(runtime):
         return events
 
     assert trio.run(main) == ["cancelled"]
+
+
+@pytest.mark.parametrize(
+    "awaited",
+    [
+        "native",
+        pytest.param(
+            "bridge",
+            marks=known_bug("dropping the Rust future does not wait for the trio task it awaited to unwind"),
+        ),
+    ],
+)
+def test_a_cancelled_awaitable_has_unwound_when_the_scope_exits(runtime, awaited):
+    """Differential: `await slow()` cancelled by a cancel scope has run its `except` and
+    `finally` by the time the scope exits; awaited through a Rust future (`into_future`),
+    dropping the future only asks the awaitable's task to stop, and it unwinds later."""
+
+    async def main():
+        events = []
+
+        async def slow():
+            try:
+                await trio.sleep(60)
+            except trio.Cancelled:
+                events.append("cancelled")
+                raise
+            finally:
+                events.append("unwound")
+
+        with trio.move_on_after(0.01):
+            if awaited == "native":
+                await slow()
+            else:
+                await m.await_py(runtime, slow())
+        at_exit = list(events)
+        with trio.fail_after(PATIENCE):
+            while len(events) < 2:
+                await trio.sleep(0.001)
+        return at_exit
+
+    assert trio.run(main) == ["cancelled", "unwound"]
 
 
 def test_into_future_many_from_one_rust_future(runtime):
