@@ -499,22 +499,25 @@ def test_into_future_runs_in_the_callers_context(runtime):
     assert trio.run(main) == "caller"
 
 
+async def sleep_until_cancelled(events, on_exit):
+    """Sleeps for a minute; records "cancelled" when a cancel scope stops it, and calls
+    `on_exit` in its `finally`."""
+    try:
+        await trio.sleep(60)
+    except trio.Cancelled:
+        events.append("cancelled")
+        raise
+    finally:
+        on_exit()
+
+
 def test_dropping_the_rust_future_cancels_the_trio_task(runtime):
     async def main():
         events = []
         finished = trio.Event()
 
-        async def slow():
-            try:
-                await trio.sleep(60)
-            except trio.Cancelled:
-                events.append("cancelled")
-                raise
-            finally:
-                finished.set()
-
         with trio.move_on_after(0.01):
-            await m.await_py(runtime, slow())
+            await m.await_py(runtime, sleep_until_cancelled(events, finished.set))
         with trio.fail_after(PATIENCE):
             await finished.wait()
         return events
@@ -539,21 +542,12 @@ def test_a_cancelled_awaitable_has_unwound_when_the_scope_exits(runtime, awaited
 
     async def main():
         events = []
-
-        async def slow():
-            try:
-                await trio.sleep(60)
-            except trio.Cancelled:
-                events.append("cancelled")
-                raise
-            finally:
-                events.append("unwound")
-
+        slow = sleep_until_cancelled(events, lambda: events.append("unwound"))
         with trio.move_on_after(0.01):
             if awaited == "native":
-                await slow()
+                await slow
             else:
-                await m.await_py(runtime, slow())
+                await m.await_py(runtime, slow)
         at_exit = list(events)
         with trio.fail_after(PATIENCE):
             while len(events) < 2:
