@@ -18,7 +18,7 @@ trio = pytest.importorskip("trio")
 import trio.testing  # noqa: E402
 
 import pyo3_aio_tests as m  # noqa: E402
-from harness import PATIENCE, known_bug  # noqa: E402
+from harness import PATIENCE  # noqa: E402
 
 
 async def native_sleep(seconds, value):
@@ -525,20 +525,12 @@ def test_dropping_the_rust_future_cancels_the_trio_task(runtime):
     assert trio.run(main) == ["cancelled"]
 
 
-@pytest.mark.parametrize(
-    "awaited",
-    [
-        "native",
-        pytest.param(
-            "bridge",
-            marks=known_bug("dropping the Rust future does not wait for the trio task it awaited to unwind"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("awaited", ["native", "bridge"])
 def test_a_cancelled_awaitable_has_unwound_when_the_scope_exits(runtime, awaited):
     """Differential: `await slow()` cancelled by a cancel scope has run its `except` and
-    `finally` by the time the scope exits; awaited through a Rust future (`into_future`),
-    dropping the future only asks the awaitable's task to stop, and it unwinds later."""
+    `finally` by the time the scope exits; awaited through a Rust future (`into_future`)
+    too: the cancellation reaches the awaiting task once the awaitable's task has unwound
+    (test_unwinding.py has the other ways to cancel and to hold the awaitable)."""
 
     async def main():
         events = []

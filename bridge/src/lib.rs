@@ -74,6 +74,7 @@ mod sync;
 pub mod testing;
 mod thread_bound;
 mod trio;
+mod unwinding;
 mod waiter;
 
 pub use coroutine::RustCoroutine;

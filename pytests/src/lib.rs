@@ -10,7 +10,8 @@
 //! - `stream_to_py` and `stream_from_py`: streams both ways;
 //! - `spawners`: spawners of the tests' own (counting, a thread per task, misbehaving);
 //! - `lifecycle`: runtimes a test owns, shutdown; `stress`: storms of tracked futures;
-//!   `edges`: the differential suite's guarded futures; `badinput`: the APIs that take
+//!   `edges`: the differential suite's guarded futures; `unwinding`: futures holding
+//!   Python awaitables when cancelled; `badinput`: the APIs that take
 //!   Python objects; `mutants`: the mutation tests' probes;
 //! - `blocking`: `block_on`, `spawn_task` and the background loops;
 //! - `probes` and `poll_fn`: the small pieces the others build from.
@@ -56,6 +57,7 @@ mod spawners;
 mod stream_from_py;
 mod stream_to_py;
 mod stress;
+mod unwinding;
 
 pub(crate) use homes::options_from;
 pub(crate) use poll_fn::PollFn;
@@ -92,6 +94,7 @@ fn pyo3_aio_tests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     badinput::register(m)?;
     edges::register(m)?;
     mutants::register(m)?;
+    unwinding::register(m)?;
     m.add(
         "DEFAULT_CAPACITY",
         pyo3_aio::StreamOptions::DEFAULT_CAPACITY,

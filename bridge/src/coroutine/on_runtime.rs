@@ -28,6 +28,8 @@ use crate::coroutine::send_start::SendStart;
 use crate::coroutine::to_python;
 use crate::errors::producer_dropped;
 use crate::panic::poll_catching;
+use crate::unwinding;
+use crate::unwinding::Unwound;
 use crate::waiter::source::Source;
 
 /// How a future is dropped away from its runtime's threads: inside the runtime's context
@@ -61,6 +63,9 @@ pub(crate) struct Running<F> {
     future: Mutex<Option<Pin<Box<F>>>>,
     gone: AtomicBool,
     on_gone: Mutex<Option<Waker>>,
+    /// The Python tasks the future's drop cancelled, for the waiter of a cancelled one
+    /// (see `unwinding.rs`); set before `gone`.
+    unwound: Mutex<Unwound>,
 }
 
 impl<F: Dispose> Running<F> {
@@ -69,6 +74,7 @@ impl<F: Dispose> Running<F> {
             future: Mutex::new(Some(future)),
             gone: AtomicBool::new(false),
             on_gone: Mutex::new(None),
+            unwound: Mutex::new(Unwound::default()),
         })
     }
 
@@ -81,7 +87,11 @@ impl<F: Dispose> Running<F> {
     /// Drops `future` (a destructor's panic stays here) and reports the future gone.
     fn gone_after(&self, future: Option<Pin<Box<F>>>) {
         if let Some(future) = future {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.dispose()));
+            let dispose = std::panic::AssertUnwindSafe(|| future.dispose());
+            let (_, unwound) = unwinding::collect(|| std::panic::catch_unwind(dispose));
+            if !unwound.is_empty() {
+                lock(&self.unwound).extend(unwound);
+            }
         }
         // SeqCst, paired with `when_gone`: either it sees `gone`, or we see its waker.
         self.gone.store(true, Ordering::SeqCst);
@@ -99,6 +109,9 @@ pub(crate) trait Discard: Send + Sync {
     /// Asks for `waker` to be woken once the future is gone. `false` when it already is
     /// (and nothing will be woken).
     fn when_gone(&self, waker: Waker) -> bool;
+    /// The Python tasks the future's drop cancelled that a waiter has to wait for (taken
+    /// once the future is gone).
+    fn take_unwound(&self) -> Unwound;
 }
 
 impl<F: Dispose + Send> Discard for Running<F> {
@@ -121,6 +134,10 @@ impl<F: Dispose + Send> Discard for Running<F> {
         }
         // Gone meanwhile: `finish` either took the waker (and wakes it) or missed it.
         lock(&self.on_gone).take().is_none()
+    }
+
+    fn take_unwound(&self) -> Unwound {
+        std::mem::take(&mut *lock(&self.unwound))
     }
 }
 
@@ -200,6 +217,13 @@ where
         self.running
             .as_ref()
             .is_some_and(|running| running.discard())
+    }
+
+    fn take_unwound(&self) -> Unwound {
+        self.running
+            .as_ref()
+            .map(|running| running.take_unwound())
+            .unwrap_or_default()
     }
 
     fn stop(&self, py: Python<'_>) -> bool {

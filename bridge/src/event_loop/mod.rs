@@ -187,6 +187,11 @@ impl LoopShared {
         }
     }
 
+    /// Whether the loop closed (nothing it was asked to run will run).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Whether this state was made in this process (not inherited through fork).
     pub(crate) fn is_current(&self) -> bool {
         pyo3_aio_core::fork::is_current(self.generation)

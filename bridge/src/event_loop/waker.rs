@@ -19,8 +19,11 @@ use std::task::Wake;
 /// loop-bound wakers (resolve a waiter, set an `asyncio.Future`, cancel a task, poll a
 /// loop-thread future).
 pub(crate) trait LoopBound: Send + Sync + Sized + 'static {
-    /// Called by every wake, on the waking thread without the GIL, before it queues.
-    fn woken(&self) {}
+    /// Called by every wake, on the waking thread without the GIL, before it queues;
+    /// `waker` is the waker this target sits in.
+    fn woken(&self, waker: &Arc<LoopWaker<Self>>) {
+        let _ = waker;
+    }
     /// Runs on the loop thread, with the GIL, inside the drain; `waker` is the waker this
     /// target sits in (a loop-thread future polls itself with it).
     fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>);
@@ -73,7 +76,7 @@ impl<T: LoopBound> Wake for LoopWaker<T> {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.target.woken();
+        self.target.woken(self);
         // AcqRel: see the type's doc.
         let first = !self.queued.swap(true, Ordering::AcqRel);
         if first && !queue_on(&self.state, LoopItem::Resume(self.clone())) {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::Context;
+use std::task::Poll;
 use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -26,6 +27,8 @@ use crate::event_loop::waker::KeptForLoop;
 use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::into_future::{Outcome, PyFuture};
 use crate::sync::lock;
+use crate::unwinding;
+use crate::unwinding::{UnwindState, Unwinding};
 
 /// Starts the awaitable on `event_loop`, an asyncio loop running on another thread (or not
 /// running yet): the task is created there, in `context` (else a copy of the current one),
@@ -173,6 +176,7 @@ fn watch_task(
         CancelTask {
             task: KeptForLoop::new(task.clone().unbind()),
             message: Mutex::new(None),
+            unwound: UnwindState::default(),
         },
     );
     let waker = Waker::from(canceller);
@@ -224,26 +228,85 @@ struct CancelTask {
     task: KeptForLoop<PyAny>,
     /// The message of the `cancel(msg)` that dropped the Rust future, if any.
     message: Mutex<Option<crate::waiter::CancelMessage>>,
+    /// The task's end, for a cancelled Rust future's waiter (see `unwinding.rs`).
+    unwound: UnwindState,
+}
+
+impl Unwinding for LoopWaker<CancelTask> {
+    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.target().unwound.poll(cx)
+    }
+
+    fn finish(&self) {
+        self.target().unwound.finish();
+    }
 }
 
 impl LoopBound for CancelTask {
     /// Woken by the drop of the Rust future: when a `cancel(msg)` dropped it, the task is
     /// cancelled with that message too.
-    fn woken(&self) {
+    fn woken(&self, waker: &Arc<LoopWaker<Self>>) {
         if let Some(msg) = crate::waiter::cancel_message() {
             *lock(&self.message) = Some(msg);
         }
+        unwinding::note(waker.clone(), &self.unwound);
     }
 
-    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
-        if let Some(task) = self.task.get(py) {
-            let msg = crate::sync::lock(&self.message).take();
-            let msg = msg.as_deref();
-            cancel_task(py, task.bind(py), msg, "pyo3-aio could not cancel a task");
+    fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>) {
+        let Some(task) = self.task.get(py) else {
+            self.unwound.finish();
+            return;
+        };
+        let msg = crate::sync::lock(&self.message).take();
+        let msg = msg.as_deref();
+        let task = task.bind(py);
+        cancel_task(py, task, msg, "pyo3-aio could not cancel a task");
+        if self.unwound.is_watched() {
+            let weak: std::sync::Weak<dyn Unwinding> = Arc::downgrade(waker) as _;
+            finish_when_done(task, weak);
         }
     }
 
     fn abandon(&self) {
         self.task.release();
+        self.unwound.finish();
+    }
+}
+
+/// Reports `task`'s end to the waiter that collected it: now if it is done, else from its
+/// done-callback (the cancellation it was just sent needs a loop iteration or more).
+fn finish_when_done(task: &Bound<'_, PyAny>, unwinding: std::sync::Weak<dyn Unwinding>) {
+    let py = task.py();
+    let done = task
+        .call_method0(pyo3::intern!(py, "done"))
+        .and_then(|done| done.is_truthy());
+    if !matches!(done, Ok(false)) {
+        if let Some(unwinding) = unwinding.upgrade() {
+            unwinding.finish();
+        }
+        return;
+    }
+    let added = Bound::new(py, Unwound(unwinding.clone())).and_then(|callback| {
+        task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))
+    });
+    if added.is_err() {
+        // No callback will come: the waiter goes on rather than wait forever.
+        if let Some(unwinding) = unwinding.upgrade() {
+            unwinding.finish();
+        }
+    }
+}
+
+/// The done-callback of a task a dropped Rust future cancelled, which a waiter waits for.
+/// Holds it weakly: a waiter that went away waits for nothing.
+#[pyclass(frozen, name = "_Unwound", module = "pyo3_aio")]
+struct Unwound(std::sync::Weak<dyn Unwinding>);
+
+#[pymethods]
+impl Unwound {
+    fn __call__(&self, _task: &Bound<'_, PyAny>) {
+        if let Some(unwinding) = self.0.upgrade() {
+            unwinding.finish();
+        }
     }
 }

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::Weak;
 use std::task::Context;
+use std::task::Poll;
 use std::task::Waker;
 
 use pyo3::prelude::*;
@@ -26,6 +28,8 @@ use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
 use crate::into_future::PyFuture;
 use crate::locals::TaskLocals;
 use crate::sync::lock;
+use crate::unwinding;
+use crate::unwinding::{UnwindState, Unwinding};
 
 type PyProducer = Producer<PyResult<Py<PyAny>>>;
 
@@ -99,6 +103,7 @@ fn spawn(
         TrioDone {
             producer: Mutex::new(None),
             scope: Mutex::new(ScopeState::NotStarted),
+            unwinding: Mutex::new(None),
         },
     )?;
     // The cancellation path is registered before anyone can complete the cell.
@@ -106,6 +111,7 @@ fn spawn(
         shared.clone(),
         CancelScope {
             done: KeptForLoop::new(done.clone_ref(py)),
+            unwound: UnwindState::default(),
         },
     );
     let waker = Waker::from(canceller);
@@ -141,6 +147,9 @@ enum ScopeState {
 pub(crate) struct TrioDone {
     producer: Mutex<Option<PyProducer>>,
     scope: Mutex<ScopeState>,
+    /// A waiter's wait for the task's end, once its Rust future was dropped (see
+    /// `unwinding.rs`).
+    unwinding: Mutex<Option<Weak<dyn Unwinding>>>,
 }
 
 impl TrioDone {
@@ -149,6 +158,23 @@ impl TrioDone {
         if let Some(producer) = lock(&self.producer).take() {
             // Err: the Rust future was dropped meanwhile; the result is dropped here.
             drop(producer.complete(result));
+        }
+        let unwinding = lock(&self.unwinding).take();
+        if let Some(unwinding) = unwinding.and_then(|unwinding| unwinding.upgrade()) {
+            unwinding.finish();
+        }
+    }
+
+    /// Reports the task's end to `unwinding`: now if it has ended, else when it does.
+    fn finish_when_done(&self, unwinding: Weak<dyn Unwinding>) {
+        let state = lock(&self.scope);
+        if !matches!(*state, ScopeState::Finished) {
+            *lock(&self.unwinding) = Some(unwinding);
+            return;
+        }
+        drop(state);
+        if let Some(unwinding) = unwinding.upgrade() {
+            unwinding.finish();
         }
     }
 
@@ -197,18 +223,41 @@ impl TrioDone {
 /// The producer-side waker: the Rust future was dropped, so cancel the task's scope.
 struct CancelScope {
     done: KeptForLoop<TrioDone>,
+    /// The task's end, for a cancelled Rust future's waiter (see `unwinding.rs`).
+    unwound: UnwindState,
+}
+
+impl Unwinding for LoopWaker<CancelScope> {
+    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.target().unwound.poll(cx)
+    }
+
+    fn finish(&self) {
+        self.target().unwound.finish();
+    }
 }
 
 impl LoopBound for CancelScope {
-    fn run(&self, py: Python<'_>, _waker: &Arc<LoopWaker<Self>>) {
-        if let Some(done) = self.done.get(py)
-            && let Err(error) = done.get().cancel(py)
-        {
+    fn woken(&self, waker: &Arc<LoopWaker<Self>>) {
+        unwinding::note(waker.clone(), &self.unwound);
+    }
+
+    fn run(&self, py: Python<'_>, waker: &Arc<LoopWaker<Self>>) {
+        let Some(done) = self.done.get(py) else {
+            self.unwound.finish();
+            return;
+        };
+        if let Err(error) = done.get().cancel(py) {
             error.write_unraisable(py, Some(done.bind(py)));
+        }
+        if self.unwound.is_watched() {
+            let weak: Weak<dyn Unwinding> = Arc::downgrade(waker) as _;
+            done.get().finish_when_done(weak);
         }
     }
 
     fn abandon(&self) {
         self.done.release();
+        self.unwound.finish();
     }
 }

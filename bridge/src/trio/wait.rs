@@ -6,6 +6,7 @@
 //! unwraps the outcome trio sends it.
 
 use std::sync::Arc;
+use std::task::Context;
 use std::task::Waker;
 
 use pyo3::prelude::*;
@@ -18,6 +19,8 @@ use crate::event_loop::LoopShared;
 use crate::event_loop::Resume;
 use crate::event_loop::queue_on;
 use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
+use crate::unwinding;
+use crate::unwinding::Unwound;
 use crate::waiter::Arrival;
 use crate::waiter::source::Source;
 
@@ -29,7 +32,8 @@ use crate::waiter::source::Source;
 ///     |  \                                                                 ^
 ///     |   `-- abort, future dropped at once -> Abort.SUCCEEDED ------------|
 ///     |                                                                    |
-///     `-- abort, a runtime thread is polling it -> Aborting --(drain, gone)-'
+///     `-- abort, a runtime thread is polling it,  -> Aborting --(drain: gone,  -'
+///         or the drop cancelled Python tasks            tasks unwound)
 ///                                                  reschedule(task, capture(raise_cancel))
 /// ```
 ///
@@ -39,8 +43,17 @@ use crate::waiter::source::Source;
 /// leaving `Waiting`, which breaks the cycle wait -> cell -> waker -> wait.
 enum WaitState {
     Waiting(Arc<dyn Source>),
-    Aborting(Py<PyAny>),
+    Aborting(Aborting),
     Done,
+}
+
+/// An aborted wait, until the task can see its cancellation: its future is gone (`stopped`
+/// is the source of one a runtime thread was still polling, until then) and the Python
+/// tasks the drop cancelled have unwound (see `unwinding.rs`).
+struct Aborting {
+    raise_cancel: Py<PyAny>,
+    stopped: Option<Arc<dyn Source>>,
+    unwound: Unwound,
 }
 
 /// Who waits for the result.
@@ -86,8 +99,16 @@ impl TrioWait {
                     return;
                 }
             },
-            WaitState::Aborting(raise_cancel) => {
-                callables::outcome_capture(py).and_then(|capture| capture.call1((raise_cancel,)))
+            WaitState::Aborting(mut aborting) => {
+                if let Some(source) = aborting.stopped.take() {
+                    aborting.unwound.extend(source.take_unwound());
+                }
+                if Self::still_unwinding(slf, &mut aborting.unwound) {
+                    slf.borrow_mut().state = WaitState::Aborting(aborting);
+                    return;
+                }
+                callables::outcome_capture(py)
+                    .and_then(|capture| capture.call1((aborting.raise_cancel,)))
             }
             WaitState::Done => return,
         };
@@ -101,6 +122,40 @@ impl TrioWait {
         if let Err(error) = rescheduled {
             error.write_unraisable(py, Some(slf));
         }
+    }
+
+    /// Whether some of the Python tasks its future's drop cancelled are still unwinding;
+    /// the last to finish resumes this wait again (from the drain).
+    fn still_unwinding(slf: &Bound<'_, Self>, unwound: &mut Unwound) -> bool {
+        if unwound.is_empty() {
+            return false;
+        }
+        let py = slf.py();
+        let shared = match slf.borrow().shared.clone() {
+            Some(shared) => shared,
+            None => match crate::trio::current_token(py)
+                .map(|token| crate::trio::run_shared(py, &token))
+            {
+                Some(Ok(shared)) => Arc::downgrade(&shared),
+                // Not in its run (cannot happen from its abort or drain): do not wait.
+                _ => return false,
+            },
+        };
+        let Some(run) = shared.upgrade().filter(|run| !run.is_closed()) else {
+            // The run's drain has ended: nothing would resume the task later.
+            return false;
+        };
+        let notify = LoopWaker::new(
+            shared,
+            RescheduleTask {
+                wait: KeptForLoop::new(slf.clone().unbind()),
+            },
+        );
+        let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
+        run.track(py, tracked);
+        unwound
+            .poll(&mut Context::from_waker(&Waker::from(notify)))
+            .is_pending()
     }
 
     /// Resumes the task with a result computed on the loop thread (a loop-thread future
@@ -193,13 +248,17 @@ impl TrioWait {
             _ => return Ok(callables::trio_abort_failed(py)?.clone().unbind()),
         };
         slf.borrow_mut().state = WaitState::Done;
-        if source.discard_now() {
+        let shared = slf.borrow().shared.clone();
+        let (gone, mut unwound) = unwinding::collect(|| {
+            if !source.discard_now() {
+                return source.stop(py);
+            }
             // Dropped here; cancelling its cell wakes its runtime task, which is left to the
             // next drain so that one cancel scope aborting 10,000 tasks wakes the runtime's
             // threads in one burst, not once per abort (a closed run drops the item, and
             // with it the cell's consumer: a cancel too).
-            let shared = slf.borrow().shared.clone();
             if let Some(shared) = shared {
+                let source = source.clone();
                 queue_on(
                     &shared,
                     LoopItem::Call(Box::new(move |py| {
@@ -208,12 +267,22 @@ impl TrioWait {
                     })),
                 );
             }
-            return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
-        }
-        if source.stop(py) {
-            return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
-        }
-        slf.borrow_mut().state = WaitState::Aborting(raise_cancel);
+            true
+        });
+        let stopped = if gone {
+            unwound.extend(source.take_unwound());
+            if !Self::still_unwinding(slf, &mut unwound) {
+                return Ok(callables::trio_abort_succeeded(py)?.clone().unbind());
+            }
+            None
+        } else {
+            Some(source)
+        };
+        slf.borrow_mut().state = WaitState::Aborting(Aborting {
+            raise_cancel,
+            stopped,
+            unwound,
+        });
         Ok(callables::trio_abort_failed(py)?.clone().unbind())
     }
 
@@ -229,8 +298,8 @@ impl TrioWait {
         if let Awaiter::Task(task) = &self.awaiter {
             visit.call(task)?;
         }
-        if let WaitState::Aborting(raise_cancel) = &self.state {
-            visit.call(raise_cancel)?;
+        if let WaitState::Aborting(aborting) = &self.state {
+            visit.call(&aborting.raise_cancel)?;
         }
         Ok(())
     }

@@ -7,9 +7,10 @@ use pyo3::prelude::*;
 
 use crate::sync::lock;
 
+use crate::unwinding;
 use crate::waiter::Callback;
 use crate::waiter::RustFutureWaiter;
-use crate::waiter::run_callbacks;
+use crate::waiter::release_callbacks;
 use crate::waiter::source::Source;
 
 /// What cancelled waiters leave for the loop's next round; see [`defer_cancelled`].
@@ -99,13 +100,21 @@ impl CancelledWaiters {
                 continue;
             };
             entry.waiter.borrow_mut(py).parked = entry.callbacks;
-            if with_cancel_message(entry.message, || source.stop(py)) {
-                let callbacks = std::mem::take(&mut entry.waiter.borrow_mut(py).parked);
+            let (gone, unwound) =
+                unwinding::collect(|| with_cancel_message(entry.message, || source.stop(py)));
+            let mut waiter = entry.waiter.borrow_mut(py);
+            waiter.unwound.extend(unwound);
+            // What the drop cancelled is known once the future is gone: now, or when the
+            // runtime thread polling it lets go (and resolves the waiter).
+            waiter.stopped = Some(source);
+            if gone {
+                let callbacks = std::mem::take(&mut waiter.parked);
+                drop(waiter);
                 ready.push((entry.waiter, callbacks));
             }
         }
         for (waiter, callbacks) in ready {
-            run_callbacks(py, waiter.bind(py), callbacks);
+            release_callbacks(py, waiter.bind(py), callbacks);
         }
     }
 }

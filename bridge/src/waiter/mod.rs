@@ -16,11 +16,16 @@ pub(crate) use cancel_batch::{CancelMessage, cancel_message};
 pub(crate) use source::{Arrival, Source};
 
 use std::sync::Arc;
+use std::task::Context;
+use std::task::Waker;
 
 use pyo3::prelude::*;
 
 use crate::asyncio::cancelled_error;
 use crate::asyncio::invalid_state;
+use crate::event_loop::waker::{KeptForLoop, LoopWaker};
+use crate::unwinding;
+use crate::unwinding::Unwound;
 use crate::waiter::cancel_batch::defer_cancelled;
 use crate::waiter::cancel_batch::with_cancel_message;
 
@@ -67,6 +72,12 @@ pub struct RustFutureWaiter {
     /// polling when it was stopped: [`resolve`] runs them once that thread has dropped it.
     parked: Vec<Callback>,
     source: Option<Arc<dyn Source>>,
+    /// The source of a cancelled waiter whose future a runtime thread was still polling:
+    /// once it is gone, it tells which Python tasks its drop cancelled.
+    stopped: Option<Arc<dyn Source>>,
+    /// The Python tasks a cancelled waiter's future cancelled as it was dropped: the
+    /// parked done-callbacks run once they have unwound (see `unwinding.rs`).
+    unwound: Unwound,
 }
 
 impl RustFutureWaiter {
@@ -78,6 +89,8 @@ impl RustFutureWaiter {
             callbacks: Vec::new(),
             parked: Vec::new(),
             source: Some(source),
+            stopped: None,
+            unwound: Unwound::default(),
         }
     }
 
@@ -137,7 +150,12 @@ impl RustFutureWaiter {
     /// kept from Rust holds it any more, so the Task, its coroutine and this waiter are
     /// left to the garbage collector together.
     pub(crate) fn loop_closed(slf: &Bound<'_, Self>) {
-        let source = slf.borrow_mut().source.take();
+        let (source, unwound) = {
+            let mut this = slf.borrow_mut();
+            this.stopped = None;
+            (this.source.take(), std::mem::take(&mut this.unwound))
+        };
+        drop(unwound);
         if let Some(source) = source {
             source.stop(slf.py());
         }
@@ -150,10 +168,11 @@ pub(crate) fn resolve(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>) {
     let result = {
         let mut this = waiter.borrow_mut();
         if !matches!(this.outcome, Outcome::Pending) {
-            // Cancelled earlier, and its runtime thread has now dropped the future.
+            // Cancelled earlier, and its runtime thread has now dropped the future, or the
+            // Python tasks that drop cancelled have unwound.
             let parked = std::mem::take(&mut this.parked);
             drop(this);
-            run_callbacks(py, waiter, parked);
+            release_callbacks(py, waiter, parked);
             return;
         }
         this.source.as_ref().and_then(|source| source.take(py))
@@ -182,6 +201,57 @@ pub(crate) fn resolve_with(
         std::mem::take(&mut this.callbacks)
     };
     run_callbacks(py, waiter, callbacks);
+}
+
+/// Runs a cancelled waiter's done-callbacks once its future is gone (the caller knows)
+/// and the Python tasks the drop cancelled have unwound; until then they stay parked, and
+/// the last task to finish resolves the waiter again.
+pub(crate) fn release_callbacks(
+    py: Python<'_>,
+    waiter: &Bound<'_, RustFutureWaiter>,
+    callbacks: Vec<Callback>,
+) {
+    let mut unwound = {
+        let mut this = waiter.borrow_mut();
+        if let Some(source) = this.stopped.take() {
+            let stopped = source.take_unwound();
+            this.unwound.extend(stopped);
+        }
+        if this.unwound.is_empty() {
+            drop(this);
+            run_callbacks(py, waiter, callbacks);
+            return;
+        }
+        this.parked.extend(callbacks);
+        std::mem::take(&mut this.unwound)
+    };
+    if let Some(waker) = resolve_later(py, waiter)
+        && unwound.poll(&mut Context::from_waker(&waker)).is_pending()
+    {
+        waiter.borrow_mut().unwound = unwound;
+        return;
+    }
+    let parked = std::mem::take(&mut waiter.borrow_mut().parked);
+    run_callbacks(py, waiter, parked);
+}
+
+/// A waker that resolves `waiter` from its loop's drain, tracked so that a loop that closes
+/// first releases the waiter; `None` when its loop has closed (nothing would run it).
+fn resolve_later(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>) -> Option<Waker> {
+    let event_loop = waiter.borrow().event_loop.clone_ref(py);
+    let shared = crate::event_loop::registry::loop_shared(py, event_loop.bind(py)).ok()?;
+    if shared.is_closed() {
+        return None;
+    }
+    let notify = LoopWaker::new(
+        Arc::downgrade(&shared),
+        ResolveWaiter {
+            waiter: KeptForLoop::new(waiter.clone().unbind()),
+        },
+    );
+    let tracked: std::sync::Weak<dyn crate::event_loop::Resume> = Arc::downgrade(&notify) as _;
+    shared.track(py, tracked);
+    Some(Waker::from(notify))
 }
 
 fn run_callbacks(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>, callbacks: Vec<Callback>) {
@@ -293,7 +363,10 @@ impl RustFutureWaiter {
                 Arrival::Pending => stop = Some(source),
                 Arrival::Untracked => {
                     let message = msg.as_ref().map(|msg| Arc::new(msg.clone_ref(py)));
-                    if !with_cancel_message(message, || source.cancel(py)) {
+                    let (cancelled, unwound) =
+                        unwinding::collect(|| with_cancel_message(message, || source.cancel(py)));
+                    this.unwound.extend(unwound);
+                    if !cancelled {
                         return Ok(false);
                     }
                 }

@@ -51,6 +51,13 @@ pub(crate) trait Source: Send + Sync {
     fn discard_now(&self) -> bool {
         false
     }
+    /// The Python tasks that the drop of this source's future (on a runtime's thread, or
+    /// in [`discard`](Source::discard)) cancelled and that have not finished: a cancelled
+    /// waiter resumes its task once they have (see `unwinding.rs`). Empty until the future
+    /// is gone.
+    fn take_unwound(&self) -> crate::unwinding::Unwound {
+        crate::unwinding::Unwound::default()
+    }
 }
 
 /// What the waker of a spawned future's consumer does: resolve the waiter on the loop thread.

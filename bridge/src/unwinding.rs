@@ -1,0 +1,160 @@
+//! A cancelled Rust future waits for the Python tasks its drop cancelled.
+//!
+//! A native coroutine cancelled inside `await slow()` has run `slow`'s `except` and
+//! `finally` by the time its Task (or trio task) sees the cancellation. A Rust future that
+//! awaits `slow` through [`into_future`](crate::into_future) holds a `PyFuture`; dropping
+//! it only asks `slow`'s task to stop. So the waiter of the awaiting task notes, while it
+//! drops the Rust future, every `PyFuture` that cancels a task that has not finished, and
+//! resumes the awaiting task with its cancellation only once those tasks are done.
+//!
+//! The noting goes through a thread-local [`collect`]: a `PyFuture`'s drop wakes the
+//! producer-side waker of its cell (on the dropping thread, which may be a runtime's), and
+//! that waker's [`woken`](crate::event_loop::waker::LoopBound::woken) calls [`note`] with
+//! itself as the [`Unwinding`] to wait for. Its task's end calls [`UnwindState::finish`].
+//! Nothing is allocated unless a task is cancelled while a waiter collects.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Waker;
+
+use crate::sync::lock;
+
+/// A Python task cancelled by the drop of the `PyFuture` that awaited it.
+pub(crate) trait Unwinding: Send + Sync {
+    /// Ready once the task has finished unwinding (or will never run again).
+    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// The task has finished (or will never run again): wakes the waiter.
+    fn finish(&self);
+}
+
+/// The state behind an [`Unwinding`]: whether the task is done, who waits for it, and
+/// whether anyone collected it (a task nobody waits for needs no watching).
+#[derive(Default)]
+pub(crate) struct UnwindState(Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    finished: bool,
+    watched: bool,
+    waker: Option<Waker>,
+}
+
+impl UnwindState {
+    /// Marks the task done and wakes its waiter.
+    pub(crate) fn finish(&self) {
+        let waker = {
+            let mut inner = lock(&self.0);
+            inner.finished = true;
+            inner.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether a waiter collected this task (then its end must be reported).
+    pub(crate) fn is_watched(&self) -> bool {
+        lock(&self.0).watched
+    }
+
+    fn watch(&self) {
+        lock(&self.0).watched = true;
+    }
+
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.0);
+        if inner.finished {
+            return Poll::Ready(());
+        }
+        inner.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The tasks one cancellation waits for.
+#[derive(Default)]
+pub(crate) struct Unwound(Vec<Arc<dyn Unwinding>>);
+
+impl Unwound {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn extend(&mut self, other: Unwound) {
+        self.0.extend(other.0);
+    }
+
+    /// Ready once every task has finished; drops those that have, and registers `cx` with
+    /// the first that has not (its end polls again).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some(first) = self.0.last() {
+            if first.poll_unwound(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.0.pop();
+        }
+        Poll::Ready(())
+    }
+}
+
+thread_local! {
+    static COLLECTING: RefCell<Option<Unwound>> = const { RefCell::new(None) };
+}
+
+/// Runs `drop` (which drops a cancelled Rust future) and returns, with its result, the
+/// tasks the drop cancelled that have not finished. Nested calls each get their own.
+pub(crate) fn collect<R>(drop: impl FnOnce() -> R) -> (R, Unwound) {
+    let outer = COLLECTING.with(|current| current.replace(Some(Unwound::default())));
+    let result = drop();
+    let collected = COLLECTING.with(|current| current.replace(outer));
+    (result, collected.unwrap_or_default())
+}
+
+/// Notes `task` (whose `PyFuture` is being dropped on this thread) for the waiter
+/// collecting here, if one is.
+pub(crate) fn note(task: Arc<dyn Unwinding>, state: &UnwindState) {
+    COLLECTING.with(|current| {
+        if let Some(collected) = current.borrow_mut().as_mut() {
+            state.watch();
+            collected.0.push(task);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Task(UnwindState);
+
+    impl Unwinding for Task {
+        fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
+            self.0.poll(cx)
+        }
+
+        fn finish(&self) {
+            self.0.finish();
+        }
+    }
+
+    #[test]
+    fn only_a_drop_inside_collect_is_noted_and_waited_for_until_finished() {
+        let task = Arc::new(Task(UnwindState::default()));
+        note(task.clone(), &task.0);
+        assert!(!task.0.is_watched(), "nobody collects outside collect()");
+        let ((), mut unwound) = collect(|| {
+            let ((), inner) = collect(|| {});
+            assert!(inner.is_empty());
+            note(task.clone(), &task.0);
+        });
+        assert!(task.0.is_watched());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(unwound.poll(&mut cx).is_pending());
+        task.0.finish();
+        assert!(unwound.poll(&mut cx).is_ready());
+        assert!(unwound.is_empty());
+    }
+}
