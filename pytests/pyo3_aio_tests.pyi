@@ -26,6 +26,7 @@ from typing import (
 )
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 Runtime = Literal["tokio", "async-std", "smol"]
 
@@ -470,3 +471,15 @@ def spawn(runtime: str, what: str, argument: Any) -> concurrent.futures.Future[A
 def blocking_dropped() -> int: ...
 def shutdown_background_loops(timeout: float) -> bool: ...
 def blocking_started() -> int: ...
+
+# Rust futures that hold Python awaitables when cancelled (unwinding.rs); into_future is
+# called at once, on the loop's thread.
+def await_py_at(runtime: Runtime, home: Literal["auto", "runtime", "loop"], awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]: ...
+def await_py_both(
+    runtime: Runtime, home: Literal["auto", "runtime", "loop"], first: Awaitable[T], second: Awaitable[U]
+) -> Coroutine[Any, Any, Tuple[T, U]]:
+    """Awaits both at the same time."""
+def await_py_busy(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """On the runtime; once pending there, its next poll blocks until `release_awaiting()`."""
+def awaiting_busy() -> bool: ...
+def release_awaiting() -> None: ...
