@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 import pyo3_aio_tests as m
-from harness import PATIENCE, sleep_anywhere, wait_until
+from harness import PATIENCE, run_python, sleep_anywhere, wait_until
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -187,3 +187,74 @@ def test_a_future_being_polled_when_cancelled_waits_for_its_drop_then_the_unwind
         return held, exits[0]
 
     assert run_anywhere(main) == (True, UNWOUND)
+
+
+@pytest.mark.parametrize("via", ["native", "bridge"])
+def test_giving_up_with_cancel_returns_after_the_awaitable_unwound(run_anywhere, runtime, via):
+    """`asyncio.wait_for` (natively, anyio's `move_on_after`) gives up once the awaitable it
+    cancelled has unwound; so does Rust's `PyFuture::cancel` after its own timeout."""
+
+    async def main():
+        events = []
+        if via == "native":
+            with anyio.move_on_after(0.05):
+                await slow(events)
+        else:
+            assert await m.await_py_or_cancel(runtime, 0.05, slow(events)) is None
+        return list(events)
+
+    assert run_anywhere(main) == UNWOUND
+
+
+def test_an_awaitable_that_finishes_before_the_timeout_gives_its_result(run_anywhere, runtime):
+    async def quick():
+        return "quick"
+
+    async def main():
+        return await m.await_py_or_cancel(runtime, 60, quick())
+
+    assert run_anywhere(main) == "quick"
+
+
+CTRL_C = r"""
+import asyncio, os, signal, sys
+import uvloop
+import pyo3_aio_tests as m
+
+loop_kind, runtime, via = sys.argv[1:]
+
+async def slow():
+    # Ctrl-C once the awaitable runs (asyncio.run's handler cancels the main task).
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        await asyncio.sleep(0.01)
+        print("finally ran", flush=True)
+
+async def main():
+    if via == "native":
+        await slow()
+    else:
+        await m.await_py_at(runtime, "runtime", slow())
+
+try:
+    (uvloop.run if loop_kind == "uvloop" else asyncio.run)(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+@pytest.mark.parametrize("via", ["native", "bridge"])
+def test_ctrl_c_runs_the_awaitables_finally_before_keyboard_interrupt(loop_kind, runtime, via):
+    """Ctrl-C under `asyncio.run` cancels the main task: the awaitable a Rust future holds
+    runs its `finally` before KeyboardInterrupt leaves the run, as it does when awaited
+    natively (before, its task was cancelled but the run ended first: it never ran)."""
+    if sys.version_info < (3, 11):
+        pytest.skip("asyncio.run turns Ctrl-C into a cancellation of the main task from 3.11")
+    done = run_python(CTRL_C, loop_kind, runtime, via)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (
+        0,
+        ["finally", "ran", "KeyboardInterrupt"],
+        "",
+    )

@@ -59,6 +59,36 @@ fn await_py_both<'py>(
     runtime.convert_with(py, options_from(home, "inline")?, both)
 }
 
+/// Rust awaits `awaitable` (into_future, called right here) for at most `seconds` on the
+/// runtime's timer; then it gives up with `PyFuture::cancel`, which returns once the
+/// awaitable's task has finished, and returns None.
+#[pyfunction]
+fn await_py_or_cancel<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    seconds: f64,
+    awaitable: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut future = pyo3_aio::into_future(awaitable)?;
+    runtime.convert(py, async move {
+        let mut timer = runtime.delay(seconds);
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = Pin::new(&mut future).poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match first {
+            Some(result) => result.map(Some),
+            None => {
+                future.cancel().await;
+                Ok(None)
+            }
+        }
+    })
+}
+
 /// Whether [`await_py_busy`]'s poll is blocked on a runtime thread now.
 static BUSY: AtomicBool = AtomicBool::new(false);
 /// Set to let that poll return.
@@ -117,6 +147,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         await_py_at,
         await_py_both,
         await_py_busy,
+        await_py_or_cancel,
         awaiting_busy,
         release_awaiting
     );

@@ -64,6 +64,39 @@ impl std::fmt::Debug for PyFuture {
 }
 
 impl PyFuture {
+    /// Cancels the Python task and waits until it has finished, as `asyncio.wait_for`
+    /// waits for the awaitable it cancelled on timeout: its `except` and `finally` have run
+    /// when this returns (dropping a `PyFuture` cancels the task without waiting, unless the
+    /// drop comes from cancelling the Python task that awaits the Rust future: that task
+    /// sees its cancellation only once this one has unwound).
+    ///
+    /// Returns at once when the task had already finished or never started. Its outcome is
+    /// dropped: use it after a `select!` or a timeout chose to give up on the result.
+    ///
+    /// ```
+    /// # use pyo3::prelude::*;
+    /// # Python::attach(|py| -> PyResult<()> {
+    /// let asyncio = py.import("asyncio")?;
+    /// let event_loop = asyncio.call_method0("new_event_loop")?;
+    /// let locals = pyo3_aio::TaskLocals::new(event_loop.clone());
+    /// let sleep = asyncio.call_method1("sleep", (3600,))?;
+    /// let future = pyo3_aio::into_future_with_locals(&locals, sleep)?;
+    /// // The loop never ran the task: there is nothing to wait for.
+    /// futures_lite_block_on(future.cancel());
+    /// # event_loop.call_method0("close")?;
+    /// # Ok(())
+    /// # }).unwrap();
+    /// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// ```
+    pub async fn cancel(self) {
+        let ((), mut unwound) = crate::unwinding::collect(|| drop(self));
+        std::future::poll_fn(|cx| unwound.poll(cx)).await;
+    }
+
     /// The future of a cell whose producer runs elsewhere (a trio task), not on an asyncio
     /// loop's thread.
     pub(crate) fn from_consumer(consumer: Consumer<PyResult<Py<PyAny>>>) -> Self {
