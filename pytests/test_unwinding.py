@@ -24,10 +24,12 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 #: How the awaiting task holds the awaitable: natively, or through a Rust future that
-#: calls `into_future` on the loop's thread and then lives on the runtime or on the loop
-#: thread, or that calls it from a runtime thread.
+#: calls `into_future` on the loop's thread and then lives where `Home::Auto` puts it (on
+#: the loop thread, since it waits on Python work of its loop), on the runtime or on the
+#: loop thread, or that calls it from a runtime thread.
 HOLDERS = {
     "native": lambda runtime, awaitable: awaitable,
+    "auto": lambda runtime, awaitable: m.await_py_at(runtime, "auto", awaitable),
     "runtime": lambda runtime, awaitable: m.await_py_at(runtime, "runtime", awaitable),
     "loop": lambda runtime, awaitable: m.await_py_at(runtime, "loop", awaitable),
     "from-runtime": lambda runtime, awaitable: m.await_py_after(runtime, 0.001, lambda: awaitable),
