@@ -480,8 +480,6 @@ def await_py_both(
 ) -> Coroutine[Any, Any, Tuple[T, U]]:
     """Awaits both at the same time."""
 def await_py_busy(runtime: Runtime, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
-    """On the runtime; once pending there, its next poll blocks until `release_awaiting()`."""
+    """On the runtime; once pending there, its next poll blocks until `release_busy()`."""
 def await_py_or_cancel(runtime: Runtime, seconds: float, awaitable: Awaitable[T]) -> Coroutine[Any, Any, Optional[T]]:
     """At most `seconds` on the runtime's timer, then `PyFuture::cancel` (waits) and None."""
-def awaiting_busy() -> bool: ...
-def release_awaiting() -> None: ...

@@ -178,11 +178,11 @@ def test_a_future_being_polled_when_cancelled_waits_for_its_drop_then_the_unwind
         scope = anyio.CancelScope()
         async with anyio.create_task_group() as group:
             group.start_soon(awaiting, scope)
-            assert await wait_until(lambda: m.awaiting_busy() and "started" in events, sleep=sleep_anywhere)
+            assert await wait_until(lambda: m.busy_polling() and "started" in events, sleep=sleep_anywhere)
             scope.cancel()
             await sleep_anywhere(0.02)
             held = not exits
-            m.release_awaiting()
+            m.release_busy()
             with anyio.fail_after(PATIENCE):
                 while not exits:
                     await sleep_anywhere(0.001)

@@ -20,6 +20,7 @@ use std::task::Context;
 use std::task::Poll;
 use std::task::Waker;
 
+use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::sync::lock;
 
 /// A Python task cancelled by the drop of the `PyFuture` that awaited it.
@@ -71,6 +72,22 @@ impl UnwindState {
         }
         inner.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// A loop-bound waker target that cancels a Python task when the `PyFuture` awaiting it is
+/// dropped: its waker is the [`Unwinding`] a waiter waits on.
+pub(crate) trait CancelsTask {
+    fn unwind_state(&self) -> &UnwindState;
+}
+
+impl<T: LoopBound + CancelsTask> Unwinding for LoopWaker<T> {
+    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.target().unwind_state().poll(cx)
+    }
+
+    fn finish(&self) {
+        self.target().unwind_state().finish();
     }
 }
 

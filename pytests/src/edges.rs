@@ -216,8 +216,7 @@ fn busy_stream<'py>(
     runtime: Runtime,
     name: String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    BUSY_POLLING.store(false, Ordering::SeqCst);
-    BUSY_RELEASE.store(false, Ordering::SeqCst);
+    reset_busy();
     let guard = Guard::new(name);
     let mut first = true;
     let stream = PollFn(move |_: &mut Context<'_>| {
@@ -229,23 +228,36 @@ fn busy_stream<'py>(
         if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
             return Poll::Pending;
         }
-        BUSY_POLLING.store(true, Ordering::SeqCst);
-        while !BUSY_RELEASE.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        BUSY_POLLING.store(false, Ordering::SeqCst);
+        block_until_released();
         Poll::Pending
     });
     runtime.stream_into_py(py, None, stream)
 }
 
-/// Whether [`busy_stream`]'s poll is blocked on a runtime thread now.
+/// Arms [`block_until_released`] for a new test: not blocked, not released.
+pub(crate) fn reset_busy() {
+    BUSY_POLLING.store(false, Ordering::SeqCst);
+    BUSY_RELEASE.store(false, Ordering::SeqCst);
+}
+
+/// Blocks this thread (a poll on a runtime thread) until `release_busy()`, with
+/// `busy_polling()` true meanwhile.
+pub(crate) fn block_until_released() {
+    BUSY_POLLING.store(true, Ordering::SeqCst);
+    while !BUSY_RELEASE.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    BUSY_POLLING.store(false, Ordering::SeqCst);
+}
+
+/// Whether a poll is blocked in [`block_until_released`] now ([`busy_stream`]'s,
+/// `await_py_busy`'s).
 #[pyfunction]
 fn busy_polling() -> bool {
     BUSY_POLLING.load(Ordering::SeqCst)
 }
 
-/// Lets [`busy_stream`]'s blocked poll return.
+/// Lets the poll blocked in [`block_until_released`] return.
 #[pyfunction]
 fn release_busy() {
     BUSY_RELEASE.store(true, Ordering::SeqCst);

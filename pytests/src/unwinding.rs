@@ -4,12 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use crate::edges::{block_until_released, reset_busy};
 use crate::options_from;
 use crate::runtime::Runtime;
 
@@ -89,14 +88,9 @@ fn await_py_or_cancel<'py>(
     })
 }
 
-/// Whether [`await_py_busy`]'s poll is blocked on a runtime thread now.
-static BUSY: AtomicBool = AtomicBool::new(false);
-/// Set to let that poll return.
-static RELEASE: AtomicBool = AtomicBool::new(false);
-
 /// Rust awaits `awaitable` (into_future, called right here) on the runtime; once it is
-/// pending there, the future's next poll on a runtime thread blocks (`awaiting_busy()` is
-/// true) until `release_awaiting()`. A cancel meanwhile finds the future being polled: it
+/// pending there, the future's next poll on a runtime thread blocks (`busy_polling()` is
+/// true) until `release_busy()`. A cancel meanwhile finds the future being polled: it
 /// is dropped when that poll returns.
 #[pyfunction]
 fn await_py_busy<'py>(
@@ -104,8 +98,7 @@ fn await_py_busy<'py>(
     runtime: Runtime,
     awaitable: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    BUSY.store(false, Ordering::SeqCst);
-    RELEASE.store(false, Ordering::SeqCst);
+    reset_busy();
     let mut future = pyo3_aio::into_future(awaitable)?;
     let mut blocked = false;
     let busy = std::future::poll_fn(move |cx: &mut Context<'_>| {
@@ -119,26 +112,10 @@ fn await_py_busy<'py>(
             return Poll::Pending;
         }
         blocked = true;
-        BUSY.store(true, Ordering::SeqCst);
-        while !RELEASE.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        BUSY.store(false, Ordering::SeqCst);
+        block_until_released();
         Poll::Pending
     });
     runtime.convert_with(py, options_from("runtime", "inline")?, busy)
-}
-
-/// Whether [`await_py_busy`]'s poll is blocked on a runtime thread now.
-#[pyfunction]
-fn awaiting_busy() -> bool {
-    BUSY.load(Ordering::SeqCst)
-}
-
-/// Lets [`await_py_busy`]'s blocked poll return.
-#[pyfunction]
-fn release_awaiting() {
-    RELEASE.store(true, Ordering::SeqCst);
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -147,9 +124,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         await_py_at,
         await_py_both,
         await_py_busy,
-        await_py_or_cancel,
-        awaiting_busy,
-        release_awaiting
+        await_py_or_cancel
     );
     Ok(())
 }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::Context;
-use std::task::Poll;
 use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -28,7 +27,7 @@ use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::into_future::{Outcome, PyFuture};
 use crate::sync::lock;
 use crate::unwinding;
-use crate::unwinding::{UnwindState, Unwinding};
+use crate::unwinding::{CancelsTask, UnwindState, Unwinding};
 
 /// Starts the awaitable on `event_loop`, an asyncio loop running on another thread (or not
 /// running yet): the task is created there, in `context` (else a copy of the current one),
@@ -232,13 +231,9 @@ struct CancelTask {
     unwound: UnwindState,
 }
 
-impl Unwinding for LoopWaker<CancelTask> {
-    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.target().unwound.poll(cx)
-    }
-
-    fn finish(&self) {
-        self.target().unwound.finish();
+impl CancelsTask for CancelTask {
+    fn unwind_state(&self) -> &UnwindState {
+        &self.unwound
     }
 }
 

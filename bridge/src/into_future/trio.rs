@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::Weak;
 use std::task::Context;
-use std::task::Poll;
 use std::task::Waker;
 
 use pyo3::prelude::*;
@@ -29,7 +28,7 @@ use crate::into_future::PyFuture;
 use crate::locals::TaskLocals;
 use crate::sync::lock;
 use crate::unwinding;
-use crate::unwinding::{UnwindState, Unwinding};
+use crate::unwinding::{CancelsTask, UnwindState, Unwinding};
 
 type PyProducer = Producer<PyResult<Py<PyAny>>>;
 
@@ -227,13 +226,9 @@ struct CancelScope {
     unwound: UnwindState,
 }
 
-impl Unwinding for LoopWaker<CancelScope> {
-    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.target().unwound.poll(cx)
-    }
-
-    fn finish(&self) {
-        self.target().unwound.finish();
+impl CancelsTask for CancelScope {
+    fn unwind_state(&self) -> &UnwindState {
+        &self.unwound
     }
 }
 
