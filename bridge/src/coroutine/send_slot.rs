@@ -2,10 +2,10 @@
 //! a `StopIteration` per result.
 
 use pyo3::prelude::*;
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+#[cfg(all(not(Py_LIMITED_API), not(PyPy)))]
 use pyo3::sync::PyOnceLock;
 
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(PyPy)))]
+#[cfg(all(not(Py_LIMITED_API), not(PyPy)))]
 use crate::coroutine::RustCoroutine;
 #[cfg(all(Py_3_12, not(Py_LIMITED_API), not(PyPy)))]
 use crate::slots::Step;
