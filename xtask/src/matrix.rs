@@ -125,6 +125,38 @@ pub(crate) fn run(ws: &Workspace, args: &[String]) -> Result {
     }
 }
 
+/// `cargo xtask test`'s `versions` step: the bridge and the test module type-check against
+/// every CPython 3.9..3.13 pyenv has, with `-D warnings` as the matrix builds them, so code
+/// behind one version's `cfg` cannot break unseen between two runs of the matrix (which
+/// also runs the suite, and takes far longer). One target directory for all versions: only
+/// what depends on the interpreter is checked again.
+pub(crate) fn check_versions(ws: &Workspace) -> Result {
+    let target = ws.target().join("versions");
+    for version in discover()? {
+        let python = interpreter(&version, "versions")
+            .ok_or_else(|| Failure::new(format!("`pyenv prefix {version}` failed")))?;
+        Cmd::new("cargo")
+            .args(["check", "--lib", "--all-features"])
+            .args(["-p", "pyo3-aio", "-p", "pyo3-aio-pytests"])
+            .env("PYO3_PYTHON", python)
+            .env("CARGO_TARGET_DIR", &target)
+            .env(
+                "RUSTFLAGS",
+                crate::steps::with_flags("RUSTFLAGS", "-D warnings"),
+            )
+            .run("versions")?;
+    }
+    Ok(())
+}
+
+/// The `python3` pyenv installed for `version`.
+fn interpreter(version: &Version, step: &str) -> Option<PathBuf> {
+    let prefix = Cmd::new("pyenv")
+        .args(["prefix", &version.to_string()])
+        .probe(step)?;
+    Some(Path::new(&prefix).join("bin").join("python3"))
+}
+
 /// A CPython release, `3.minor.patch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Version {
@@ -317,15 +349,13 @@ fn prepare(
     version: &Version,
     step: &str,
 ) -> std::result::Result<MatrixVenv, String> {
-    let prefix = Cmd::new("pyenv")
-        .args(["prefix", &version.to_string()])
-        .probe(step)
-        .ok_or_else(|| format!("`pyenv prefix {version}` failed"))?;
+    let python =
+        interpreter(version, step).ok_or_else(|| format!("`pyenv prefix {version}` failed"))?;
     let venv = MatrixVenv {
         dir: dir.join(format!("venv-{version}")),
     };
     if !venv.python().exists() {
-        Cmd::new(Path::new(&prefix).join("bin").join("python3"))
+        Cmd::new(python)
             .args(["-m", "venv"])
             .arg(&venv.dir)
             .run(step)

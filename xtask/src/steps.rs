@@ -33,6 +33,11 @@ pub(crate) const STEPS: &[Step] = &[
         run: clippy,
     },
     Step {
+        name: "versions",
+        about: "cargo check the bridge and pytests against each CPython 3.9-3.13 pyenv has, -D warnings (target/versions)",
+        run: crate::matrix::check_versions,
+    },
+    Step {
         name: "doc",
         about: "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --all-features --no-deps",
         run: doc,
