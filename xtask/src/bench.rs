@@ -200,11 +200,9 @@ fn version_venv(dir: &Path, version: &str) -> Result<PathBuf> {
     let venv = dir.join("venv");
     let python = venv.join("bin").join("python");
     if !python.exists() {
-        let prefix = Cmd::new("pyenv")
-            .args(["prefix", version])
-            .probe(STEP)
+        let interpreter = crate::python::pyenv_python(version, STEP)
             .ok_or_else(|| Failure::new(format!("`pyenv prefix {version}` failed")))?;
-        Cmd::new(Path::new(prefix.trim()).join("bin").join("python3"))
+        Cmd::new(interpreter)
             .args(["-m", "venv"])
             .arg(&venv)
             .run(STEP)?;

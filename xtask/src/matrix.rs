@@ -133,7 +133,7 @@ pub(crate) fn run(ws: &Workspace, args: &[String]) -> Result {
 pub(crate) fn check_versions(ws: &Workspace) -> Result {
     let target = ws.target().join("versions");
     for version in discover()? {
-        let python = interpreter(&version, "versions")
+        let python = crate::python::pyenv_python(&version.to_string(), "versions")
             .ok_or_else(|| Failure::new(format!("`pyenv prefix {version}` failed")))?;
         Cmd::new("cargo")
             .args(["check", "--lib", "--all-features"])
@@ -147,14 +147,6 @@ pub(crate) fn check_versions(ws: &Workspace) -> Result {
             .run("versions")?;
     }
     Ok(())
-}
-
-/// The `python3` pyenv installed for `version`.
-fn interpreter(version: &Version, step: &str) -> Option<PathBuf> {
-    let prefix = Cmd::new("pyenv")
-        .args(["prefix", &version.to_string()])
-        .probe(step)?;
-    Some(Path::new(&prefix).join("bin").join("python3"))
 }
 
 /// A CPython release, `3.minor.patch`.
@@ -188,7 +180,7 @@ impl fmt::Display for Version {
 
 /// The latest patch of each 3.x in [`MINORS`] that pyenv has, oldest first.
 fn discover() -> Result<Vec<Version>> {
-    let listing = Cmd::new("pyenv")
+    let listing = Cmd::new(crate::python::pyenv())
         .args(["versions", "--bare"])
         .probe("matrix")
         .ok_or_else(|| {
@@ -349,8 +341,8 @@ fn prepare(
     version: &Version,
     step: &str,
 ) -> std::result::Result<MatrixVenv, String> {
-    let python =
-        interpreter(version, step).ok_or_else(|| format!("`pyenv prefix {version}` failed"))?;
+    let python = crate::python::pyenv_python(&version.to_string(), step)
+        .ok_or_else(|| format!("`pyenv prefix {version}` failed"))?;
     let venv = MatrixVenv {
         dir: dir.join(format!("venv-{version}")),
     };

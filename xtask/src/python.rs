@@ -355,3 +355,32 @@ pub(crate) fn run_example(ws: &Workspace, step: &str, example: &Example) -> Resu
             )
         })
 }
+
+/// The pyenv program: on the `PATH`, else where its installer puts it (`$PYENV_ROOT/bin`,
+/// `~/.pyenv/bin`), since a non-interactive shell (CI's) may not have run the lines of a
+/// shell profile that add it to the `PATH`.
+pub(crate) fn pyenv() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("pyenv"));
+    let installed = [
+        std::env::var_os("PYENV_ROOT").map(PathBuf::from),
+        std::env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|root| root.join("bin").join("pyenv"));
+    on_path
+        .chain(installed)
+        .find(|program| program.is_file())
+        .unwrap_or_else(|| PathBuf::from("pyenv"))
+}
+
+/// The `python3` pyenv installed for `version` (`3.12.1`, or a prefix pyenv resolves such
+/// as `3.12`), if pyenv knows it.
+pub(crate) fn pyenv_python(version: &str, step: &str) -> Option<PathBuf> {
+    let prefix = Cmd::new(pyenv()).args(["prefix", version]).probe(step)?;
+    Some(Path::new(&prefix).join("bin").join("python3"))
+}
