@@ -326,6 +326,14 @@ pub(crate) fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `extra` appended to the flags already in `var`, so a developer's own flags survive.
+pub(crate) fn with_flags(var: &str, extra: &str) -> String {
+    match std::env::var(var) {
+        Ok(existing) if !existing.trim().is_empty() => format!("{existing} {extra}"),
+        _ => extra.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,7 +142,7 @@ pub(crate) fn check_versions(ws: &Workspace) -> Result {
             .env("CARGO_TARGET_DIR", &target)
             .env(
                 "RUSTFLAGS",
-                crate::steps::with_flags("RUSTFLAGS", "-D warnings"),
+                crate::cmd::with_flags("RUSTFLAGS", "-D warnings"),
             )
             .run("versions")?;
     }
@@ -396,7 +396,7 @@ fn prepare(
             .env("CARGO_TARGET_DIR", dir.join("target"))
             .env(
                 "RUSTFLAGS",
-                crate::steps::with_flags("RUSTFLAGS", "-D warnings"),
+                crate::cmd::with_flags("RUSTFLAGS", "-D warnings"),
             )
             .dir(ws.path(crate_dir))
             .run(step)

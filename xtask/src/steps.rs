@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cmd::{Cmd, Failure, Result, format_duration};
+use crate::cmd::{Cmd, Failure, Result, format_duration, with_flags};
 use crate::workspace::Workspace;
 use crate::{fuzz, python, tidy};
 
@@ -218,14 +218,6 @@ fn passed_tests(stdout: &str) -> usize {
 fn examples(ws: &Workspace) -> Result {
     python::run_example(ws, "examples", &python::EXTENSION_EXAMPLE)?;
     python::run_example(ws, "examples", &python::CUSTOM_EXECUTOR_EXAMPLE)
-}
-
-/// `extra` appended to the flags already in `var`, so a developer's own flags survive.
-pub(crate) fn with_flags(var: &str, extra: &str) -> String {
-    match std::env::var(var) {
-        Ok(existing) if !existing.trim().is_empty() => format!("{existing} {extra}"),
-        _ => extra.to_owned(),
-    }
 }
 
 /// The step named `name`, if there is one.
