@@ -260,3 +260,50 @@ def test_ctrl_c_runs_the_awaitables_finally_before_keyboard_interrupt(loop_kind,
         ["finally", "ran", "KeyboardInterrupt"],
         "",
     )
+
+
+def numbers_until_cancelled(events):
+    """Yields 1, then sleeps for a minute; once cancelled, its `finally` takes a few loop
+    turns before it records "unwound"."""
+
+    async def numbers():
+        try:
+            yield 1
+            events.append("started")
+            await anyio.sleep(60)
+            yield 2
+        except anyio.get_cancelled_exc_class():
+            events.append("cancelled")
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.01)
+            events.append("unwound")
+
+    return numbers()
+
+
+@pytest.mark.parametrize("via", ["native", "bridge", "bridge-from-runtime"])
+def test_a_cancelled_stream_consumer_sees_it_after_the_generator_unwound(run_anywhere, runtime, via):
+    """A task cancelled inside `async for` has run the generator's `finally`; a Rust future
+    draining it through `into_stream` too: the pump's task unwinds before the cancellation
+    is seen."""
+
+    async def main():
+        events = []
+
+        async def native():
+            async for _ in numbers_until_cancelled(events):
+                pass
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_once_started, events, scope)
+                if via == "native":
+                    await native()
+                else:
+                    from_runtime = via == "bridge-from-runtime"
+                    await m.consume(runtime, numbers_until_cancelled(events), from_runtime=from_runtime)
+        return list(events)
+
+    assert run_anywhere(main) == UNWOUND

@@ -16,9 +16,12 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::Weak;
 use std::task::Context;
 use std::task::Poll;
 use std::task::Waker;
+
+use pyo3::prelude::*;
 
 use crate::event_loop::waker::{LoopBound, LoopWaker};
 use crate::sync::lock;
@@ -130,6 +133,12 @@ pub(crate) fn collect<R>(drop: impl FnOnce() -> R) -> (R, Unwound) {
     (result, collected.unwrap_or_default())
 }
 
+/// Whether a waiter collects on this thread now (a drop that would allocate to be noted
+/// asks first).
+pub(crate) fn collecting() -> bool {
+    COLLECTING.with(|current| current.borrow().is_some())
+}
+
 /// Notes `task` (whose `PyFuture` is being dropped on this thread) for the waiter
 /// collecting here, if one is.
 pub(crate) fn note(task: Arc<dyn Unwinding>, state: &UnwindState) {
@@ -139,6 +148,92 @@ pub(crate) fn note(task: Arc<dyn Unwinding>, state: &UnwindState) {
             collected.0.push(task);
         }
     });
+}
+
+/// Reports `task`'s end to the waiter that collected it: now if it is done, else from its
+/// done-callback (the cancellation it was just sent needs a loop iteration or more). `task`
+/// is an asyncio task, or anything with `done()` and `add_done_callback(fn)` (the stream
+/// pump's task under trio).
+pub(crate) fn finish_when_done(task: &Bound<'_, PyAny>, unwinding: Weak<dyn Unwinding>) {
+    let py = task.py();
+    let done = task
+        .call_method0(pyo3::intern!(py, "done"))
+        .and_then(|done| done.is_truthy());
+    if !matches!(done, Ok(false)) {
+        if let Some(unwinding) = unwinding.upgrade() {
+            unwinding.finish();
+        }
+        return;
+    }
+    let added = Bound::new(py, DoneCallback(unwinding.clone())).and_then(|callback| {
+        task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))
+    });
+    if added.is_err() {
+        // No callback will come: the waiter goes on rather than wait forever.
+        if let Some(unwinding) = unwinding.upgrade() {
+            unwinding.finish();
+        }
+    }
+}
+
+/// The done-callback of a task a dropped Rust future cancelled, which a waiter waits for.
+/// Holds it weakly: a waiter that went away waits for nothing.
+#[pyclass(frozen, name = "_Unwound", module = "pyo3_aio")]
+struct DoneCallback(Weak<dyn Unwinding>);
+
+#[pymethods]
+impl DoneCallback {
+    fn __call__(&self, _task: &Bound<'_, PyAny>) {
+        if let Some(unwinding) = self.0.upgrade() {
+            unwinding.finish();
+        }
+    }
+}
+
+/// A task noted for the waiter collecting on this thread by a drop that has no waker of
+/// its own to stand for it (a stream's pump task, cancelled from the loop's queue). It
+/// counts as finished when dropped, unless handed to [`Noted::finish_when_done`].
+pub(crate) struct Noted(Option<Arc<Standalone>>);
+
+struct Standalone(UnwindState);
+
+impl Unwinding for Standalone {
+    fn poll_unwound(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll(cx)
+    }
+
+    fn finish(&self) {
+        self.0.finish();
+    }
+}
+
+impl Noted {
+    /// Notes a task for the waiter collecting here; nothing (and no allocation) when none
+    /// is.
+    pub(crate) fn here() -> Self {
+        if !collecting() {
+            return Self(None);
+        }
+        let task = Arc::new(Standalone(UnwindState::default()));
+        note(task.clone(), &task.0);
+        Self(Some(task))
+    }
+
+    /// `task` (just cancelled) reports its end when it is done.
+    pub(crate) fn finish_when_done(mut self, task: &Bound<'_, PyAny>) {
+        if let Some(noted) = self.0.take() {
+            let weak: Weak<dyn Unwinding> = Arc::downgrade(&noted) as _;
+            finish_when_done(task, weak);
+        }
+    }
+}
+
+impl Drop for Noted {
+    fn drop(&mut self) {
+        if let Some(noted) = self.0.take() {
+            noted.finish();
+        }
+    }
 }
 
 #[cfg(test)]

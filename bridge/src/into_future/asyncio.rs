@@ -258,50 +258,12 @@ impl LoopBound for CancelTask {
         cancel_task(py, task, msg, "pyo3-aio could not cancel a task");
         if self.unwound.is_watched() {
             let weak: std::sync::Weak<dyn Unwinding> = Arc::downgrade(waker) as _;
-            finish_when_done(task, weak);
+            unwinding::finish_when_done(task, weak);
         }
     }
 
     fn abandon(&self) {
         self.task.release();
         self.unwound.finish();
-    }
-}
-
-/// Reports `task`'s end to the waiter that collected it: now if it is done, else from its
-/// done-callback (the cancellation it was just sent needs a loop iteration or more).
-fn finish_when_done(task: &Bound<'_, PyAny>, unwinding: std::sync::Weak<dyn Unwinding>) {
-    let py = task.py();
-    let done = task
-        .call_method0(pyo3::intern!(py, "done"))
-        .and_then(|done| done.is_truthy());
-    if !matches!(done, Ok(false)) {
-        if let Some(unwinding) = unwinding.upgrade() {
-            unwinding.finish();
-        }
-        return;
-    }
-    let added = Bound::new(py, Unwound(unwinding.clone())).and_then(|callback| {
-        task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))
-    });
-    if added.is_err() {
-        // No callback will come: the waiter goes on rather than wait forever.
-        if let Some(unwinding) = unwinding.upgrade() {
-            unwinding.finish();
-        }
-    }
-}
-
-/// The done-callback of a task a dropped Rust future cancelled, which a waiter waits for.
-/// Holds it weakly: a waiter that went away waits for nothing.
-#[pyclass(frozen, name = "_Unwound", module = "pyo3_aio")]
-struct Unwound(std::sync::Weak<dyn Unwinding>);
-
-#[pymethods]
-impl Unwound {
-    fn __call__(&self, _task: &Bound<'_, PyAny>) {
-        if let Some(unwinding) = self.0.upgrade() {
-            unwinding.finish();
-        }
     }
 }

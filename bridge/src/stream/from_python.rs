@@ -29,6 +29,7 @@ use crate::event_loop::run_if_attached_here;
 use crate::options::StreamOptions;
 use crate::stream::channel::Channel;
 use crate::stream::pump::StreamPump;
+use crate::unwinding::Noted;
 
 pub(crate) struct Inlet {
     channel: Mutex<Channel<PyResult<Py<PyAny>>>>,
@@ -216,6 +217,9 @@ impl Drop for PyStream {
         };
         if unfinished {
             let shared = self.shared.clone();
+            // A cancelled Rust future's waiter waits for the pump to unwind (as a task
+            // cancelled inside `async for` has run the generator's `finally`).
+            let noted = Noted::here();
             queue_on(
                 &self.shared.loop_shared,
                 LoopItem::Call(Box::new(move |py| {
@@ -228,6 +232,7 @@ impl Drop for PyStream {
                             None,
                             "pyo3-aio could not cancel a stream",
                         );
+                        noted.finish_when_done(task.bind(py));
                     }
                     Ok(())
                 })),

@@ -82,20 +82,35 @@ class _Space:
 
 class _PumpTask:
     """The pump's system task, cancelled through its own cancel scope (made before the task
-    runs, so a cancel that comes first still counts)."""
+    runs, so a cancel that comes first still counts); `done` and `add_done_callback` as an
+    asyncio task has them, for a cancelled Rust future's waiter that waits for it."""
 
-    __slots__ = ("_scope",)
+    __slots__ = ("_scope", "_done", "_callbacks")
 
     def __init__(self):
         self._scope = trio.CancelScope()
+        self._done = False
+        self._callbacks = []
 
     async def run(self, coroutine):
-        with self._scope:
-            await coroutine
+        try:
+            with self._scope:
+                await coroutine
+        finally:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback(self)
 
     def cancel(self, msg=None):
         self._scope.cancel()
         return True
+
+    def done(self):
+        return self._done
+
+    def add_done_callback(self, callback):
+        self._callbacks.append(callback)
 
     def get_loop(self):
         return STREAM_HOST
