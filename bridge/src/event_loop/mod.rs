@@ -181,7 +181,7 @@ impl LoopShared {
         let _ = shared.wakeup.set(Wakeup::Fd(fd));
         crate::forced_exit::park_on_forced_exit();
         let _ = shared.loop_thread.set(LoopThread {
-            id: std::thread::current().id(),
+            id: crate::thread_bound::current_thread_id(),
             call_soon: None,
         });
         Ok((shared, read))
@@ -207,7 +207,7 @@ impl LoopShared {
     pub(crate) fn on_loop_thread(&self) -> bool {
         self.loop_thread
             .get()
-            .is_some_and(|thread| thread.id == std::thread::current().id())
+            .is_some_and(|thread| thread.id == crate::thread_bound::current_thread_id())
     }
 
     /// Takes every queued item and resumes it. Runs on the loop thread.
