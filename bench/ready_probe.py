@@ -9,7 +9,7 @@ wall-clock check; needs the pyo3_aio_bench module built into the venv.
 by 5000. `wall` prints the best of 7 interleaved runs of 200,000 awaits of each kind (tokio,
 `time.perf_counter`), in ns per await, and the ratios to the `async def`.
 
-Kinds: `rust` is pyo3-aio's `ready("tokio", i)`; `native` PyO3's own `async fn`; `floor` the
+Kinds: `rust` is pyo3-aio's `ready_tokio(i)`; `native` PyO3's own `async fn`; `floor` the
 cheapest awaitable an extension can return for a value it has (`floor(i)`, no Rust future:
 see `bench/pyo3_aio_bench/src/floor.rs`); `py` an `async def` returning its argument.
 """
@@ -25,10 +25,10 @@ async def returns(v):
 
 
 async def awaits(kind, n):
-    ready, native, floor = m.ready, m.native_ready, m.floor
+    ready, native, floor = m.ready_tokio, m.native_ready, m.floor
     if kind == "rust":
         for i in range(n):
-            await ready("tokio", i)
+            await ready(i)
     elif kind == "native":
         for i in range(n):
             await native(i)

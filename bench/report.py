@@ -252,12 +252,19 @@ def criterion_section(directory: Path) -> str:
 
 
 def append_criterion(directory: Path, output: Path) -> None:
+    """Puts the criterion section in the file at `output`, in place of the old one; the
+    sections after it (trio's, written by `trio_driver.py`) stay."""
     text = output.read_text() if output.exists() else ""
+    after = ""
     if CRITERION_HEADING in text:
-        text = text.split(CRITERION_HEADING, 1)[0].rstrip("\n") + "\n\n"
+        text, old = text.split(CRITERION_HEADING, 1)
+        text = text.rstrip("\n") + "\n\n"
+        following = old.find("\n## ")
+        if following >= 0:
+            after = "\n" + old[following:].lstrip("\n")
     elif text and not text.endswith("\n\n"):
         text = text.rstrip("\n") + "\n\n"
     section = criterion_section(directory)
-    output.write_text(text + section)
+    output.write_text(text + section.rstrip("\n") + "\n" + after)
     print(section)
     print(f"wrote {output}", file=sys.stderr)

@@ -4,7 +4,7 @@
 Scenarios (each the median of up to ``--runs`` runs after one untimed warm-up, all in this
 one process):
 
-- T1 ready await: ``await m.ready(runtime, i)`` against ``await returns(i)`` of a plain
+- T1 ready await: ``await m.ready_<runtime>(i)`` against ``await returns(i)`` of a plain
   ``async def`` (per await);
 - T1b one wake from another thread, in a row (extra): ``await m.hop(runtime, i)``, a Rust
   future completed by a runtime worker (its completion wakes the run through the eventfd
@@ -32,7 +32,7 @@ import trio
 
 import pyo3_aio_bench as m
 from sampling import sample
-from scenarios import now, returns
+from scenarios import now, ready_function, returns
 
 TARGETS = {"T1": 2.0, "T1b": None, "T2": 1.5, "T4": 1.5}
 
@@ -43,9 +43,9 @@ async def t1_ready(runtime, n):
         for i in range(n):
             await returns(i)
     else:
-        ready = m.ready
+        ready = ready_function(m, runtime)
         for i in range(n):
-            await ready(runtime, i)
+            await ready(i)
     return now() - start
 
 

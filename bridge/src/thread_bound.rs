@@ -1,7 +1,25 @@
 //! A value that may only be touched on the thread that created it.
 
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::thread::{self, ThreadId};
+
+/// The calling thread's id, as `current_thread_id()` gives it, read from a per-thread
+/// copy: `thread::current()` takes and drops a reference on the thread's handle (atomic
+/// operations), and hot paths compare thread ids on every wake-up and poll. Usable during
+/// thread-local destruction too (the copy has no destructor).
+pub(crate) fn current_thread_id() -> ThreadId {
+    thread_local! {
+        static ID: Cell<Option<ThreadId>> = const { Cell::new(None) };
+    }
+    ID.with(|id| {
+        id.get().unwrap_or_else(|| {
+            let current = thread::current().id();
+            id.set(Some(current));
+            current
+        })
+    })
+}
 
 /// Holds a `!Send` value (a local future) inside types that must be `Send` (pyclasses,
 /// wake-queue items). Access is checked against the creating thread; a value whose holder
@@ -24,7 +42,7 @@ unsafe impl<T> Sync for ThreadBound<T> {}
 impl<T> ThreadBound<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
-            owner: thread::current().id(),
+            owner: current_thread_id(),
             send: false,
             value: ManuallyDrop::new(value),
         }
@@ -37,7 +55,7 @@ impl<T> ThreadBound<T> {
         T: Send,
     {
         Self {
-            owner: thread::current().id(),
+            owner: current_thread_id(),
             send: true,
             value: ManuallyDrop::new(value),
         }
@@ -45,13 +63,13 @@ impl<T> ThreadBound<T> {
 
     /// The value, when called on its owner thread.
     pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
-        (thread::current().id() == self.owner).then(|| &mut *self.value)
+        (current_thread_id() == self.owner).then(|| &mut *self.value)
     }
 }
 
 impl<T> Drop for ThreadBound<T> {
     fn drop(&mut self) {
-        if self.send || thread::current().id() == self.owner {
+        if self.send || current_thread_id() == self.owner {
             // SAFETY: dropped once, here, on the owner thread or (a `Send` value) anywhere.
             unsafe { ManuallyDrop::drop(&mut self.value) }
         }

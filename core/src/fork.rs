@@ -50,6 +50,7 @@ fn install() {}
 /// this crate was loaded, one more in each forked child.
 ///
 /// Record it when building per-process state and compare with [`is_current`] on use.
+#[inline]
 pub fn generation() -> usize {
     install();
     // Relaxed: the only write happened in this process before any other thread existed

@@ -1,9 +1,10 @@
 //! `par_bench`: the protocol `bench/driver.py` measures, on pyo3-async-runtimes (the
 //! newest on crates.io), for comparison with `pyo3_aio_bench`.
 //!
-//! Same function names and arguments as `bench/pyo3_aio_bench`. pyo3-async-runtimes has
-//! no Rust stream -> Python async iterator conversion (`STREAM = False`) and no choice of
-//! where a pending future lives (`HOMES = ("default",)`: it always spawns on the runtime);
+//! Same function names and arguments as `bench/pyo3_aio_bench` (scenario 1's
+//! `ready_<runtime>(v)` for its two runtimes). pyo3-async-runtimes has no Rust stream ->
+//! Python async iterator conversion (`STREAM = False`) and no choice of where a pending
+//! future lives (`HOMES = ("default",)`: it always spawns on the runtime);
 //! Python async iterator -> Rust stream is its `unstable-streams` `into_stream_v2`.
 
 use std::future::Future;
@@ -76,10 +77,17 @@ impl Future for YieldOnce {
     }
 }
 
-/// Returns `value` at once: ready on the first poll.
+/// Returns `value` at once on tokio: ready on the first poll (one function per runtime, as
+/// in `pyo3_aio_bench`).
 #[pyfunction]
-fn ready<'py>(py: Python<'py>, runtime: &str, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, runtime, async move { Ok(value) })
+fn ready_tokio(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(value) })
+}
+
+/// [`ready_tokio`] on async-std.
+#[pyfunction]
+fn ready_async_std(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_async_runtimes::async_std::future_into_py(py, async move { Ok(value) })
 }
 
 /// Returns `value` after being pending once on the runtime.
@@ -212,7 +220,8 @@ fn par_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HOMES", vec!["default"])?;
     m.add("STREAM", false)?;
     m.add("CONSUME", true)?;
-    m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_async_std, m)?)?;
     m.add_function(wrap_pyfunction!(hop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(never, m)?)?;

@@ -2,7 +2,8 @@
 //!
 //! `bench/par_bench` exposes the same functions on pyo3-async-runtimes, so the driver runs
 //! one scenario body against either module. Every function takes the runtime's name first
-//! (`"tokio"`, `"async-std"` or `"smol"`); those that can place a pending Rust future either
+//! (`"tokio"`, `"async-std"` or `"smol"`), except scenario 1's `ready_<runtime>(v)`, one
+//! function per runtime; those that can place a pending Rust future either
 //! on the runtime's workers or on the loop thread take `home` (`"default"`, which is
 //! `Options::default()`'s `Home::Auto`, `"runtime"` or `"loop-thread"`). What a module cannot do is said by its constants (`HOMES`, `STREAM`,
 //! `CONSUME`), so the driver prints "n/a" instead of guessing.
@@ -79,10 +80,28 @@ impl Future for YieldOnce {
     }
 }
 
-/// Returns `value` at once: ready on the first poll.
+/// Returns `value` at once on tokio: ready on the first poll.
+///
+/// Scenario 1 has one such function per runtime (no runtime-name argument), so that an await
+/// costs what a user's own `#[pyfunction]` would: the conversion, without matching a string.
 #[pyfunction]
-fn ready<'py>(py: Python<'py>, runtime: &str, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, runtime, Home::Runtime, async move { Ok(value) })
+fn ready_tokio(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let options = Options::default().home(Home::Runtime);
+    pyo3_aio::tokio::future_into_py_with(py, options, async move { Ok(value) })
+}
+
+/// [`ready_tokio`] on async-std.
+#[pyfunction]
+fn ready_async_std(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let options = Options::default().home(Home::Runtime);
+    pyo3_aio::async_std::future_into_py_with(py, options, async move { Ok(value) })
+}
+
+/// [`ready_tokio`] on smol.
+#[pyfunction]
+fn ready_smol(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let options = Options::default().home(Home::Runtime);
+    pyo3_aio::smol::future_into_py_with(py, options, async move { Ok(value) })
 }
 
 /// Returns `value` at once, as a PyO3 native coroutine (`experimental-async`): what PyO3
@@ -402,7 +421,9 @@ fn pyo3_aio_bench(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HOMES", vec!["default", "runtime", "loop-thread"])?;
     m.add("STREAM", true)?;
     m.add("CONSUME", true)?;
-    m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_async_std, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_smol, m)?)?;
     m.add_function(wrap_pyfunction!(native_ready, m)?)?;
     m.add_function(wrap_pyfunction!(floor::floor, m)?)?;
     m.add_function(wrap_pyfunction!(hop, m)?)?;

@@ -23,6 +23,7 @@ use pyo3_aio_core::wake_queue::Drain;
 
 use crate::sync::lock;
 
+use crate::event_loop::inline_drain::INLINE_DRAIN;
 use crate::event_loop::registry::DrainSoon;
 use crate::event_loop::signal::Wakeup;
 
@@ -112,6 +113,16 @@ impl LoopShared {
             }
             return false;
         }
+        // A round trip's wake-up from a callback that drains right after it: held for that
+        // drain, off the queue (see `inline_drain`).
+        let item = if self.queue.is_closed() {
+            item
+        } else {
+            match INLINE_DRAIN.with(|inline| inline.hold(self, item)) {
+                Some(item) => item,
+                None => return true,
+            }
+        };
         match self.queue.push(item) {
             Push::Queued(Signal::Needed) => self.signal(),
             Push::Queued(Signal::AlreadyPending) => {}
@@ -170,7 +181,7 @@ impl LoopShared {
         let _ = shared.wakeup.set(Wakeup::Fd(fd));
         crate::forced_exit::park_on_forced_exit();
         let _ = shared.loop_thread.set(LoopThread {
-            id: std::thread::current().id(),
+            id: crate::thread_bound::current_thread_id(),
             call_soon: None,
         });
         Ok((shared, read))
@@ -201,7 +212,7 @@ impl LoopShared {
     pub(crate) fn on_loop_thread(&self) -> bool {
         self.loop_thread
             .get()
-            .is_some_and(|thread| thread.id == std::thread::current().id())
+            .is_some_and(|thread| thread.id == crate::thread_bound::current_thread_id())
     }
 
     /// Takes every queued item and resumes it. Runs on the loop thread.
@@ -212,15 +223,29 @@ impl LoopShared {
     /// run: asyncio re-raises those from a callback (`Handle._run`), which is how Ctrl-C
     /// stops `run_until_complete`; swallowing one would lose the Ctrl-C.
     pub(crate) fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        self.drain_after_held(py, None, true)
+    }
+
+    /// Resumes `held`, the item an inline drain held back (see `inline_drain`), then, if
+    /// `queued`, every queued item, as [`drain`](Self::drain) does. On a loop that closed
+    /// meanwhile the held item is let go of, as the close does with queued ones.
+    pub(crate) fn drain_after_held(
+        &self,
+        py: Python<'_>,
+        held: Option<LoopItem>,
+        queued: bool,
+    ) -> PyResult<()> {
         let mut interrupt = None;
-        for item in self.queue.drain() {
-            match item {
-                LoopItem::Resume(target) => target.resume(py),
-                LoopItem::Call(call) => {
-                    if let Err(error) = call(py) {
-                        interrupt.get_or_insert(error);
-                    }
-                }
+        if let Some(item) = held {
+            if self.queue.is_closed() {
+                discard_one(item);
+            } else {
+                resume_item(py, item, &mut interrupt);
+            }
+        }
+        if queued {
+            for item in self.queue.drain() {
+                resume_item(py, item, &mut interrupt);
             }
         }
         interrupt.map_or(Ok(()), Err)
@@ -267,11 +292,27 @@ pub(crate) fn queue_on(shared: &LoopRef, item: LoopItem) -> bool {
     }
 }
 
+/// Resumes one drained item; the first `KeyboardInterrupt`/`SystemExit` a call ran into is
+/// kept in `interrupt` (see [`LoopShared::drain`]).
+fn resume_item(py: Python<'_>, item: LoopItem, interrupt: &mut Option<PyErr>) {
+    match item {
+        LoopItem::Resume(target) => target.resume(py),
+        LoopItem::Call(call) => {
+            if let Err(error) = call(py) {
+                interrupt.get_or_insert(error);
+            }
+        }
+    }
+}
+
 /// Drops what was left queued on a closed loop; wake-ups let go of what they keep for it.
 fn discard(left: Drain<LoopItem>) {
-    for item in left {
-        if let LoopItem::Resume(target) = item {
-            target.abandon();
-        }
+    left.for_each(discard_one);
+}
+
+/// Drops one item meant for a closed loop, as [`discard`] does.
+fn discard_one(item: LoopItem) {
+    if let LoopItem::Resume(target) = item {
+        target.abandon();
     }
 }

@@ -142,7 +142,7 @@ fn install(
     )?;
     crate::forced_exit::park_on_forced_exit();
     let _ = shared.loop_thread.set(LoopThread {
-        id: std::thread::current().id(),
+        id: crate::thread_bound::current_thread_id(),
         call_soon: Some((weak_loop.unbind(), drain_soon)),
     });
     match event_loop.call_method1(pyo3::intern!(py, "add_reader"), (fd.read_fd(), drain)) {

@@ -119,7 +119,7 @@ pub(super) fn start_here(
     watch_task(py, &Arc::downgrade(&shared), &task, producer)?;
     Ok(PyFuture {
         outcome: Outcome::Cell(consumer),
-        loop_thread: Some(std::thread::current().id()),
+        loop_thread: Some(crate::thread_bound::current_thread_id()),
     })
 }
 

@@ -125,7 +125,7 @@ impl Future for PyFuture {
         if polled.is_pending() {
             if self
                 .loop_thread
-                .is_some_and(|thread| thread == std::thread::current().id())
+                .is_some_and(|thread| thread == crate::thread_bound::current_thread_id())
             {
                 crate::coroutine::note_python_wait();
             }

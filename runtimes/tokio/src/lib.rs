@@ -164,6 +164,7 @@ fn configure(configured: Configured) -> Result<(), InitError> {
     Ok(())
 }
 
+#[inline]
 fn current() -> Option<&'static Current> {
     let current = CURRENT.load(Ordering::Acquire);
     // SAFETY: a non-null pointer in CURRENT came from `Box::leak` in `build` and is never
@@ -173,6 +174,7 @@ fn current() -> Option<&'static Current> {
 
 /// The handle of the global runtime, building it first if needed: on first use, after
 /// [`shutdown`], and in a forked child.
+#[inline]
 fn global() -> Result<&'static Handle, InitError> {
     let generation = fork::generation();
     if let Some(current) = current()
