@@ -263,22 +263,13 @@ def test_ctrl_c_runs_the_awaitables_finally_before_keyboard_interrupt(loop_kind,
 
 
 def numbers_until_cancelled(events):
-    """Yields 1, then sleeps for a minute; once cancelled, its `finally` takes a few loop
-    turns before it records "unwound"."""
+    """Yields 1, then awaits `slow` (which records its cancellation and unwinding) inside
+    the generator."""
 
     async def numbers():
-        try:
-            yield 1
-            events.append("started")
-            await anyio.sleep(60)
-            yield 2
-        except anyio.get_cancelled_exc_class():
-            events.append("cancelled")
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.sleep(0.01)
-            events.append("unwound")
+        yield 1
+        await slow(events)
+        yield 2
 
     return numbers()
 
