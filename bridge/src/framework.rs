@@ -12,10 +12,9 @@ use pyo3::prelude::*;
 
 use crate::asyncio::running::running_loop;
 use crate::event_loop::LoopShared;
-use crate::event_loop::Resume;
 use crate::event_loop::registry::loop_shared;
 use crate::event_loop::waker::KeptForLoop;
-use crate::event_loop::waker::LoopWaker;
+use crate::event_loop::waker::tracked;
 use crate::trio::TrioWait;
 use crate::waiter::RustFutureWaiter;
 use crate::waiter::source::Source;
@@ -87,14 +86,13 @@ impl<'py> Framework<'py> {
         match self {
             Framework::Asyncio(event_loop) => {
                 let waiter = Py::new(py, RustFutureWaiter::new(event_loop.unbind(), source))?;
-                let notify = LoopWaker::new(
-                    Arc::downgrade(shared),
+                let notify = tracked(
+                    py,
+                    shared,
                     crate::waiter::ResolveWaiter {
                         waiter: KeptForLoop::new(waiter.clone_ref(py)),
                     },
                 );
-                let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
-                shared.track(py, tracked);
                 Ok((Started::Waiting(waiter), Waker::from(notify)))
             }
             Framework::Trio(_) => {

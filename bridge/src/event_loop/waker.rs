@@ -100,6 +100,19 @@ impl<T: LoopBound> Resume for LoopWaker<T> {
     }
 }
 
+/// A loop-bound waker for `target`, tracked by its loop so that a loop that closes first
+/// releases what the target keeps (see `LoopShared::track`).
+pub(crate) fn tracked<T: LoopBound>(
+    py: Python<'_>,
+    shared: &Arc<crate::event_loop::LoopShared>,
+    target: T,
+) -> Arc<LoopWaker<T>> {
+    let waker = LoopWaker::new(Arc::downgrade(shared), target);
+    let weak: std::sync::Weak<dyn Resume> = Arc::downgrade(&waker) as _;
+    shared.track(py, weak);
+    waker
+}
+
 /// A Python object a loop-bound waker keeps for the loop (the waiter to resolve, the task
 /// to cancel), let go of when the loop refuses the wake-up: the object keeps the waker
 /// alive (through a cell or a done-callback), so holding it for a loop that will never run

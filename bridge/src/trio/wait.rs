@@ -16,9 +16,8 @@ use crate::callables;
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::LoopShared;
-use crate::event_loop::Resume;
 use crate::event_loop::queue_on;
-use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker};
+use crate::event_loop::waker::{KeptForLoop, LoopBound, LoopWaker, tracked};
 use crate::unwinding;
 use crate::unwinding::Unwound;
 use crate::waiter::Arrival;
@@ -131,28 +130,23 @@ impl TrioWait {
             return false;
         }
         let py = slf.py();
-        let shared = match slf.borrow().shared.clone() {
-            Some(shared) => shared,
-            None => match crate::trio::current_token(py)
-                .map(|token| crate::trio::run_shared(py, &token))
-            {
-                Some(Ok(shared)) => Arc::downgrade(&shared),
-                // Not in its run (cannot happen from its abort or drain): do not wait.
-                _ => return false,
-            },
+        let run = match slf.borrow().shared.clone() {
+            Some(shared) => shared.upgrade(),
+            // A loop-thread future's wait: its run is the one running here.
+            None => crate::trio::current_token(py)
+                .and_then(|token| crate::trio::run_shared(py, &token).ok()),
         };
-        let Some(run) = shared.upgrade().filter(|run| !run.is_closed()) else {
+        let Some(run) = run.filter(|run| !run.is_closed()) else {
             // The run's drain has ended: nothing would resume the task later.
             return false;
         };
-        let notify = LoopWaker::new(
-            shared,
+        let notify = tracked(
+            py,
+            &run,
             RescheduleTask {
                 wait: KeptForLoop::new(slf.clone().unbind()),
             },
         );
-        let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
-        run.track(py, tracked);
         unwound
             .poll(&mut Context::from_waker(&Waker::from(notify)))
             .is_pending()
@@ -380,14 +374,13 @@ fn tracked_wait(
             shared: Some(Arc::downgrade(shared)),
         },
     )?;
-    let notify = LoopWaker::new(
-        Arc::downgrade(shared),
+    let notify = tracked(
+        py,
+        shared,
         RescheduleTask {
             wait: KeptForLoop::new(wait.clone_ref(py)),
         },
     );
-    let tracked: std::sync::Weak<dyn Resume> = Arc::downgrade(&notify) as _;
-    shared.track(py, tracked);
     Ok((wait, Waker::from(notify)))
 }
 

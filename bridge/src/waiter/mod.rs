@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 
 use crate::asyncio::cancelled_error;
 use crate::asyncio::invalid_state;
-use crate::event_loop::waker::{KeptForLoop, LoopWaker};
+use crate::event_loop::waker::{KeptForLoop, tracked};
 use crate::unwinding;
 use crate::unwinding::Unwound;
 use crate::waiter::cancel_batch::defer_cancelled;
@@ -243,14 +243,13 @@ fn resolve_later(py: Python<'_>, waiter: &Bound<'_, RustFutureWaiter>) -> Option
     if shared.is_closed() {
         return None;
     }
-    let notify = LoopWaker::new(
-        Arc::downgrade(&shared),
+    let notify = tracked(
+        py,
+        &shared,
         ResolveWaiter {
             waiter: KeptForLoop::new(waiter.clone().unbind()),
         },
     );
-    let tracked: std::sync::Weak<dyn crate::event_loop::Resume> = Arc::downgrade(&notify) as _;
-    shared.track(py, tracked);
     Some(Waker::from(notify))
 }
 
