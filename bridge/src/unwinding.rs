@@ -108,7 +108,7 @@ impl Unwound {
     }
 
     /// Ready once every task has finished; drops those that have, and registers `cx` with
-    /// the first that has not (its end polls again).
+    /// one that has not (its end polls again).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while let Some(first) = self.0.last() {
             if first.poll_unwound(cx).is_pending() {
@@ -127,9 +127,25 @@ thread_local! {
 /// Runs `drop` (which drops a cancelled Rust future) and returns, with its result, the
 /// tasks the drop cancelled that have not finished. Nested calls each get their own.
 pub(crate) fn collect<R>(drop: impl FnOnce() -> R) -> (R, Unwound) {
+    /// The outer collector, put back when `drop` returns or panics (else every later drop
+    /// on this thread would be noted for nobody).
+    struct Outer(Option<Option<Unwound>>);
+    impl Outer {
+        /// Puts the outer collector back and returns this call's.
+        fn put_back(&mut self) -> Option<Unwound> {
+            let outer = self.0.take()?;
+            COLLECTING.with(|current| current.replace(outer))
+        }
+    }
+    impl Drop for Outer {
+        fn drop(&mut self) {
+            self.put_back();
+        }
+    }
     let outer = COLLECTING.with(|current| current.replace(Some(Unwound::default())));
+    let mut outer = Outer(Some(outer));
     let result = drop();
-    let collected = COLLECTING.with(|current| current.replace(outer));
+    let collected = outer.put_back();
     (result, collected.unwrap_or_default())
 }
 
@@ -268,5 +284,8 @@ mod tests {
         task.0.finish();
         assert!(unwound.poll(&mut cx).is_ready());
         assert!(unwound.is_empty());
+        let panicked = std::panic::catch_unwind(|| collect(|| panic!("a destructor")));
+        assert!(panicked.is_err());
+        assert!(!collecting(), "a panicking drop leaves no collector behind");
     }
 }
