@@ -16,7 +16,8 @@ has one body for the two Rust contenders and one for plain asyncio.
 
 Each figure is the median of up to ``--runs`` runs (default 5) of one size, after one
 untimed warm-up run; a cell stops early once its runs took ``--budget`` seconds, and then
-says how many runs it has. Every contender of a scenario runs the same size (the "n"
+says how many runs it has. The contenders of a scenario take turns, round by round, and a
+ratio is the median of the per-round quotients (see ``sampling.measure_rounds``). Every contender of a scenario runs the same size (the "n"
 column): the issue's, or less where the slowest contender would not fit the time limit
 at the issue's size (the scenario's note says so). Peak memory growth
 (scenario 2) is the growth of the peak RSS (``VmHWM`` of ``/proc/self/status``) of a
@@ -54,7 +55,7 @@ from report import (
     table,
     target_lines,
 )
-from sampling import child_memory, contenders_for, measure, measure_memory
+from sampling import child_memory, contenders_for, measure_memory, measure_rounds
 from scenarios import SCENARIOS, TASKS, now
 
 
@@ -105,17 +106,17 @@ def main() -> int:
         rows = contenders_for(s)
         cells: dict = {}
         for kind in LOOPS:
-            for c in rows:
-                n = s.size(c)
-                if n is None:
-                    continue
-                n = max(n // scale, TASKS * 2)
-                t0 = now()
-                cells[(c, kind)] = measure(s, c, kind, n, runs, args.budget)
-                cell = cells[(c, kind)]
+            sized = [(c, max(s.size(c) // scale, TASKS * 2)) for c in rows
+                     if s.size(c) is not None]
+            t0 = now()
+            measured = measure_rounds(s, sized, kind, runs, args.budget)
+            for c, n in sized:
+                cell = cells[(c, kind)] = measured[c]
                 shown = cell.error or fmt_value(cell.value, s.unit)
                 print(f"# {s.key:>3} {LOOP_TITLES[kind]:<12} {c.label:<42} n={n:<7} "
-                      f"{shown} ({now() - t0:.1f} s)", file=sys.stderr, flush=True)
+                      f"{shown} ({cell.runs} runs)", file=sys.stderr, flush=True)
+            print(f"# {s.key:>3} {LOOP_TITLES[kind]}: {now() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
         results[s.key] = cells
         sections.append(table(s.title, s.unit, rows, cells, runs, s.note))
         if s.key == "2":
@@ -150,10 +151,14 @@ def main() -> int:
         f"- command: `{command}`" + (" (quick smoke run: small sizes, 1 run)" if args.quick else ""),
         "",
         f"Medians of up to {runs} runs after one warm-up; a cell that used its "
-        f"{args.budget:.0f} s budget early says how many runs it has. "
+        f"{args.budget:.0f} s budget early says how many runs it has. The contenders of a "
+        "table take turns on each loop: every round runs each of them once, one after the "
+        "other (each on a loop of its own), the order reversed every other round. "
         "\"÷ asyncio\" and \"÷ p-a-r\" are this row's figure divided by plain asyncio's and by "
-        "pyo3-async-runtimes' on the same loop and runtime: below 1 is faster (0.10 = 10× "
-        "faster). n/a: the contender cannot do this. Rows without a suffix use the default "
+        "pyo3-async-runtimes' on the same loop and runtime, round by round, and the median of "
+        "those quotients: both figures of a quotient were taken moments apart, which the "
+        "speed of a shared machine needs (it drifts by up to 2× over minutes). Below 1 is "
+        "faster (0.10 = 10× faster). n/a: the contender cannot do this. Rows without a suffix use the default "
         "options (`Home::Auto`: a future left pending on Python work of its loop by its inline "
         "first poll stays on the loop thread, any other goes to the runtime's workers); rows "
         "with \"(runtime)\" or \"(loop-thread)\" ask for `Home::Runtime` or `Home::LoopThread`.",

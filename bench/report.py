@@ -21,6 +21,7 @@ from contenders import (
     Contender,
     counterpart,
 )
+from sampling import ratio
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -38,10 +39,10 @@ def fmt_value(value: float, unit: str) -> str:
     return f"{value:.1f} ms"
 
 
-def fmt_ratio(value: Optional[float], reference: Optional[float]) -> str:
-    if value is None or reference is None or reference == 0:
-        return "—"
-    return fmt_number(value / reference)
+def fmt_ratio(cell, reference) -> str:
+    """`cell` ÷ `reference` (two `sampling.Cell`s, see `sampling.ratio`), or "—"."""
+    quotient = ratio(cell, reference)
+    return "—" if quotient is None else fmt_number(quotient)
 
 
 def fmt_number(ratio: float) -> str:
@@ -79,8 +80,8 @@ def table(title: str, unit: str, rows: list[Contender], cells: dict, runs: int,
             other = counterpart(c)
             par = cells.get((other, kind)) if other else None
             line.append(text)
-            line.append("—" if c == ASYNCIO else fmt_ratio(cell.value, base and base.value))
-            line.append(fmt_ratio(cell.value, par and par.value) if par else "—")
+            line.append("—" if c == ASYNCIO else fmt_ratio(cell, base))
+            line.append(fmt_ratio(cell, par) if par else "—")
         out.append("| " + " | ".join(line) + " |")
     out.append("")
     return "\n".join(out)
@@ -137,9 +138,10 @@ def target_lines(results: dict, memory: dict, checks: Optional[list] = None) -> 
                     ok &= cell.value <= max(ref.value, 0) + 512
                     ratios.append(f"{fmt_value(cell.value, 'KiB')} vs {fmt_value(ref.value, 'KiB')}")
                     continue
-                ratio = cell.value / ref.value if ref.value else float("inf")
-                ok &= ratio <= limit
-                ratios.append(fmt_number(ratio))
+                quotient = ratio(cell, ref)
+                quotient = float("inf") if quotient is None else quotient
+                ok &= quotient <= limit
+                ratios.append(fmt_number(quotient))
             if all(r == "—" for r in ratios):
                 continue
             mark = "met" if ok and "—" not in ratios else ("missed" if not ok else "partly n/a")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import resource
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
@@ -36,15 +37,29 @@ def run_on(kind: str, main: Callable[[], Awaitable]):
     """`asyncio.run(main())` on a fresh loop of `kind` (works from Python 3.8 on)."""
     loop = new_loop(kind)
     try:
-        asyncio.set_event_loop(loop)
+        return run_in(loop, main)
+    finally:
+        close_loop(loop)
+
+
+def run_in(loop: asyncio.AbstractEventLoop, main: Callable[[], Awaitable]):
+    """`main()` run to completion on `loop`, which is the current loop meanwhile."""
+    asyncio.set_event_loop(loop)
+    try:
         return loop.run_until_complete(main())
     finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
+        asyncio.set_event_loop(None)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Closes `loop` as `asyncio.run` does: async generators and the executor first."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 @dataclass
@@ -56,6 +71,21 @@ class Cell:
     runs: int = 0
     dropped: Optional[int] = None  # scenario 4
     error: str = ""
+    #: Each run's figure by the round it ran in (`measure_rounds`): contenders of one
+    #: scenario and loop that ran in the same round ran within moments of each other.
+    rounds: dict[int, float] = field(default_factory=dict)
+
+
+def ratio(cell: Optional[Cell], reference: Optional[Cell]) -> Optional[float]:
+    """`cell`'s figure divided by `reference`'s: the median of the per-round quotients where
+    the two ran in the same rounds (a machine whose speed drifts from one minute to the next
+    slows both alike there), else the quotient of the two medians."""
+    if cell is None or reference is None or cell.value is None or reference.value is None:
+        return None
+    shared = [r for r in cell.rounds if r in reference.rounds and reference.rounds[r] > 0]
+    if shared:
+        return statistics.median(cell.rounds[r] / reference.rounds[r] for r in shared)
+    return cell.value / reference.value if reference.value else None
 
 
 async def sample(body: Callable[[int], Awaitable], n: int, runs: int, budget: float,
@@ -73,7 +103,7 @@ async def sample(body: Callable[[int], Awaitable], n: int, runs: int, budget: fl
         outcome = await body(n)
         elapsed, dropped = outcome if isinstance(outcome, tuple) else (outcome, None)
         spent += elapsed
-        values.append(elapsed * 1e9 / n if unit == "ns" else elapsed * 1e3)
+        values.append(figure(elapsed, n, unit))
         if dropped is not None:
             drops.append(dropped)
     cell.value = statistics.median(values)
@@ -83,13 +113,60 @@ async def sample(body: Callable[[int], Awaitable], n: int, runs: int, budget: fl
     return cell
 
 
-def measure(s: Scenario, c: Contender, loop_kind: str, n: int, runs: int, budget: float) -> Cell:
-    """Scenario `s` for contender `c` on a new loop of `loop_kind` (see `sample`); a contender
-    that fails is reported in the cell, not fatal."""
+def figure(elapsed: float, n: int, unit: str) -> float:
+    """A run's elapsed seconds in the scenario's unit: per item ("ns"), else the run ("ms")."""
+    return elapsed * 1e9 / n if unit == "ns" else elapsed * 1e3
+
+
+def measure_rounds(s: Scenario, sized: list[tuple[Contender, int]], loop_kind: str, runs: int,
+                   budget: float) -> dict[Contender, Cell]:
+    """Scenario `s` for every contender of `sized` (each with its size), each on a loop of
+    `loop_kind` of its own, in rounds: every round runs each contender once, one after the
+    other, the order reversed every other round. A figure is then only ever compared with
+    figures taken moments apart (`ratio`); the speed of a shared machine drifts too much
+    over the minutes that whole cells take. Each loop runs one untimed warm-up first; a
+    contender stops after `runs` figures or once its runs took `budget` seconds (at least
+    one run); a contender that fails is reported in its cell, not fatal."""
+    cells = {c: Cell(n) for c, n in sized}
+    spent = {c: 0.0 for c, _ in sized}
+    loops: dict[Contender, asyncio.AbstractEventLoop] = {}
+
+    def attempt(c: Contender, n: int):
+        try:
+            return run_in(loops[c], lambda: s.body(c, n))
+        except Exception as error:
+            cells[c].error = f"{type(error).__name__}: {error}"
+            return None
+
     try:
-        return run_on(loop_kind, lambda: sample(lambda k: s.body(c, k), n, runs, budget, s.unit))
-    except Exception as error:
-        return Cell(n, error=f"{type(error).__name__}: {error}")
+        for c, n in sized:
+            loops[c] = new_loop(loop_kind)
+            attempt(c, max(n // 10, 4))
+        for round_ in itertools.count():
+            due = [c for c, _ in sized
+                   if not cells[c].error and len(cells[c].rounds) < runs
+                   and (not cells[c].rounds or spent[c] < budget)]
+            if not due:
+                break
+            for c in due if round_ % 2 == 0 else reversed(due):
+                gc.collect()
+                outcome = attempt(c, cells[c].n)
+                if outcome is None:
+                    continue
+                elapsed, dropped = outcome if isinstance(outcome, tuple) else (outcome, None)
+                spent[c] += elapsed
+                cells[c].rounds[round_] = figure(elapsed, cells[c].n, s.unit)
+                if dropped is not None:
+                    known = cells[c].dropped
+                    cells[c].dropped = dropped if known is None else min(known, dropped)
+    finally:
+        for loop in loops.values():
+            close_loop(loop)
+    for cell in cells.values():
+        if cell.rounds and not cell.error:
+            cell.value = statistics.median(cell.rounds.values())
+            cell.runs = len(cell.rounds)
+    return cells
 
 
 def contenders_for(s: Scenario) -> list[Contender]:
