@@ -19,6 +19,10 @@ pub(crate) enum Delegated {
 /// The iterator `await awaitable` steps: a coroutine itself, else what `__await__` returns.
 pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = awaitable.py();
+    if awaits_as_itself(awaitable) {
+        // What `__anext__` of an async generator returns, on every item: no call needed.
+        return Ok(awaitable.clone());
+    }
     let is_coroutine = is_exactly(awaitable, &raw mut pyo3::ffi::PyCoro_Type);
     let is_generator = is_exactly(awaitable, &raw mut pyo3::ffi::PyGen_Type);
     if is_coroutine {
@@ -54,6 +58,34 @@ pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bou
         "'async for' received an invalid object from __anext__: {}",
         awaitable.get_type().name()?
     )))
+}
+
+/// Whether `awaitable.__await__()` is `awaitable` itself, seen from its type alone: an
+/// iterator whose type's `__await__` slot is `PyObject_SelfIter` (as for the awaitable an
+/// async generator's `__anext__` returns). Always `false` under the limited API.
+fn awaits_as_itself(awaitable: &Bound<'_, PyAny>) -> bool {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        // SAFETY: the object is valid, so its type and that type's `tp_as_async` table
+        // (NULL or valid) can be read; the slot is only compared, not called.
+        unsafe {
+            let class = pyo3::ffi::Py_TYPE(awaitable.as_ptr());
+            let methods = (*class).tp_as_async;
+            // An exported function of libpython has one address; a miss here only takes
+            // the general path.
+            let self_iter: pyo3::ffi::unaryfunc = pyo3::ffi::PyObject_SelfIter;
+            !methods.is_null()
+                && (*methods)
+                    .am_await
+                    .is_some_and(|slot| std::ptr::fn_addr_eq(slot, self_iter))
+                && (*class).tp_iternext.is_some()
+        }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        let _ = awaitable;
+        false
+    }
 }
 
 /// Whether `object`'s type is `class` itself (pyo3-ffi's `PyCoro_CheckExact` and

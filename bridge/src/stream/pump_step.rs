@@ -223,6 +223,8 @@ impl<'a, 'py> Pump<'a, 'py> {
             return (false, false);
         }
         let (room, closed, woke) = self.inlet.push_items(&mut batch);
+        // Room for the next batch in one allocation, not a doubling per few items.
+        batch.reserve(room);
         self.room.set(room.max(1));
         self.woke.set(self.woke.get() || woke);
         (room == 0 || closed, closed)
