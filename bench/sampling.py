@@ -1,6 +1,8 @@
-"""Running the side-by-side benchmarks (see `driver.py`): a fresh loop per cell, the
-repeated runs and their median (`sample`, shared with `trio_driver.py`), and the peak-memory
-measurement of scenario 2 in a subprocess."""
+"""Running the side-by-side benchmarks (see `driver.py`): the contenders of a scenario
+taking turns, round by round (`take_turns`, shared with `trio_driver.py`; `measure_rounds`
+gives each a loop of its own), the ratio of two contenders as the median of their
+per-round quotients (`ratio`), and the peak-memory measurement of scenario 2 in a
+subprocess."""
 
 from __future__ import annotations
 
@@ -88,31 +90,6 @@ def ratio(cell: Optional[Cell], reference: Optional[Cell]) -> Optional[float]:
     return cell.value / reference.value if reference.value else None
 
 
-async def sample(body: Callable[[int], Awaitable], n: int, runs: int, budget: float,
-                 unit: str) -> Cell:
-    """Awaits `body(k)` once with a small `k` (untimed warm-up), then `body(n)` until it has
-    `runs` figures or has spent `budget` seconds (at least once); the cell holds their
-    median, in `unit` ("ns": per item, else "ms" for the whole run). A body returns its
-    elapsed seconds, or (seconds, dropped futures). Runs under asyncio or trio alike."""
-    cell = Cell(n)
-    await body(max(n // 10, 4))
-    values, drops = [], []
-    spent = 0.0
-    while len(values) < runs and (not values or spent < budget):
-        gc.collect()
-        outcome = await body(n)
-        elapsed, dropped = outcome if isinstance(outcome, tuple) else (outcome, None)
-        spent += elapsed
-        values.append(figure(elapsed, n, unit))
-        if dropped is not None:
-            drops.append(dropped)
-    cell.value = statistics.median(values)
-    cell.runs = len(values)
-    if drops:
-        cell.dropped = min(drops)
-    return cell
-
-
 def figure(elapsed: float, n: int, unit: str) -> float:
     """A run's elapsed seconds in the scenario's unit: per item ("ns"), else the run ("ms")."""
     return elapsed * 1e9 / n if unit == "ns" else elapsed * 1e3
@@ -121,47 +98,61 @@ def figure(elapsed: float, n: int, unit: str) -> float:
 def measure_rounds(s: Scenario, sized: list[tuple[Contender, int]], loop_kind: str, runs: int,
                    budget: float) -> dict[Contender, Cell]:
     """Scenario `s` for every contender of `sized` (each with its size), each on a loop of
-    `loop_kind` of its own, in rounds: every round runs each contender once, one after the
-    other, the order reversed every other round. A figure is then only ever compared with
-    figures taken moments apart (`ratio`); the speed of a shared machine drifts too much
-    over the minutes that whole cells take. Each loop runs one untimed warm-up first; a
-    contender stops after `runs` figures or once its runs took `budget` seconds (at least
-    one run); a contender that fails is reported in its cell, not fatal."""
+    `loop_kind` of its own, taking turns (`take_turns`) after one untimed warm-up per loop."""
+    loops: dict[Contender, asyncio.AbstractEventLoop] = {}
+    try:
+        for c, _ in sized:
+            loops[c] = new_loop(loop_kind)
+
+        def run(c: Contender, n: int):
+            return run_in(loops[c], lambda: s.body(c, n))
+
+        return take_turns(sized, run, runs, budget, s.unit, warm_up=True)
+    finally:
+        for loop in loops.values():
+            close_loop(loop)
+
+
+def take_turns(sized: list, run: Callable, runs: int, budget: float, unit: str,
+               warm_up: bool) -> dict:
+    """Cells for every contender of `sized` (each with its size), measured in rounds:
+    every round calls `run(contender, n)` (which returns its elapsed seconds, or (seconds,
+    dropped futures)) once per contender, one after the other, the order reversed every
+    other round. A figure is then only ever compared with figures taken moments apart
+    (`ratio`); the speed of a shared machine drifts too much over the minutes that whole
+    cells take. With `warm_up`, each contender first runs once untimed at a tenth of its
+    size. A contender stops after `runs` figures or once its runs took `budget` seconds (at
+    least one run); one that fails is reported in its cell, not fatal."""
     cells = {c: Cell(n) for c, n in sized}
     spent = {c: 0.0 for c, _ in sized}
-    loops: dict[Contender, asyncio.AbstractEventLoop] = {}
 
-    def attempt(c: Contender, n: int):
+    def attempt(c, n: int):
         try:
-            return run_in(loops[c], lambda: s.body(c, n))
+            return run(c, n)
         except Exception as error:
             cells[c].error = f"{type(error).__name__}: {error}"
             return None
 
-    try:
+    if warm_up:
         for c, n in sized:
-            loops[c] = new_loop(loop_kind)
             attempt(c, max(n // 10, 4))
-        for round_ in itertools.count():
-            due = [c for c, _ in sized
-                   if not cells[c].error and len(cells[c].rounds) < runs
-                   and (not cells[c].rounds or spent[c] < budget)]
-            if not due:
-                break
-            for c in due if round_ % 2 == 0 else reversed(due):
-                gc.collect()
-                outcome = attempt(c, cells[c].n)
-                if outcome is None:
-                    continue
-                elapsed, dropped = outcome if isinstance(outcome, tuple) else (outcome, None)
-                spent[c] += elapsed
-                cells[c].rounds[round_] = figure(elapsed, cells[c].n, s.unit)
-                if dropped is not None:
-                    known = cells[c].dropped
-                    cells[c].dropped = dropped if known is None else min(known, dropped)
-    finally:
-        for loop in loops.values():
-            close_loop(loop)
+    for round_ in itertools.count():
+        due = [c for c, _ in sized
+               if not cells[c].error and len(cells[c].rounds) < runs
+               and (not cells[c].rounds or spent[c] < budget)]
+        if not due:
+            break
+        for c in due if round_ % 2 == 0 else reversed(due):
+            gc.collect()
+            outcome = attempt(c, cells[c].n)
+            if outcome is None:
+                continue
+            elapsed, dropped = outcome if isinstance(outcome, tuple) else (outcome, None)
+            spent[c] += elapsed
+            cells[c].rounds[round_] = figure(elapsed, cells[c].n, unit)
+            if dropped is not None:
+                known = cells[c].dropped
+                cells[c].dropped = dropped if known is None else min(known, dropped)
     for cell in cells.values():
         if cell.rounds and not cell.error:
             cell.value = statistics.median(cell.rounds.values())

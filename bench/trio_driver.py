@@ -31,7 +31,7 @@ import sys
 import trio
 
 import pyo3_aio_bench as m
-from sampling import sample
+from sampling import ratio, take_turns
 from scenarios import now, ready_function, returns
 
 TARGETS = {"T1": 2.0, "T1b": None, "T2": 1.5, "T4": 1.5}
@@ -120,10 +120,17 @@ SCENARIOS = [
 ]
 
 
-def measure(body, runtime, unit, n, runs, budget):
-    """The median figure and the fewest futures dropped (T4) of `body` under `trio.run`."""
-    cell = trio.run(sample, lambda k: body(runtime, k), n, runs, budget, unit)
-    return cell.value, cell.dropped
+def measure(body, unit, n, runs, budget):
+    """Cells for plain trio (key None) and pyo3-aio on each runtime, taking turns round by
+    round (`sampling.take_turns`): each run is a `trio.run` of its own, an untimed run of a
+    tenth of the size first, then the timed one."""
+    async def warm_then_time(runtime, k):
+        await body(runtime, max(k // 10, 4))
+        return await body(runtime, k)
+
+    contenders = [(None, n)] + [(runtime, n) for runtime in m.RUNTIMES]
+    return take_turns(contenders, lambda runtime, k: trio.run(warm_then_time, runtime, k),
+                      runs, budget, unit, warm_up=False)
 
 
 def fmt(value, unit):
@@ -144,34 +151,39 @@ def main() -> int:
         "## trio",
         "",
         f"pyo3-aio under `trio.run` against plain trio (trio {trio.__version__}, Python "
-        f"{sys.version.split()[0]}); `bench/trio_driver.py`, median of up to {runs} runs.",
+        f"{sys.version.split()[0]}); `bench/trio_driver.py`, median of up to {runs} runs. The "
+        "contenders take turns, one run each per round (each its own `trio.run`, after an "
+        "untimed run of a tenth of the size), and \"÷ trio\" is the median of the "
+        "per-round quotients, as in the asyncio tables.",
         "",
         "| scenario | contender | n | time | ÷ trio | target | met? |",
         "| --- | --- | ---: | ---: | ---: | ---: | :---: |",
     ]
     for key, title, unit, body, size, quick_size in SCENARIOS:
         n = quick_size if args.quick else size
-        base, _ = measure(body, None, unit, n, runs, args.budget)
-        lines.append(f"| {key} {title} | plain trio | {n:,} | {fmt(base, unit)} | — | — | — |")
+        cells = measure(body, unit, n, runs, args.budget)
+        base = cells[None]
+        shown = base.error or fmt(base.value, unit)
+        lines.append(f"| {key} {title} | plain trio | {n:,} | {shown} | — | — | — |")
         for runtime in m.RUNTIMES:
-            try:
-                value, dropped = measure(body, runtime, unit, n, runs, args.budget)
-            except Exception as error:  # reported, not fatal
-                lines.append(f"| {key} {title} | pyo3-aio {runtime} | {n:,} | error: {error} | | | ✗ |")
+            cell = cells[runtime]
+            if cell.error:
+                lines.append(f"| {key} {title} | pyo3-aio {runtime} | {n:,} | error: {cell.error} | | | ✗ |")
                 continue
-            ratio = value / base
-            text = fmt(value, unit)
-            if dropped is not None:
-                text += f" ({dropped:,} dropped)"
+            quotient = ratio(cell, base)
+            text = fmt(cell.value, unit)
+            if cell.dropped is not None:
+                text += f" ({cell.dropped:,} dropped)"
             limit = TARGETS[key]
             if limit is None:
                 target, met = "(extra)", "—"
             else:
-                ok = ratio <= limit and (dropped is None or dropped >= n)
+                ok = (quotient is not None and quotient <= limit
+                      and (cell.dropped is None or cell.dropped >= n))
                 target, met = f"≤ {limit}×", "✓" if ok else "✗"
             lines.append(
-                f"| {key} {title} | pyo3-aio {runtime} | {n:,} | {text} | {ratio:.2f} | "
-                f"{target} | {met} |"
+                f"| {key} {title} | pyo3-aio {runtime} | {n:,} | {text} | "
+                f"{'—' if quotient is None else f'{quotient:.2f}'} | {target} | {met} |"
             )
         print("\n".join(lines[-1 - len(m.RUNTIMES):]), flush=True)
     section = "\n".join(lines) + "\n"
