@@ -18,6 +18,7 @@ use crate::asyncio::create_task;
 use crate::asyncio::eager::{create_task_here, eager_start_exists};
 use crate::asyncio::is_interrupt;
 use crate::asyncio::report;
+use crate::asyncio::{add_done_callback, task_done, task_result};
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::inline_drain::drain_after;
@@ -102,13 +103,8 @@ pub(super) fn start_here(
     // awaitables may come back as objects of their own, which need not answer `done()`.
     // (A done one that a task factory returns on an older Python is still right: its
     // done-callback then comes one loop iteration later.)
-    if is_coroutine
-        && eager_start_exists(py)
-        && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()?
-    {
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
+    if is_coroutine && eager_start_exists(py) && task_done(&task)? {
+        let result = task_result(&task).map(Bound::unbind);
         return Ok(PyFuture {
             outcome: Outcome::Ready(Some(result)),
             loop_thread: None,
@@ -186,7 +182,7 @@ fn watch_task(
                 .poll_cancelled(&mut Context::from_waker(&waker))
                 .is_ready()
         });
-    task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))?;
+    add_done_callback(task, callback.as_any())?;
     if already_cancelled {
         task.call_method0(pyo3::intern!(py, "cancel"))?;
     }
@@ -205,9 +201,7 @@ struct IntoFutureDone {
 impl IntoFutureDone {
     fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = task.py();
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
+        let result = task_result(task).map(Bound::unbind);
         let producer = lock(&self.producer).take();
         let Some(producer) = producer else {
             return Ok(());
