@@ -366,3 +366,32 @@ def test_a_task_with_attributes_of_its_own_still_resolves(run, runtime):
         return value
 
     assert run(main) == "mine"
+
+
+def test_a_done_callback_held_elsewhere_is_not_reused(run, runtime):
+    """The done-callback of a finished round trip, still referenced by Python code, stays
+    that trip's: calling it again later does nothing, and later round trips get their own
+    results."""
+
+    async def main():
+        held = []
+
+        async def first():
+            task = asyncio.current_task()
+            held.extend((callback, task) for callback, _ in task._callbacks)
+            await asyncio.sleep(0)
+            return "first"
+
+        async def later(value):
+            await asyncio.sleep(0)
+            for callback, task in held:
+                assert callback(task) is None
+            return value
+
+        results = [await m.await_py(runtime, first())]
+        assert held, "the task had a done-callback"
+        for value in ("second", "third", "fourth"):
+            results.append(await m.await_py(runtime, later(value)))
+        return results
+
+    assert run(main) == ["first", "second", "third", "fourth"]
