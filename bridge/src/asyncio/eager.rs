@@ -11,7 +11,7 @@
 //! 3.11. On 3.11 such a loop gets the plain Task its `create_task` would build, made here
 //! directly (`asyncio.Task(coro, loop=, context=)`): asyncio's `create_task` is Python code,
 //! and only checks that the running loop is not closed (it cannot be) and names the task
-//! as the constructor does.
+//! as the constructor does. The factory is read where `create_task` reads it.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -56,17 +56,27 @@ fn task_takes_context(py: Python<'_>) -> bool {
 }
 
 /// Whose `create_task` a loop class has.
-#[derive(Clone, Copy, PartialEq)]
 enum CreateTask {
     /// asyncio's `BaseEventLoop.create_task`: a plain Task unless `self._task_factory` is set.
     Asyncio,
-    /// uvloop's `Loop.create_task`: a plain Task unless `get_task_factory()` gives one.
-    Uvloop,
+    /// uvloop's `Loop.create_task`: a plain Task unless its factory field is set, which
+    /// uvloop's own `Loop.get_task_factory` (held here, called with the loop) reads.
+    Uvloop(Py<PyAny>),
     /// The class's own: it decides.
     Other,
 }
 
 use CreateTask::{Asyncio, Other, Uvloop};
+
+impl CreateTask {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Asyncio => Asyncio,
+            Uvloop(get_task_factory) => Uvloop(get_task_factory.clone_ref(py)),
+            Other => Other,
+        }
+    }
+}
 
 thread_local! {
     /// The loop class last asked about, and the answer: loops of one class run on a
@@ -79,7 +89,7 @@ thread_local! {
 fn has_no_task_factory(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let factory = match create_task_of(py, event_loop)? {
         Asyncio => event_loop.getattr(pyo3::intern!(py, "_task_factory"))?,
-        Uvloop => event_loop.call_method0(pyo3::intern!(py, "get_task_factory"))?,
+        Uvloop(get_task_factory) => get_task_factory.bind(py).call1((event_loop,))?,
         Other => return Ok(false),
     };
     Ok(factory.is_none())
@@ -93,7 +103,7 @@ fn create_task_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Cre
         last.borrow()
             .as_ref()
             .filter(|(known, _)| known.is(&class))
-            .map(|(_, answer)| *answer)
+            .map(|(_, answer)| answer.clone_ref(py))
     });
     if let Some(answer) = cached {
         return Ok(answer);
@@ -102,11 +112,21 @@ fn create_task_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Cre
     let answer = if method.is(callables::stock_create_task(py)?) {
         Asyncio
     } else if is_uvloop_create_task(&method) {
-        Uvloop
+        // uvloop's `create_task` reads the factory field itself, whatever a subclass makes
+        // of `get_task_factory`: uvloop's own getter reads that field.
+        match py
+            .import("uvloop.loop")
+            .and_then(|module| module.getattr("Loop"))
+            .and_then(|class| class.getattr("get_task_factory"))
+        {
+            Ok(get_task_factory) => Uvloop(get_task_factory.unbind()),
+            Err(_) => Other,
+        }
     } else {
         Other
     };
-    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), answer)));
+    let cached = answer.clone_ref(py);
+    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), cached)));
     drop(old);
     Ok(answer)
 }
