@@ -181,6 +181,30 @@ def test_the_coroutine_runs_in_a_copy_of_the_callers_context(run, runtime, facto
     assert same_everywhere(run, runtime, scenario, setup) == (("caller", "coroutine"), "caller")
 
 
+def test_the_task_is_the_one_create_task_builds(run, runtime, factory):
+    """The coroutine's task has the class and the kind of name `create_task` gives, and in
+    debug mode a creation traceback that ends where it does (asyncio's own `create_task`
+    drops its frame from it)."""
+    setup, _, name = factory
+
+    def debug_setup(loop):
+        loop.set_debug(True)
+        setup(loop)
+
+    async def scenario(awaiter):
+        async def body():
+            task = asyncio.current_task()
+            last = task._source_traceback[-1]
+            in_asyncio = "asyncio" in last.filename.replace("\\", "/").split("/")
+            return type(task).__name__, task.get_name().startswith("Task-"), in_asyncio
+
+        return await awaiter(body())
+
+    seen = same_everywhere(run, runtime, scenario, debug_setup)
+    if name != "eager_task_factory":
+        assert seen == ("Task", True, False)
+
+
 @pytest.mark.parametrize("suspends", [False, True], ids=["at_once", "suspends"])
 def test_an_exception_arrives_as_the_same_object(run, runtime, factory, suspends):
     setup, _, _ = factory

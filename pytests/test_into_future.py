@@ -313,3 +313,85 @@ def test_into_future_from_a_task_spawned_while_the_first_poll_releases_the_gil(r
             coroutine.close()  # in case into_future never took it
 
     assert run(main) == 14
+
+
+class RecordingTask(asyncio.Task):
+    """A Task whose `result` and `add_done_callback` note that they were called."""
+
+    calls: list[tuple[str, str]] = []
+
+    def result(self):
+        RecordingTask.calls.append((self.get_coro().__name__, "result"))
+        return super().result()
+
+    def add_done_callback(self, fn, *, context=None):
+        RecordingTask.calls.append((self.get_coro().__name__, "add_done_callback"))
+        return super().add_done_callback(fn, context=context)
+
+
+def test_a_task_subclass_s_own_methods_are_called(run, runtime):
+    """The task's methods are called as methods of the task: a factory's Task subclass gets
+    the calls to its overrides."""
+
+    async def suspends():
+        await asyncio.sleep(0)
+        return "value"
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(
+            lambda loop, coro, **kwargs: RecordingTask(coro, loop=loop, **kwargs)
+        )
+        RecordingTask.calls.clear()
+        value = await m.await_py(runtime, suspends())
+        return value, [call for coro, call in RecordingTask.calls if coro == "suspends"]
+
+    assert run(main) == ("value", ["add_done_callback", "result"])
+
+
+def test_a_task_with_attributes_of_its_own_still_resolves(run, runtime):
+    """A coroutine that gives its own task an attribute (so the task has a `__dict__`)
+    delivers its result and its exception as any other."""
+
+    async def tags_its_task(fail):
+        asyncio.current_task().tag = "mine"
+        await asyncio.sleep(0)
+        if fail:
+            raise AppError("failed")
+        return asyncio.current_task().tag
+
+    async def main():
+        value = await m.await_py(runtime, tags_its_task(False))
+        with pytest.raises(AppError, match="failed"):
+            await m.await_py(runtime, tags_its_task(True))
+        return value
+
+    assert run(main) == "mine"
+
+
+def test_a_done_callback_held_elsewhere_is_not_reused(run, runtime):
+    """The done-callback of a finished round trip, still referenced by Python code, stays
+    that trip's: calling it again later does nothing, and later round trips get their own
+    results."""
+
+    async def main():
+        held = []
+
+        async def first():
+            task = asyncio.current_task()
+            held.extend((callback, task) for callback, _ in task._callbacks)
+            await asyncio.sleep(0)
+            return "first"
+
+        async def later(value):
+            await asyncio.sleep(0)
+            for callback, task in held:
+                assert callback(task) is None
+            return value
+
+        results = [await m.await_py(runtime, first())]
+        assert held, "the task had a done-callback"
+        for value in ("second", "third", "fourth"):
+            results.append(await m.await_py(runtime, later(value)))
+        return results
+
+    assert run(main) == ["first", "second", "third", "fourth"]

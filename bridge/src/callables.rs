@@ -32,6 +32,12 @@ cached! {
     stock_create_task = "asyncio", ["BaseEventLoop", "create_task"];
     /// `asyncio.Task`.
     task = "asyncio", ["Task"];
+    /// `asyncio.Task.result`, called with the task (see `asyncio::task_result`).
+    task_result = "asyncio", ["Task", "result"];
+    /// `asyncio.Task.done`, called with the task.
+    task_done = "asyncio", ["Task", "done"];
+    /// `asyncio.Task.add_done_callback`, called with the task.
+    task_add_done_callback = "asyncio", ["Task", "add_done_callback"];
     /// `asyncio.AbstractEventLoop`.
     abstract_event_loop = "asyncio", ["AbstractEventLoop"];
     /// `asyncio.ensure_future`.

@@ -8,7 +8,10 @@
 //! `create_task` is asyncio's or uvloop's own. A loop with a task factory goes through
 //! `create_task`, so the factory decides (asyncio's `eager_task_factory` starts eagerly
 //! too); so does a loop whose class has a `create_task` of its own, and every Python before
-//! 3.12.
+//! 3.11. On 3.11 such a loop gets the plain Task its `create_task` would build, made here
+//! directly (`asyncio.Task(coro, loop=, context=)`): asyncio's `create_task` is Python code,
+//! and only checks that the running loop is not closed (it cannot be) and names the task
+//! as the constructor does. The factory is read where `create_task` reads it.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -19,10 +22,10 @@ use pyo3::types::PyType;
 use crate::asyncio::create_task;
 use crate::callables;
 
-/// `asyncio.Task(coro, loop=event_loop, context=context, eager_start=True)` when the loop
-/// would build a plain Task for `create_task` (see the module docs), else
-/// [`create_task`]. `event_loop` must be the loop running on this thread: only a running
-/// loop starts a task eagerly.
+/// `asyncio.Task(coro, loop=event_loop, context=context)` (with `eager_start=True` on
+/// 3.12+) when the loop would build a plain Task for `create_task` (see the module docs),
+/// else [`create_task`]. `event_loop` must be the loop running on this thread: only a
+/// running loop starts a task eagerly.
 pub(crate) fn create_task_here<'py>(
     py: Python<'py>,
     event_loop: &Bound<'py, PyAny>,
@@ -31,11 +34,8 @@ pub(crate) fn create_task_here<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     // SAFETY: plain type check on a valid object pointer.
     let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
-    if is_coroutine && eager_start_exists(py) && builds_plain_tasks(py, event_loop)? {
-        let factory = event_loop.call_method0(pyo3::intern!(py, "get_task_factory"))?;
-        if factory.is_none() {
-            return eager_task(py, event_loop, awaitable, context);
-        }
+    if is_coroutine && task_takes_context(py) && has_no_task_factory(py, event_loop)? {
+        return plain_task(py, event_loop, awaitable, context);
     }
     create_task(py, event_loop, awaitable, context)
 }
@@ -48,29 +48,85 @@ pub(crate) fn eager_start_exists(py: Python<'_>) -> bool {
     *EXISTS.get_or_init(|| py.version_info() >= (3, 12))
 }
 
+/// Whether `asyncio.Task` takes `context` (Python 3.11+), as the loops' `create_task` then
+/// pass it.
+fn task_takes_context(py: Python<'_>) -> bool {
+    static TAKES: OnceLock<bool> = OnceLock::new();
+    *TAKES.get_or_init(|| py.version_info() >= (3, 11))
+}
+
+/// Whose `create_task` a loop class has.
+enum CreateTask {
+    /// asyncio's `BaseEventLoop.create_task`: a plain Task unless `self._task_factory` is set.
+    Asyncio,
+    /// uvloop's `Loop.create_task`: a plain Task unless its factory field is set, which
+    /// uvloop's own `Loop.get_task_factory` (held here, called with the loop) reads.
+    Uvloop(Py<PyAny>),
+    /// The class's own: it decides.
+    Other,
+}
+
+use CreateTask::{Asyncio, Other, Uvloop};
+
+impl CreateTask {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Asyncio => Asyncio,
+            Uvloop(get_task_factory) => Uvloop(get_task_factory.clone_ref(py)),
+            Other => Other,
+        }
+    }
+}
+
 thread_local! {
     /// The loop class last asked about, and the answer: loops of one class run on a
     /// thread, one after another.
-    static LAST_CLASS: RefCell<Option<(Py<PyType>, bool)>> = const { RefCell::new(None) };
+    static LAST_CLASS: RefCell<Option<(Py<PyType>, CreateTask)>> = const { RefCell::new(None) };
 }
 
-/// Whether the class of `event_loop` creates tasks with asyncio's `BaseEventLoop.create_task`
-/// or uvloop's `Loop.create_task`, which build `asyncio.Task(coro, loop=, context=)` when no
-/// task factory is set.
-fn builds_plain_tasks(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+/// Whether `event_loop`'s `create_task` would build a plain `asyncio.Task(coro, loop=,
+/// context=)`: it is asyncio's or uvloop's own and no task factory is set.
+fn has_no_task_factory(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let factory = match create_task_of(py, event_loop)? {
+        Asyncio => event_loop.getattr(pyo3::intern!(py, "_task_factory"))?,
+        Uvloop(get_task_factory) => get_task_factory.bind(py).call1((event_loop,))?,
+        Other => return Ok(false),
+    };
+    Ok(factory.is_none())
+}
+
+/// Whose `create_task` the class of `event_loop` has (asyncio's `BaseEventLoop.create_task`,
+/// uvloop's `Loop.create_task`, or another).
+fn create_task_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<CreateTask> {
     let class = event_loop.get_type();
     let cached = LAST_CLASS.with(|last| {
         last.borrow()
             .as_ref()
             .filter(|(known, _)| known.is(&class))
-            .map(|(_, answer)| *answer)
+            .map(|(_, answer)| answer.clone_ref(py))
     });
     if let Some(answer) = cached {
         return Ok(answer);
     }
     let method = class.getattr(pyo3::intern!(py, "create_task"))?;
-    let answer = method.is(callables::stock_create_task(py)?) || is_uvloop_create_task(&method);
-    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), answer)));
+    let answer = if method.is(callables::stock_create_task(py)?) {
+        Asyncio
+    } else if is_uvloop_create_task(&method) {
+        // uvloop's `create_task` reads the factory field itself, whatever a subclass makes
+        // of `get_task_factory`: uvloop's own getter reads that field.
+        match py
+            .import("uvloop.loop")
+            .and_then(|module| module.getattr("Loop"))
+            .and_then(|class| class.getattr("get_task_factory"))
+        {
+            Ok(get_task_factory) => Uvloop(get_task_factory.unbind()),
+            Err(_) => Other,
+        }
+    } else {
+        Other
+    };
+    let cached = answer.clone_ref(py);
+    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), cached)));
     drop(old);
     Ok(answer)
 }
@@ -94,22 +150,24 @@ fn is_uvloop_create_task(method: &Bound<'_, PyAny>) -> bool {
         && text(method, "__qualname__").as_deref() == Some("Loop.create_task")
 }
 
-/// `asyncio.Task(awaitable, loop=event_loop, context=context, eager_start=True)`.
-fn eager_task<'py>(
+/// `asyncio.Task(awaitable, loop=event_loop, context=context)`, with `eager_start=True`
+/// where it exists.
+fn plain_task<'py>(
     py: Python<'py>,
     event_loop: &Bound<'py, PyAny>,
     awaitable: &Bound<'py, PyAny>,
     context: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    static KEYWORDS: callables::Keywords =
+    static EAGER: callables::Keywords =
         callables::Keywords::new(&["loop", "context", "eager_start"]);
+    static PLAIN: callables::Keywords = callables::Keywords::new(&["loop", "context"]);
     let none = py.None();
     let context = context.map_or(none.bind(py), |context| context);
     let eager = pyo3::types::PyBool::new(py, true);
-    callables::call_with_keywords(
-        callables::task(py)?,
-        awaitable,
-        &KEYWORDS,
-        &[event_loop, context, eager.as_any()],
-    )
+    let (keywords, values) = if eager_start_exists(py) {
+        (&EAGER, &[event_loop, context, eager.as_any()][..])
+    } else {
+        (&PLAIN, &[event_loop, context][..])
+    };
+    callables::call_with_keywords(callables::task(py)?, awaitable, keywords, values)
 }

@@ -114,6 +114,82 @@ pub(crate) fn create_task<'py>(
     }
 }
 
+/// `task.result()`.
+pub(crate) fn task_result<'py>(task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = task.py();
+    match stock_method(task, callables::task_result) {
+        Some(result) => result.call1((task,)),
+        None => task.call_method0(pyo3::intern!(py, "result")),
+    }
+}
+
+/// `task.done()`.
+pub(crate) fn task_done(task: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = task.py();
+    match stock_method(task, callables::task_done) {
+        Some(done) => done.call1((task,)),
+        None => task.call_method0(pyo3::intern!(py, "done")),
+    }?
+    .is_truthy()
+}
+
+/// `task.add_done_callback(callback)`.
+pub(crate) fn add_done_callback(
+    task: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = task.py();
+    match stock_method(task, callables::task_add_done_callback) {
+        Some(add) => add.call1((task, callback)),
+        None => task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,)),
+    }
+    .map(drop)
+}
+
+/// `asyncio.Task`'s own method (`method`), when calling it with `task` is what calling the
+/// method by name on `task` does, without the look-up by name: `task` is exactly an
+/// `asyncio.Task` (not a subclass, which may override it) and has no attributes of its own
+/// (an instance attribute of that name would shadow the method). `None` otherwise, and
+/// where the instance's dict cannot be read directly.
+fn stock_method<'py>(
+    task: &Bound<'py, PyAny>,
+    method: fn(Python<'py>) -> PyResult<&'py Bound<'py, PyAny>>,
+) -> Option<&'py Bound<'py, PyAny>> {
+    #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy, GraalPy)))]
+    {
+        let py = task.py();
+        let class = callables::task(py).ok()?;
+        if !task.get_type().is(class) {
+            return None;
+        }
+        // SAFETY: the GIL is held (`py`); `task`'s type is asyncio's Task class, a static
+        // or heap type object we only read a field of. A positive `tp_dictoffset` is where
+        // the instance keeps its `__dict__` pointer (NULL until an attribute is set), which
+        // we read, and when set it is a dict, whose size we ask.
+        let no_attributes = unsafe {
+            let offset = (*task.get_type_ptr()).tp_dictoffset;
+            if offset <= 0 {
+                return None;
+            }
+            let dict = *task
+                .as_ptr()
+                .cast::<u8>()
+                .offset(offset)
+                .cast::<*mut pyo3::ffi::PyObject>();
+            dict.is_null() || pyo3::ffi::PyDict_Size(dict) == 0
+        };
+        if no_attributes {
+            return method(py).ok();
+        }
+        None
+    }
+    #[cfg(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy, GraalPy))]
+    {
+        let _ = (task, method);
+        None
+    }
+}
+
 /// Sets an `asyncio.Future`'s result or exception unless it is already done: a cancelled
 /// future keeps its cancellation, and the result is dropped.
 pub(crate) fn set_unless_done(

@@ -7,15 +7,27 @@ use pyo3::prelude::*;
 
 use crate::callables;
 
-thread_local! {
+/// What this thread knows of its running loop. One thread-local for all of it: the hot
+/// path (`runs_here`, on every `into_future` on the loop thread) reads it once.
+struct Known {
     /// The loop this thread last registered as its running loop, and how to ask it cheaply
     /// whether it still runs.
-    static REGISTERED: RefCell<Option<Registered>> = const { RefCell::new(None) };
+    registered: RefCell<Option<Registered>>,
     /// The thread state dict as `register_running_loop` last left it settled: this thread's
     /// running asyncio loop registered, or none running.
-    static SETTLED: Cell<Option<Settled>> = const { Cell::new(None) };
-    /// Whether a loop ran when `SETTLED` was recorded (`REGISTERED`'s).
-    static SETTLED_RUNNING: Cell<bool> = const { Cell::new(false) };
+    settled: Cell<Option<Settled>>,
+    /// Whether a loop ran when `settled` was recorded (`registered`'s).
+    settled_running: Cell<bool>,
+}
+
+thread_local! {
+    static KNOWN: Known = const {
+        Known {
+            registered: RefCell::new(None),
+            settled: Cell::new(None),
+            settled_running: Cell::new(false),
+        }
+    };
 }
 
 /// The thread state dict's address and version, and the fork generation. asyncio's C
@@ -176,27 +188,30 @@ pub(crate) fn register_running_loop(
     register: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<()>,
 ) -> PyResult<()> {
     let settled = Settled::now(py);
-    if settled.is_some() && SETTLED.with(Cell::get) == settled {
+    if settled.is_some() && KNOWN.try_with(|known| known.settled.get()).ok().flatten() == settled {
         return Ok(());
     }
     let running = registered_running_loop(py, register)?;
     // Recorded only after success, with the triple from before: had anything changed the
     // dict meanwhile, the next call finds another version and checks again.
-    SETTLED.with(|cell| cell.set(settled));
-    SETTLED_RUNNING.with(|cell| cell.set(running));
+    // A thread ending (its thread-locals being dropped) records nothing.
+    let _ = KNOWN.try_with(|known| {
+        known.settled.set(settled);
+        known.settled_running.set(running);
+    });
     Ok(())
 }
 
 /// [`register_running_loop`] without the thread-state-dict shortcut; whether a loop runs
-/// here (then the one in `REGISTERED`).
+/// here (then the one registered).
 fn registered_running_loop(
     py: Python<'_>,
     register: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<()>,
 ) -> PyResult<bool> {
     let marker = running_loop_marker(py);
     // `Some(None)`: the marker shows the registered loop still runs; `Some(Some(..))`: ask it.
-    let cached = REGISTERED.with(|cached| {
-        let cached = cached.borrow();
+    let cached = KNOWN.with(|known| {
+        let cached = known.registered.borrow();
         let registered = cached
             .as_ref()
             .filter(|registered| pyo3_aio_core::fork::is_current(registered.generation))?;
@@ -227,7 +242,7 @@ fn registered_running_loop(
             marker: marker.map(Bound::unbind),
             generation: pyo3_aio_core::fork::generation(),
         };
-        let old = REGISTERED.with(|cached| cached.borrow_mut().replace(registered));
+        let old = KNOWN.with(|known| known.registered.borrow_mut().replace(registered));
         drop(old);
     }
     Ok(runs)
@@ -238,14 +253,18 @@ fn registered_running_loop(
 /// `getpid`, which `asyncio._get_running_loop` makes on 3.11), else asked.
 pub(crate) fn runs_here(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let settled = Settled::now(py);
-    if settled.is_some() && SETTLED.with(Cell::get) == settled && SETTLED_RUNNING.with(Cell::get) {
-        let known = REGISTERED.with(|cached| {
-            cached
+    if settled.is_some() {
+        let known = KNOWN.try_with(|known| {
+            if known.settled.get() != settled || !known.settled_running.get() {
+                return None;
+            }
+            known
+                .registered
                 .borrow()
                 .as_ref()
                 .map(|registered| registered.event_loop.bind(py).is(event_loop))
         });
-        if let Some(known) = known {
+        if let Ok(Some(known)) = known {
             return Ok(known);
         }
     }

@@ -18,12 +18,15 @@ use crate::asyncio::create_task;
 use crate::asyncio::eager::{create_task_here, eager_start_exists};
 use crate::asyncio::is_interrupt;
 use crate::asyncio::report;
+use crate::asyncio::{add_done_callback, task_done, task_result};
 use crate::event_loop::LoopItem;
 use crate::event_loop::LoopRef;
 use crate::event_loop::inline_drain::drain_after;
 use crate::event_loop::registry::loop_shared;
 use crate::event_loop::waker::KeptForLoop;
 use crate::event_loop::waker::{LoopBound, LoopWaker};
+use crate::gil_cell::GilCell;
+use crate::into_future::spare_done;
 use crate::into_future::{Outcome, PyFuture};
 use crate::sync::lock;
 use crate::unwinding;
@@ -102,13 +105,8 @@ pub(super) fn start_here(
     // awaitables may come back as objects of their own, which need not answer `done()`.
     // (A done one that a task factory returns on an older Python is still right: its
     // done-callback then comes one loop iteration later.)
-    if is_coroutine
-        && eager_start_exists(py)
-        && task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()?
-    {
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
+    if is_coroutine && eager_start_exists(py) && task_done(&task)? {
+        let result = task_result(&task).map(Bound::unbind);
         return Ok(PyFuture {
             outcome: Outcome::Ready(Some(result)),
             loop_thread: None,
@@ -162,13 +160,6 @@ fn watch_task(
     task: &Bound<'_, PyAny>,
     producer: Producer<PyResult<Py<PyAny>>>,
 ) -> PyResult<()> {
-    let callback = Bound::new(
-        py,
-        IntoFutureDone {
-            producer: Mutex::new(Some(producer)),
-            shared: shared.clone(),
-        },
-    )?;
     // Register the cancellation path before anyone can complete the cell.
     let canceller = LoopWaker::new(
         shared.clone(),
@@ -179,14 +170,29 @@ fn watch_task(
         },
     );
     let waker = Waker::from(canceller);
-    let already_cancelled = lock(&callback.get().producer)
-        .as_mut()
-        .is_some_and(|producer| {
-            producer
-                .poll_cancelled(&mut Context::from_waker(&waker))
-                .is_ready()
-        });
-    task.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))?;
+    let mut producer = producer;
+    let already_cancelled = producer
+        .poll_cancelled(&mut Context::from_waker(&waker))
+        .is_ready();
+    let watch = Watch {
+        producer,
+        shared: shared.clone(),
+    };
+    let callback = match spare_done::take(py) {
+        Some(spare) => {
+            let spare = spare.into_bound(py).cast_into::<IntoFutureDone>()?;
+            // A kept callback holds nothing (it was called): nothing to drop.
+            spare.get().watch.replace(py, Some(watch));
+            spare
+        }
+        None => Bound::new(
+            py,
+            IntoFutureDone {
+                watch: GilCell::new(Some(watch)),
+            },
+        )?,
+    };
+    add_done_callback(task, callback.as_any())?;
     if already_cancelled {
         task.call_method0(pyo3::intern!(py, "cancel"))?;
     }
@@ -196,26 +202,30 @@ fn watch_task(
 /// Completes the cell from the task's result.
 #[pyclass(frozen, name = "_IntoFutureDone", module = "pyo3_aio")]
 struct IntoFutureDone {
-    producer: Mutex<Option<Producer<PyResult<Py<PyAny>>>>>,
-    /// The task's loop: a Rust future waiting there is resumed before this callback returns.
+    /// Until called (then `None`, and the object may be reused: `spare_done.rs`).
+    watch: GilCell<Option<Watch>>,
+}
+
+/// What a done-callback completes, and where.
+struct Watch {
+    producer: Producer<PyResult<Py<PyAny>>>,
+    /// The task's loop: a Rust future waiting there is resumed before the callback returns.
     shared: LoopRef,
 }
 
 #[pymethods]
 impl IntoFutureDone {
-    fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __call__(slf: &Bound<'_, Self>, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = task.py();
-        let result = task
-            .call_method0(pyo3::intern!(py, "result"))
-            .map(Bound::unbind);
-        let producer = lock(&self.producer).take();
-        let Some(producer) = producer else {
+        let result = task_result(task).map(Bound::unbind);
+        let Some(Watch { producer, shared }) = slf.get().watch.replace(py, None) else {
             return Ok(());
         };
+        spare_done::keep(slf.as_any());
         // The loop calls this at the top level of an iteration, like the wake-up of a
         // Python task awaiting `task`: a Rust future on this loop's thread that waits for
         // the result resumes right here rather than one iteration later.
-        drain_after(py, &self.shared, || {
+        drain_after(py, &shared, || {
             // Err: the Rust future was dropped meanwhile; the result is dropped here.
             let _ = producer.complete(result);
         })

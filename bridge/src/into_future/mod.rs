@@ -8,6 +8,7 @@
 //! dropping thread.
 
 mod asyncio;
+mod spare_done;
 pub(crate) mod trio;
 
 use std::future::Future;
