@@ -201,8 +201,12 @@ def test_the_task_is_the_one_create_task_builds(run, runtime, factory):
         return await awaiter(body())
 
     seen = same_everywhere(run, runtime, scenario, debug_setup)
-    if name != "eager_task_factory":
+    if name == "no_factory":
         assert seen == ("Task", True, False)
+    elif name == "user_factory":
+        # The name is whatever Python's own `create_task` gives (the bridge's was compared
+        # with it above): CPython 3.13.0 names a factory's task "None".
+        assert (seen[0], seen[2]) == ("Task", False)
 
 
 @pytest.mark.parametrize("suspends", [False, True], ids=["at_once", "suspends"])

@@ -223,8 +223,9 @@ impl<'a, 'py> Pump<'a, 'py> {
             return (false, false);
         }
         let (room, closed, woke) = self.inlet.push_items(&mut batch);
-        // Room for the next batch in one allocation, not a doubling per few items.
-        batch.reserve(room);
+        // Room for the next batch in one allocation, not a doubling per few items (up to
+        // the default capacity: a larger one grows as items come).
+        batch.reserve(room.min(crate::options::StreamOptions::DEFAULT_CAPACITY));
         self.room.set(room.max(1));
         self.woke.set(self.woke.get() || woke);
         (room == 0 || closed, closed)
