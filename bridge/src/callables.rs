@@ -38,6 +38,9 @@ cached! {
     task_done = "asyncio", ["Task", "done"];
     /// `asyncio.Task.add_done_callback`, called with the task.
     task_add_done_callback = "asyncio", ["Task", "add_done_callback"];
+    /// uvloop's `Loop.get_task_factory`, called with the loop: it reads the factory field
+    /// that uvloop's `create_task` reads, whatever a subclass overrides.
+    uvloop_get_task_factory = "uvloop.loop", ["Loop", "get_task_factory"];
     /// `asyncio.AbstractEventLoop`.
     abstract_event_loop = "asyncio", ["AbstractEventLoop"];
     /// `asyncio.ensure_future`.

@@ -56,27 +56,18 @@ fn task_takes_context(py: Python<'_>) -> bool {
 }
 
 /// Whose `create_task` a loop class has.
+#[derive(Clone, Copy)]
 enum CreateTask {
     /// asyncio's `BaseEventLoop.create_task`: a plain Task unless `self._task_factory` is set.
     Asyncio,
     /// uvloop's `Loop.create_task`: a plain Task unless its factory field is set, which
-    /// uvloop's own `Loop.get_task_factory` (held here, called with the loop) reads.
-    Uvloop(Py<PyAny>),
+    /// uvloop's own `Loop.get_task_factory` reads (`callables::uvloop_get_task_factory`).
+    Uvloop,
     /// The class's own: it decides.
     Other,
 }
 
 use CreateTask::{Asyncio, Other, Uvloop};
-
-impl CreateTask {
-    fn clone_ref(&self, py: Python<'_>) -> Self {
-        match self {
-            Asyncio => Asyncio,
-            Uvloop(get_task_factory) => Uvloop(get_task_factory.clone_ref(py)),
-            Other => Other,
-        }
-    }
-}
 
 thread_local! {
     /// The loop class last asked about, and the answer: loops of one class run on a
@@ -89,7 +80,7 @@ thread_local! {
 fn has_no_task_factory(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let factory = match create_task_of(py, event_loop)? {
         Asyncio => event_loop.getattr(pyo3::intern!(py, "_task_factory"))?,
-        Uvloop(get_task_factory) => get_task_factory.bind(py).call1((event_loop,))?,
+        Uvloop => callables::uvloop_get_task_factory(py)?.call1((event_loop,))?,
         Other => return Ok(false),
     };
     Ok(factory.is_none())
@@ -103,7 +94,7 @@ fn create_task_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Cre
         last.borrow()
             .as_ref()
             .filter(|(known, _)| known.is(&class))
-            .map(|(_, answer)| answer.clone_ref(py))
+            .map(|(_, answer)| *answer)
     });
     if let Some(answer) = cached {
         return Ok(answer);
@@ -111,22 +102,12 @@ fn create_task_of(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Cre
     let method = class.getattr(pyo3::intern!(py, "create_task"))?;
     let answer = if method.is(callables::stock_create_task(py)?) {
         Asyncio
-    } else if is_uvloop_create_task(&method) {
-        // uvloop's `create_task` reads the factory field itself, whatever a subclass makes
-        // of `get_task_factory`: uvloop's own getter reads that field.
-        match py
-            .import("uvloop.loop")
-            .and_then(|module| module.getattr("Loop"))
-            .and_then(|class| class.getattr("get_task_factory"))
-        {
-            Ok(get_task_factory) => Uvloop(get_task_factory.unbind()),
-            Err(_) => Other,
-        }
+    } else if is_uvloop_create_task(&method) && callables::uvloop_get_task_factory(py).is_ok() {
+        Uvloop
     } else {
         Other
     };
-    let cached = answer.clone_ref(py);
-    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), cached)));
+    let old = LAST_CLASS.with(|last| last.borrow_mut().replace((class.unbind(), answer)));
     drop(old);
     Ok(answer)
 }

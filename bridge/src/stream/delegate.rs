@@ -37,7 +37,8 @@ pub(crate) fn awaitable_iter<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bou
             return Ok(awaitable.clone());
         }
     } else if let Some(iterator) = call_await(awaitable)? {
-        // An async generator's `__anext__` awaitable is its own iterator: no checks then.
+        // An awaitable that is its own iterator (one `awaits_as_itself` cannot tell from its
+        // type, e.g. under the limited API): no checks then.
         if iterator.is(awaitable) && is_iterator(&iterator) {
             return Ok(iterator);
         }
