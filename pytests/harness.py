@@ -298,6 +298,31 @@ async def wait_until(
     return True
 
 
+async def outcome_or_stall_report(awaitable: Awaitable[Any], **probes: Callable[[], Any]) -> Any:
+    """Awaits `awaitable` (in a task of its own) for at most PATIENCE and returns its result;
+    if it has not finished by then, fails the test with a report of where it stalled: what
+    each probe says, whether a fresh wake-up from a runtime thread (a tokio sleep) still
+    reaches this loop, and whether the loop's drain that this wake-up causes finished the
+    stalled one (then its own wake-up had been queued without a signal). The stalled task
+    is cancelled afterwards."""
+    import pyo3_aio_tests
+
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=PATIENCE)
+    if done:
+        return task.result()
+    report = {name: probe() for name, probe in probes.items()}
+    fresh = asyncio.ensure_future(pyo3_aio_tests.sleep("tokio", 0.001, "woke"))
+    arrived, _ = await asyncio.wait({fresh}, timeout=PATIENCE)
+    report["a fresh wake-up from tokio arrives"] = bool(arrived)
+    await asyncio.sleep(0.01)
+    report["the stalled awaitable finished after it"] = task.done()
+    report.update({f"{name}, after": probe() for name, probe in probes.items()})
+    for pending in (task, fresh):
+        pending.cancel()
+    pytest.fail(f"stalled for {PATIENCE} s: {report}")
+
+
 async def sleep_anywhere(seconds: float) -> None:
     """`asyncio.sleep` on an asyncio loop, `trio.sleep` under trio: for the scenarios that
     `run_anywhere` runs on each."""

@@ -209,15 +209,24 @@ static BUSY_RELEASE: AtomicBool = AtomicBool::new(false);
 /// A stream alive as `name` until dropped: its first item is ready at once; a later poll on
 /// a thread without the GIL (the runtime's filler) sets `busy_polling()` and blocks until
 /// `release_busy()`, then returns Pending; on the loop thread it returns Pending at once.
-/// It shows what `aclose()` does while the filler is inside the stream's poll.
+/// It shows what `aclose()` does while the filler is inside the stream's poll. With
+/// `held_drop`, its destructor also waits, in `drop_held()`, for `release_drop()` before
+/// the guard goes (at most 10 s).
 #[pyfunction]
+#[pyo3(signature = (runtime, name, held_drop = false))]
 fn busy_stream<'py>(
     py: Python<'py>,
     runtime: Runtime,
     name: String,
+    held_drop: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     reset_busy();
     let guard = Guard::new(name);
+    let guard: Box<dyn Send> = if held_drop {
+        Box::new(HeldDrop(guard))
+    } else {
+        Box::new(guard)
+    };
     let mut first = true;
     let stream = PollFn(move |_: &mut Context<'_>| {
         let _guard = &guard;
@@ -234,10 +243,44 @@ fn busy_stream<'py>(
     runtime.stream_into_py(py, None, stream)
 }
 
-/// Arms [`block_until_released`] for a new test: not blocked, not released.
+/// Whether a [`HeldDrop`] is waiting in its destructor now.
+static DROP_HELD: AtomicBool = AtomicBool::new(false);
+/// Set to let that destructor go on.
+static DROP_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// A guard whose destructor waits for `release_drop()` (at most 10 s) before the guard
+/// goes: a destructor that takes a while, on whichever thread drops it.
+struct HeldDrop(#[allow(dead_code, reason = "held for its own drop")] Guard);
+
+impl Drop for HeldDrop {
+    fn drop(&mut self) {
+        DROP_HELD.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !DROP_RELEASE.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        DROP_HELD.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Whether a `busy_stream(..., held_drop=True)` is inside its destructor, waiting.
+#[pyfunction]
+fn drop_held() -> bool {
+    DROP_HELD.load(Ordering::SeqCst)
+}
+
+/// Lets the destructor waiting in [`drop_held`] go on.
+#[pyfunction]
+fn release_drop() {
+    DROP_RELEASE.store(true, Ordering::SeqCst);
+}
+
+/// Arms [`block_until_released`] and [`HeldDrop`] for a new test: not blocked, not released.
 pub(crate) fn reset_busy() {
     BUSY_POLLING.store(false, Ordering::SeqCst);
     BUSY_RELEASE.store(false, Ordering::SeqCst);
+    DROP_HELD.store(false, Ordering::SeqCst);
+    DROP_RELEASE.store(false, Ordering::SeqCst);
 }
 
 /// Blocks this thread (a poll on a runtime thread) until `release_busy()`, with
@@ -277,6 +320,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         busy_stream,
         busy_polling,
         release_busy,
+        drop_held,
+        release_drop,
     );
     Ok(())
 }

@@ -134,9 +134,12 @@ pub(crate) async fn fill<T, Sp: Spawner>(front: Arc<SendSource<T, Sp>>) {
         outcome
     })
     .await;
-    // Drop the stream here, on the runtime, before telling anyone it ended.
-    let stream = lock(&front.stream).take();
-    drop(stream);
+    // Drop the stream here, on the runtime, before telling anyone it ended; with its lock
+    // held, so that `poll_dropped` never finds it taken but not yet dropped.
+    {
+        let mut stream = lock(&front.stream);
+        drop(stream.take());
+    }
     dropped.ended = true;
     finish_channel(&front.channel, None);
 }
