@@ -20,7 +20,7 @@
 //! Every version runs even when an earlier one fails; the tables at the end (Markdown, for
 //! docs/RELIABILITY.md) split the counts by framework, and the trio tests by runtime, and
 //! the command fails if any version failed. A release build per interpreter makes this
-//! slow, so it is not a step of `cargo xtask test`.
+//! slow, so `cargo xtask test` runs it for 3.12 and 3.13 only (its `newer-pythons` step).
 
 use std::collections::BTreeMap;
 use std::fmt;
