@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import sys
 
@@ -666,3 +667,49 @@ def test_buffered_items_are_handed_over_without_a_trip_through_the_loop(run, run
         assert items == list(range(count))
 
     run(main)
+
+
+# What the stream's Python work sees, side by side with an async generator ----------------
+
+request_id = contextvars.ContextVar("request_id", default="unset")
+
+
+async def read_request_id(_i):
+    await asyncio.sleep(0)
+    return request_id.get()
+
+
+def native_reading(n):
+    async def reading():
+        for i in range(n):
+            yield await read_request_id(i)
+
+    return reading()
+
+
+def test_python_work_of_a_stream_made_by_one_task_and_iterated_by_another(run, runtime, kind):
+    """An async generator runs each step in the context of the task asking for the item. A
+    `!Send` stream, polled when asked, does the same; a `Send` stream is handed to its
+    runtime when made and keeps the context of the task that made it (documented in
+    `stream_into_py_with`)."""
+
+    async def made_then_iterated_elsewhere(make):
+        request_id.set("maker")
+        stream = make(2)
+
+        async def consume():
+            request_id.set("consumer")
+            return [item async for item in stream]
+
+        return await asyncio.create_task(consume())
+
+    async def main():
+        native = await made_then_iterated_elsewhere(native_reading)
+        bridge = await made_then_iterated_elsewhere(
+            lambda n: m.awaiting_stream(runtime, read_request_id, n, local=kind == "local")
+        )
+        return native, bridge
+
+    native, bridge = run(main)
+    assert native == ["consumer", "consumer"]
+    assert bridge == (native if kind == "local" else ["maker", "maker"])

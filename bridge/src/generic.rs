@@ -211,6 +211,14 @@ where
 /// where it occurs; a panic raises `RustPanic` and ends the iteration. The Rust stream is
 /// dropped when the iterator is closed, garbage-collected, or its consumer is cancelled.
 ///
+/// Unlike an async generator, whose body first runs at its first `__anext__`, the stream
+/// is handed to `spawner` here and polled from now on, to fill the buffer ahead of the
+/// consumer. Its task locals are taken here too: Python work it starts (`into_future`)
+/// runs on the loop running now, in a copy of the current context, even if another task
+/// iterates it or the context changes later. A `!Send` stream
+/// ([`local_stream_into_py`]) is polled only when asked, in the asking task's context, as
+/// an async generator is.
+///
 /// # Errors
 ///
 /// `RuntimeError` when the spawner refuses the stream.

@@ -335,6 +335,49 @@ fn gated_stream<'py>(
     Ok((iterator, StreamGate { state }))
 }
 
+/// `n` items, each the result of awaiting `factory(i)` (a Python coroutine function),
+/// started with `into_future` when the stream is polled for item `i`: what a stream's
+/// Python work sees (its loop, its context). `local` uses `local_stream_into_py`.
+#[pyfunction]
+#[pyo3(signature = (runtime, factory, n, local = false))]
+fn awaiting_stream<'py>(
+    py: Python<'py>,
+    runtime: Runtime,
+    factory: Py<PyAny>,
+    n: usize,
+    local: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut next = 0;
+    let mut pending: Option<pyo3_aio::PyFuture> = None;
+    let stream = PollFn(move |cx: &mut Context<'_>| {
+        let future = match pending.as_mut() {
+            Some(future) => future,
+            None if next == n => return Poll::Ready(None),
+            None => {
+                let started =
+                    Python::attach(|py| pyo3_aio::into_future(factory.bind(py).call1((next,))?));
+                next += 1;
+                pending.insert(match started {
+                    Ok(future) => future,
+                    Err(error) => return Poll::Ready(Some(Err(error))),
+                })
+            }
+        };
+        let result = std::task::ready!(std::future::Future::poll(Pin::new(future), cx));
+        pending = None;
+        Poll::Ready(Some(result))
+    });
+    if local {
+        let stream = LocalOnly {
+            stream,
+            _not_send: PhantomData,
+        };
+        runtime.local_stream_into_py(py, stream)
+    } else {
+        runtime.stream_into_py(py, None, stream)
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_functions!(
         m,
@@ -342,7 +385,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         probed_stream,
         local_count_stream,
         loop_stream,
-        gated_stream
+        gated_stream,
+        awaiting_stream
     );
     m.add_class::<StreamProbe>()?;
     m.add_class::<StreamGate>()?;
