@@ -254,13 +254,21 @@ struct HeldDrop(#[allow(dead_code, reason = "held for its own drop")] Guard);
 
 impl Drop for HeldDrop {
     fn drop(&mut self) {
-        DROP_HELD.store(true, Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !DROP_RELEASE.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        DROP_HELD.store(false, Ordering::SeqCst);
+        hold(&DROP_HELD, &DROP_RELEASE, Some(Duration::from_secs(10)));
     }
+}
+
+/// Blocks this thread with `held` set until `release` is (or `limit` passed), then clears
+/// `held`.
+fn hold(held: &AtomicBool, release: &AtomicBool, limit: Option<Duration>) {
+    held.store(true, Ordering::SeqCst);
+    let deadline = limit.map(|limit| std::time::Instant::now() + limit);
+    while !release.load(Ordering::SeqCst)
+        && deadline.is_none_or(|deadline| std::time::Instant::now() < deadline)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    held.store(false, Ordering::SeqCst);
 }
 
 /// Whether a `busy_stream(..., held_drop=True)` is inside its destructor, waiting.
@@ -286,11 +294,7 @@ pub(crate) fn reset_busy() {
 /// Blocks this thread (a poll on a runtime thread) until `release_busy()`, with
 /// `busy_polling()` true meanwhile.
 pub(crate) fn block_until_released() {
-    BUSY_POLLING.store(true, Ordering::SeqCst);
-    while !BUSY_RELEASE.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    BUSY_POLLING.store(false, Ordering::SeqCst);
+    hold(&BUSY_POLLING, &BUSY_RELEASE, None);
 }
 
 /// Whether a poll is blocked in [`block_until_released`] now ([`busy_stream`]'s,
