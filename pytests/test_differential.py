@@ -640,24 +640,32 @@ def test_athrow_ends_the_iterator(diff_loop, runtime):
     both(diff_loop, scenario, native_stream, bridge_stream(runtime))
 
 
+async def aclose_while_the_filler_polls(runtime, held_drop=False):
+    """A busy stream (see `pyo3_aio_tests.busy_stream`) whose `aclose()` is called while the
+    runtime's filler is inside its poll, which is then let go: `(name, stream, close)`, where
+    `close()` awaits that `aclose()` and says whether the stream was alive right after."""
+    name = f"busy-{next(_names)}"
+    stream = m.busy_stream(runtime, name, held_drop=held_drop)
+    assert await anext(stream) == 0
+    # The filler polls for the next item on a runtime thread and blocks there.
+    assert await wait_until(m.busy_polling)
+    closing = stream.aclose()
+    m.release_busy()
+
+    async def close():
+        await closing
+        return m.alive(name)
+
+    return name, stream, close
+
+
 def test_aclose_while_the_filler_polls_returns_once_the_stream_is_dropped(diff_loop, runtime):
     """`await aclose()` returns after the Rust stream's destructor ran, as an async
     generator's `finally` has run when its `aclose()` returns, also when the runtime's
     filler is inside the stream's poll at that moment (aclose cannot drop it then)."""
 
     async def main():
-        name = f"busy-{next(_names)}"
-        stream = m.busy_stream(runtime, name)
-        assert await anext(stream) == 0
-        # The filler polls for the next item on a runtime thread and blocks there.
-        assert await wait_until(m.busy_polling)
-        closing = stream.aclose()
-        m.release_busy()
-
-        async def close():
-            await closing
-            return m.alive(name)
-
+        name, stream, close = await aclose_while_the_filler_polls(runtime)
         # Stalled once in a CI run (uvloop, smol) and not reproduced since: say where.
         alive_after_aclose = await outcome_or_stall_report(
             close(), stream_alive=lambda: m.alive(name), filler_blocked=m.busy_polling
@@ -675,20 +683,10 @@ def test_aclose_waits_for_the_destructor_the_filler_is_running(diff_loop, runtim
     generator's `aclose()` returns after its `finally` has run to its end)."""
 
     async def main():
-        name = f"busy-{next(_names)}"
-        stream = m.busy_stream(runtime, name, held_drop=True)
-        assert await anext(stream) == 0
-        assert await wait_until(m.busy_polling)
-        closing = stream.aclose()
-        m.release_busy()
+        name, _stream, close = await aclose_while_the_filler_polls(runtime, held_drop=True)
         # The filler's poll returns, it sees the close and drops the stream: its destructor
         # now waits on the runtime thread.
         assert await wait_until(m.drop_held)
-
-        async def close():
-            await closing
-            return m.alive(name)
-
         task = asyncio.ensure_future(close())
         await asyncio.sleep(0.01)
         waited_for_the_destructor = not task.done()

@@ -391,6 +391,7 @@ def test_cancelling_the_consumer_of_a_slow_stream_drops_it(run, runtime, kind):
                 seen.append(item)
 
         task = asyncio.ensure_future(consumer())
+
         async def three_seen():
             while len(seen) < 3:
                 await asyncio.sleep(0.001)

@@ -201,10 +201,50 @@ fn local_tokio_stream(py: Python<'_>, n: u64, delay: f64) -> PyResult<Bound<'_, 
     pyo3_aio::tokio::local_stream_into_py(py, stream)
 }
 
-/// Whether the busy stream's poll on a runtime thread is under way (see [`busy_stream`]).
-static BUSY_POLLING: AtomicBool = AtomicBool::new(false);
-/// Set to let that poll return.
-static BUSY_RELEASE: AtomicBool = AtomicBool::new(false);
+/// A thread held in place until a test lets it go: `held` while it waits, `released` to let
+/// it go on.
+struct Hold {
+    held: AtomicBool,
+    released: AtomicBool,
+}
+
+impl Hold {
+    const fn new() -> Self {
+        Self {
+            held: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+        }
+    }
+
+    /// Blocks this thread, held, until released (or `limit` passed).
+    fn wait(&self, limit: Option<Duration>) {
+        self.held.store(true, Ordering::SeqCst);
+        let deadline = limit.map(|limit| std::time::Instant::now() + limit);
+        while !self.released.load(Ordering::SeqCst)
+            && deadline.is_none_or(|deadline| std::time::Instant::now() < deadline)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.held.store(false, Ordering::SeqCst);
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+
+    /// Not held, not released: armed for a new test.
+    fn reset(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.released.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The busy stream's poll on a runtime thread (see [`busy_stream`]).
+static BUSY: Hold = Hold::new();
 
 /// A stream alive as `name` until dropped: its first item is ready at once; a later poll on
 /// a thread without the GIL (the runtime's filler) sets `busy_polling()` and blocks until
@@ -243,10 +283,8 @@ fn busy_stream<'py>(
     runtime.stream_into_py(py, None, stream)
 }
 
-/// Whether a [`HeldDrop`] is waiting in its destructor now.
-static DROP_HELD: AtomicBool = AtomicBool::new(false);
-/// Set to let that destructor go on.
-static DROP_RELEASE: AtomicBool = AtomicBool::new(false);
+/// The destructor of a [`HeldDrop`].
+static DROP: Hold = Hold::new();
 
 /// A guard whose destructor waits for `release_drop()` (at most 10 s) before the guard
 /// goes: a destructor that takes a while, on whichever thread drops it.
@@ -254,60 +292,45 @@ struct HeldDrop(#[allow(dead_code, reason = "held for its own drop")] Guard);
 
 impl Drop for HeldDrop {
     fn drop(&mut self) {
-        hold(&DROP_HELD, &DROP_RELEASE, Some(Duration::from_secs(10)));
+        DROP.wait(Some(Duration::from_secs(10)));
     }
-}
-
-/// Blocks this thread with `held` set until `release` is (or `limit` passed), then clears
-/// `held`.
-fn hold(held: &AtomicBool, release: &AtomicBool, limit: Option<Duration>) {
-    held.store(true, Ordering::SeqCst);
-    let deadline = limit.map(|limit| std::time::Instant::now() + limit);
-    while !release.load(Ordering::SeqCst)
-        && deadline.is_none_or(|deadline| std::time::Instant::now() < deadline)
-    {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    held.store(false, Ordering::SeqCst);
 }
 
 /// Whether a `busy_stream(..., held_drop=True)` is inside its destructor, waiting.
 #[pyfunction]
 fn drop_held() -> bool {
-    DROP_HELD.load(Ordering::SeqCst)
+    DROP.is_held()
 }
 
 /// Lets the destructor waiting in [`drop_held`] go on.
 #[pyfunction]
 fn release_drop() {
-    DROP_RELEASE.store(true, Ordering::SeqCst);
+    DROP.release();
 }
 
 /// Arms [`block_until_released`] and [`HeldDrop`] for a new test: not blocked, not released.
 pub(crate) fn reset_busy() {
-    BUSY_POLLING.store(false, Ordering::SeqCst);
-    BUSY_RELEASE.store(false, Ordering::SeqCst);
-    DROP_HELD.store(false, Ordering::SeqCst);
-    DROP_RELEASE.store(false, Ordering::SeqCst);
+    BUSY.reset();
+    DROP.reset();
 }
 
 /// Blocks this thread (a poll on a runtime thread) until `release_busy()`, with
 /// `busy_polling()` true meanwhile.
 pub(crate) fn block_until_released() {
-    hold(&BUSY_POLLING, &BUSY_RELEASE, None);
+    BUSY.wait(None);
 }
 
 /// Whether a poll is blocked in [`block_until_released`] now ([`busy_stream`]'s,
 /// `await_py_busy`'s).
 #[pyfunction]
 fn busy_polling() -> bool {
-    BUSY_POLLING.load(Ordering::SeqCst)
+    BUSY.is_held()
 }
 
 /// Lets the poll blocked in [`block_until_released`] return.
 #[pyfunction]
 fn release_busy() {
-    BUSY_RELEASE.store(true, Ordering::SeqCst);
+    BUSY.release();
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
